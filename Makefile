@@ -1,0 +1,56 @@
+# deploylab — every target sets up what it needs: .venv/ at the repo root, pinned packages.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.deploylab-installed
+PYTEST_ARGS ?=
+
+.PHONY: help install system-deps test test-unit test-integration lint compare compare-quick export serve bench clean
+
+help:
+	@echo "make compare   export the default model set, serve it, run the load sweep, write the report"
+	@echo "make test      lint, type-check, unit + integration tests (real Triton, gateway, Prometheus)"
+	@echo "make install   create .venv/ and install the pinned project"
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Prometheus/promtool for the observability tests (Debian package; installed only when missing).
+system-deps:
+	@./scripts/install-system-deps.sh
+
+lint: install
+	$(BIN)/ruff check services loadtests benchmarks tests
+	$(BIN)/mypy
+
+test: install system-deps lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(BIN)/pytest -m "not integration" $(PYTEST_ARGS)
+
+test-integration: install system-deps
+	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+
+compare: install
+	$(BIN)/deploylab compare
+
+compare-quick: install
+	$(BIN)/deploylab compare --quick
+
+export: install
+	$(BIN)/deploylab export --set default
+
+serve: install
+	$(BIN)/deploylab serve
+
+bench: install
+	$(BIN)/deploylab bench
+
+clean:
+	rm -rf model_repository/*/ .deploylab results .pytest_cache .mypy_cache .ruff_cache

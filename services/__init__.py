@@ -1,0 +1,3 @@
+"""deploylab: measure which CNN, exported and served how, meets a latency/throughput target."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,262 @@
+"""`deploylab models`, `deploylab export` and `deploylab triton`: the model zoo from a terminal."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.common.cli_errors import cli_errors
+from services.runtime.settings import RuntimeSettings
+from services.runtime.triton import TritonServer, http_ok
+
+from .catalog import CATALOG, MODEL_SETS, ModelSpec, resolve_model_set
+from .export import ExportOptions, export_model
+from .facts import measure_facts
+from .manifest import read_repository
+from .repository import ServingConfig, default_cpu_threads
+
+console = Console(stderr=True)
+
+RepositoryOpt = Annotated[
+    Path | None,
+    typer.Option("--repository", "-r", help="model repository (default: DEPLOYLAB_MODEL_REPOSITORY)"),
+]
+
+
+def _settings(repository: Path | None, **overrides: object) -> RuntimeSettings:
+    settings = RuntimeSettings()
+    updates = {k: v for k, v in overrides.items() if v is not None}
+    if repository is not None:
+        updates["model_repository"] = repository
+    return settings.model_copy(update=updates) if updates else settings
+
+
+def _served_models(settings: RuntimeSettings, names: list[str]) -> dict[str, bool] | None:
+    """Readiness per model from a running Triton, or None when no Triton answers."""
+    base = settings.triton_http_url
+    if not http_ok(f"{base}/v2/health/live", timeout_s=0.3):
+        return None
+    return {name: http_ok(f"{base}/v2/models/{name}/ready", timeout_s=0.5) for name in names}
+
+
+def model_rows(settings: RuntimeSettings) -> list[dict[str, object]]:
+    """One row per catalog model variant: catalog facts, measured facts, export and serving state."""
+    manifests = read_repository(settings.model_repository)
+    names = [spec.triton_name(v) for spec in CATALOG.values() for v in spec.variant_names]
+    served = _served_models(settings, names)
+    rows = []
+    for spec in CATALOG.values():
+        for variant in spec.variant_names:
+            name = spec.triton_name(variant)
+            manifest = manifests.get(name)
+            if manifest is not None:
+                params, gmacs = manifest.params, manifest.gmacs
+            else:
+                facts = measure_facts(spec, variant)
+                params, gmacs = facts.params, round(facts.gmacs, 4)
+            rows.append(
+                {
+                    "model": name,
+                    "catalog_name": spec.name,
+                    "family": spec.family,
+                    "variant": variant,
+                    "variants": list(spec.variant_names),
+                    "params": params,
+                    "expected_params": spec.variant(variant).expected_params,
+                    "gmacs": gmacs,
+                    "reference_gmacs": spec.reference_gmacs,
+                    "input_size": spec.input_size,
+                    "onnx_bytes": manifest.onnx_bytes if manifest else None,
+                    "exported": manifest is not None,
+                    "served": None if served is None else served[name],
+                    "sets": [s for s, members in MODEL_SETS.items() if spec.name in members],
+                }
+            )
+    return rows
+
+
+@cli_errors
+def models_command(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    repository: RepositoryOpt = None,
+) -> None:
+    """List the model zoo: params, GMACs at 224², ONNX size, exported and served state.
+
+    GMACs are multiply-accumulates (1 MAC = 2 FLOPs), the unit torchvision's model cards call GFLOPS.
+    """
+    settings = _settings(repository)
+    rows = model_rows(settings)
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title=f"deploylab model zoo (repository: {settings.model_repository})")
+    for column, justify in (
+        ("model", "left"),
+        ("family", "left"),
+        ("variant", "left"),
+        ("params", "right"),
+        ("GMACs", "right"),
+        ("card GMACs", "right"),
+        ("ONNX MB", "right"),
+        ("exported", "center"),
+        ("served", "center"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for row in rows:
+        served = row["served"]
+        table.add_row(
+            str(row["model"]),
+            str(row["family"]),
+            str(row["variant"]),
+            f"{row['params']:,}",
+            f"{row['gmacs']:.2f}",
+            "-" if row["reference_gmacs"] is None else f"{row['reference_gmacs']:.2f}",
+            "-" if row["onnx_bytes"] is None else f"{int(row['onnx_bytes']) / 1e6:.1f}",  # type: ignore[call-overload]
+            "yes" if row["exported"] else "no",
+            "?" if served is None else ("yes" if served else "no"),
+        )
+    Console(width=max(Console().width, 150)).print(table)
+    if rows and rows[0]["served"] is None:
+        console.print(f"[dim]served: '?' = no Triton answering at {settings.triton_http_url}[/dim]")
+
+
+@cli_errors
+def export_command(
+    models: Annotated[list[str] | None, typer.Argument(help="catalog names (default: --set)")] = None,
+    model_set: Annotated[
+        str, typer.Option("--set", help=f"model set when no names are given: {', '.join(MODEL_SETS)}")
+    ] = "default",
+    variant: Annotated[
+        list[str] | None, typer.Option("--variant", help="only these variants (default: all)")
+    ] = None,
+    weights: Annotated[
+        Path | None, typer.Option(help="state_dict or checkpoint to load (one model only)")
+    ] = None,
+    backend: Annotated[str, typer.Option(help="python (embedded default) or onnxruntime")] = "python",
+    max_batch: Annotated[int, typer.Option("--max-batch", min=0, help="Triton max_batch_size")] = 8,
+    instances: Annotated[int, typer.Option(min=1, help="model instances per model")] = 2,
+    threads: Annotated[
+        int | None, typer.Option(min=0, help="ONNX Runtime intra-op threads per instance")
+    ] = None,
+    queue_delay_us: Annotated[int, typer.Option(min=0, help="dynamic batching max queue delay")] = 0,
+    preferred_batch: Annotated[
+        list[int] | None, typer.Option(help="dynamic batching preferred batch size (repeatable)")
+    ] = None,
+    kind: Annotated[str, typer.Option(help="instance kind: cpu or gpu")] = "cpu",
+    tensorrt: Annotated[bool, typer.Option(help="onnxruntime backend on GPU: TensorRT fp16")] = False,
+    force: Annotated[bool, typer.Option(help="re-export even when unchanged")] = False,
+    repository: RepositoryOpt = None,
+) -> None:
+    """Export models to ONNX, check parity, and install them into the Triton model repository."""
+    settings = _settings(repository)
+    specs = resolve_model_set(models or [], model_set)
+    if weights is not None and len(specs) != 1:
+        raise ValueError("--weights applies to one model: name exactly one catalog model")
+    if backend not in ("python", "onnxruntime"):
+        raise ValueError(f"--backend must be python or onnxruntime, got {backend!r}")
+    if kind not in ("cpu", "gpu"):
+        raise ValueError(f"--kind must be cpu or gpu, got {kind!r}")
+    serving = ServingConfig(
+        backend=backend,  # type: ignore[arg-type]
+        max_batch_size=max_batch,
+        instance_count=instances,
+        intra_op_threads=default_cpu_threads(instances) if threads is None else threads,
+        max_queue_delay_us=queue_delay_us,
+        preferred_batch_sizes=tuple(preferred_batch or ()),
+        instance_kind=kind,  # type: ignore[arg-type]
+        tensorrt=tensorrt,
+    )
+    options = ExportOptions(serving=serving, weights=weights, force=force)
+    jobs = _jobs(specs, variant)
+    console.print(f"exporting {len(jobs)} model(s) into {settings.model_repository}")
+    for index, (spec, var) in enumerate(jobs, start=1):
+        prefix = f"[{index}/{len(jobs)}]"
+        with console.status(f"{prefix} {spec.triton_name(var)}: starting") as status:
+            started = time.perf_counter()
+
+            def on_step(model: str, message: str, status=status, prefix=prefix, started=started) -> None:
+                elapsed = time.perf_counter() - started
+                status.update(f"{prefix} {model}: {message} ({elapsed:.0f}s)")
+                console.print(f"{prefix} {model}: {message}")
+
+            outcome = export_model(spec, var, settings.model_repository, options, on_step)
+        if outcome.status == "exported":
+            m = outcome.manifest
+            console.print(
+                f"{prefix} [green]{m.model}[/green]: {m.params:,} params, {m.gmacs:.2f} GMACs, "
+                f"{m.onnx_bytes / 1e6:.1f} MB ONNX"
+            )
+    console.print("[green]done[/green]: serve them with `deploylab serve` or `deploylab triton`")
+
+
+def _jobs(specs: list[ModelSpec], variants: list[str] | None) -> list[tuple[ModelSpec, str]]:
+    jobs = []
+    for spec in specs:
+        chosen = [v for v in spec.variant_names if not variants or v in variants]
+        if variants and not chosen:
+            spec.variant(variants[0])  # raises with the model's variant list
+        jobs += [(spec, v) for v in chosen]
+    return jobs
+
+
+@cli_errors
+def triton_command(
+    models: Annotated[
+        list[str] | None, typer.Argument(help="Triton model names to load (default: all exported)")
+    ] = None,
+    http_port: Annotated[int | None, typer.Option(help="Triton HTTP port")] = None,
+    grpc_port: Annotated[int | None, typer.Option(help="Triton gRPC port")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Triton metrics port")] = None,
+    repository: RepositoryOpt = None,
+) -> None:
+    """Run the embedded tritonserver alone on the model repository until Ctrl-C / SIGTERM."""
+    settings = _settings(
+        repository,
+        triton_http_port=http_port,
+        triton_grpc_port=grpc_port,
+        triton_metrics_port=metrics_port,
+    )
+    exported = read_repository(settings.model_repository)
+    if not exported:
+        raise ValueError(f"no exported models in {settings.model_repository}: run `deploylab export` first")
+    unknown = [m for m in models or [] if m not in exported]
+    if unknown:
+        raise ValueError(
+            f"not exported: {', '.join(unknown)}; exported models: {', '.join(sorted(exported))}"
+        )
+    server = TritonServer(settings, models=models or sorted(exported))
+    console.print(f"starting tritonserver ({len(server.models or [])} models), log: {server.log_path}")
+    _stop_on_sigterm()
+    try:
+        server.start()
+        console.print(
+            f"[green]ready[/green]  HTTP {settings.triton_http_url}  gRPC {settings.triton_grpc_url}  "
+            f"metrics {settings.triton_metrics_url}   (Ctrl-C to stop)"
+        )
+        while server.alive():
+            time.sleep(0.5)
+        raise ValueError(f"tritonserver exited unexpectedly; {server.log_summary()}")
+    except KeyboardInterrupt:
+        console.print("stopping tritonserver …")
+    finally:
+        code = server.stop()
+        if code is not None:
+            console.print(f"tritonserver stopped (exit code {code})")
+
+
+def _stop_on_sigterm() -> None:
+    """Treat SIGTERM like Ctrl-C so `finally` blocks stop child processes in order."""
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one shutdown at a time
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)

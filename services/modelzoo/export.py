@@ -1,0 +1,235 @@
+"""Export catalog models into the Triton model repository: build → (reparam) → ONNX → parity → install.
+
+Each model is written to a temporary file, checked against torch, and only then moved into place with
+its config and (last) its manifest, so an interrupted or failed export never leaves a half-model that
+Triton would try to load. Unchanged models are skipped; a changed serving config alone only rewrites
+`config.pbtxt`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from .build import build_model
+from .catalog import ModelSpec
+from .errors import ParityError, WeightsError, ZooError
+from .facts import count_gmacs, count_params
+from .manifest import Manifest, ParityRecord, WeightsRecord, read_manifest, write_manifest
+from .parity import check_parity, random_batch, torch_logits
+from .reparam import reparameterize
+from .repository import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    ServingConfig,
+    ensure_writable,
+    model_dir,
+    onnx_path,
+    write_model_files,
+)
+from .versions import library_versions
+
+OPSET = 18
+#: Bump when the exporter's output changes for the same inputs, to invalidate old fingerprints.
+EXPORTER_REVISION = 1
+
+Status = Literal["exported", "reconfigured", "skipped"]
+StepCallback = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    serving: ServingConfig = field(default_factory=ServingConfig)
+    weights: Path | None = None
+    force: bool = False
+    opset: int = OPSET
+
+
+@dataclass(frozen=True)
+class ExportOutcome:
+    model: str
+    status: Status
+    manifest: Manifest
+
+
+def export_model(
+    spec: ModelSpec,
+    variant: str,
+    repository: Path,
+    options: ExportOptions,
+    on_step: StepCallback | None = None,
+) -> ExportOutcome:
+    """Export one model variant into `repository`; skip work whose inputs did not change."""
+    step = on_step or (lambda _model, _msg: None)
+    name = spec.triton_name(variant)
+    ensure_writable(repository)
+    weights_record = _weights_record(options.weights)
+    fingerprint = _onnx_fingerprint(spec, variant, weights_record, options.opset)
+    directory = model_dir(repository, name)
+    serving = asdict(options.serving)
+
+    previous = read_manifest(directory)
+    onnx_file = onnx_path(repository, name)
+    if (
+        previous is not None
+        and not options.force
+        and previous.onnx_fingerprint == fingerprint
+        and onnx_file.is_file()
+        and onnx_file.stat().st_size == previous.onnx_bytes
+    ):
+        if _jsonable(previous.serving) == _jsonable(serving):
+            step(name, "unchanged, skipped (use --force to re-export)")
+            return ExportOutcome(name, "skipped", previous)
+        write_model_files(repository, name, spec.input_size, spec.num_classes, options.serving)
+        manifest = previous.model_copy(update={"serving": serving})
+        write_manifest(directory, manifest)
+        step(name, "serving config changed: rewrote config.pbtxt, kept the ONNX file")
+        return ExportOutcome(name, "reconfigured", manifest)
+
+    started = time.perf_counter()
+    step(name, "building torch model" + (f" with weights {options.weights}" if options.weights else ""))
+    model, reparam_error = _build_checked(spec, variant, options.weights)
+    if reparam_error is not None:
+        step(name, f"re-parameterized: deploy vs train max |Δ| {reparam_error:.2e}")
+    params = count_params(model)
+    expected = spec.variant(variant).expected_params
+    if params != expected:
+        raise ZooError(f"{name}: built model has {params:,} parameters, catalog expects {expected:,}")
+    gmacs = count_gmacs(model, spec.input_size)
+
+    directory.mkdir(parents=True, exist_ok=True)
+    onnx_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp_onnx = onnx_file.with_name(f".{onnx_file.name}.tmp")
+    step(name, f"exporting ONNX (opset {options.opset}, dynamic batch axis)")
+    export_onnx(model, tmp_onnx, spec.input_size, options.opset)
+    step(name, f"checking parity torch vs ONNX Runtime ({tmp_onnx.stat().st_size / 1e6:.0f} MB)")
+    try:
+        parity = check_parity(model, tmp_onnx, spec.input_size)
+    except ParityError:
+        tmp_onnx.unlink(missing_ok=True)
+        raise
+    sha256 = _sha256(tmp_onnx)
+    size = tmp_onnx.stat().st_size
+    tmp_onnx.replace(onnx_file)
+    write_model_files(repository, name, spec.input_size, spec.num_classes, options.serving)
+
+    manifest = Manifest(
+        model=name,
+        catalog_name=spec.name,
+        variant=variant,
+        family=spec.family,
+        params=params,
+        gmacs=round(gmacs, 4),
+        input_size=spec.input_size,
+        num_classes=spec.num_classes,
+        onnx_bytes=size,
+        onnx_sha256=sha256,
+        opset=options.opset,
+        parity=ParityRecord(
+            batch_sizes=list(parity.batch_sizes),
+            max_abs_error=parity.max_abs_error,
+            max_scaled_error=parity.max_scaled_error,
+            rtol=parity.rtol,
+            atol=parity.atol,
+            reparam_max_abs_error=reparam_error,
+        ),
+        weights=weights_record,
+        serving=serving,
+        versions=library_versions(),
+        onnx_fingerprint=fingerprint,
+        exported_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        export_seconds=round(time.perf_counter() - started, 2),
+    )
+    write_manifest(directory, manifest)
+    step(name, f"done in {manifest.export_seconds:.1f}s, parity max |Δ| {parity.max_abs_error:.2e}")
+    return ExportOutcome(name, "exported", manifest)
+
+
+def export_onnx(model: nn.Module, path: Path, input_size: int, opset: int = OPSET) -> None:
+    """Export with the torch.export-based exporter, batch axis dynamic, weights inside one file."""
+    # A batch of 2: torch.export specializes sizes 0 and 1, so tracing at 1 would pin the batch axis.
+    sample = torch.zeros(2, 3, input_size, input_size)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    # The exporter narrates every pass on stdout and warns about its own internals; we report
+    # progress ourselves, and a failure still raises with its message.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (sample,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: batch},),
+            opset_version=opset,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+
+
+def _build_checked(spec: ModelSpec, variant: str, weights: Path | None) -> tuple[nn.Module, float | None]:
+    """The model to export and, for a re-parameterized variant, max |deploy − train| logits.
+
+    The deploy form is fused from the very training model it is compared with, so the number measures
+    the fusion alone (float noise when exact).
+    """
+    chosen = spec.variant(variant)
+    if not chosen.reparameterize:
+        return build_model(spec, variant, weights), None
+    train_variant = next(v.name for v in spec.variants if not v.reparameterize)
+    train = build_model(spec, train_variant, weights)
+    deployed = reparameterize(train)
+    batch = random_batch(2, spec.input_size, seed=123)
+    error = float(np.max(np.abs(torch_logits(train, batch) - torch_logits(deployed, batch))))
+    return deployed, error
+
+
+def _weights_record(weights: Path | None) -> WeightsRecord | None:
+    if weights is None:
+        return None
+    if not weights.is_file():
+        raise WeightsError(f"weights file not found: {weights}")
+    return WeightsRecord(path=str(weights), sha256=_sha256(weights))
+
+
+def _onnx_fingerprint(spec: ModelSpec, variant: str, weights: WeightsRecord | None, opset: int) -> str:
+    """Everything that changes the ONNX bytes' meaning; random-init models are fixed by the seed."""
+    versions = library_versions()
+    payload = {
+        "revision": EXPORTER_REVISION,
+        "spec": spec.name,
+        "builder": spec.builder,
+        "variant": variant,
+        "weights": weights.sha256 if weights else None,
+        "opset": opset,
+        "torch": versions["torch"],
+        "torchvision": versions["torchvision"],
+        "timm": versions["timm"],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _jsonable(value: object) -> object:
+    return json.loads(json.dumps(value, default=list))

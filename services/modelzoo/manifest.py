@@ -1,0 +1,85 @@
+"""The per-model manifest: what was exported, from what, and how it checked out.
+
+Written last into `<repo>/<model>/manifest.json`, so its presence marks a complete export. The
+gateway's model listing, `deploylab models` and the comparison report all read facts from here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from .repository import MANIFEST_FILENAME
+
+SCHEMA_VERSION = 1
+
+
+class ParityRecord(BaseModel):
+    """torch vs ONNX Runtime on random batches; the export fails when `passed` would be False."""
+
+    batch_sizes: list[int]
+    max_abs_error: float
+    max_scaled_error: float  # max |Δ| / max |logits|: meaningful even for near-zero random-init logits
+    rtol: float
+    atol: float
+    reparam_max_abs_error: float | None = None  # deploy vs train logits (RepVGG deploy only)
+
+
+class WeightsRecord(BaseModel):
+    path: str
+    sha256: str
+
+
+class Manifest(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    model: str  # Triton model name
+    catalog_name: str
+    variant: str
+    family: str
+    params: int
+    gmacs: float
+    input_size: int
+    num_classes: int
+    onnx_bytes: int
+    onnx_sha256: str
+    opset: int
+    parity: ParityRecord
+    weights: WeightsRecord | None
+    serving: dict[str, object]
+    versions: dict[str, str]
+    onnx_fingerprint: str
+    exported_at: str
+    export_seconds: float
+
+
+def manifest_path(model_dir: Path) -> Path:
+    return model_dir / MANIFEST_FILENAME
+
+
+def write_manifest(model_dir: Path, manifest: Manifest) -> None:
+    path = manifest_path(model_dir)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(manifest.model_dump_json(indent=2) + "\n")
+    tmp.replace(path)
+
+
+def read_manifest(model_dir: Path) -> Manifest | None:
+    """The manifest of an exported model, or None when absent or unreadable (treated as not exported)."""
+    path = manifest_path(model_dir)
+    try:
+        return Manifest.model_validate_json(path.read_text())
+    except (OSError, ValidationError, json.JSONDecodeError):
+        return None
+
+
+def read_repository(repository: Path) -> dict[str, Manifest]:
+    """Manifests of every completely exported model in the repository, by Triton model name."""
+    if not repository.is_dir():
+        return {}
+    found = {}
+    for child in sorted(repository.iterdir()):
+        if child.is_dir() and (manifest := read_manifest(child)) is not None:
+            found[manifest.model] = manifest
+    return found

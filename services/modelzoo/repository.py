@@ -1,0 +1,201 @@
+"""Triton model repository: render `config.pbtxt`, lay out `<repo>/<model>/1/`, read what is there.
+
+Configs are built as `ModelConfig` protobuf messages (tritonclient ships Triton's schema) and printed
+in text format, so every generated file is valid by construction and parses back the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from .errors import RepositoryError
+
+Backend = Literal["python", "onnxruntime"]
+InstanceKind = Literal["cpu", "gpu"]
+
+#: Tensor names shared by the exporter, the Triton config, the Python backend and every client.
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+MODEL_VERSION = "1"
+ONNX_FILENAME = "model.onnx"
+PYTHON_MODEL_FILENAME = "model.py"
+CONFIG_FILENAME = "config.pbtxt"
+MANIFEST_FILENAME = "manifest.json"
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """How Triton serves one model: batching, instances and engine threads.
+
+    Defaults are the best measured on 2 CPU cores (see DESIGN.md): two single-threaded instances whose
+    `execute()` stacks every queued request into one batch beat one two-threaded instance.
+    """
+
+    backend: Backend = "python"
+    max_batch_size: int = 8
+    dynamic_batching: bool = True
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_delay_us: int = 0
+    instance_count: int = 2
+    instance_kind: InstanceKind = "cpu"
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    tensorrt: bool = False  # onnxruntime backend on GPU only: TensorRT execution accelerator (fp16)
+    warmup: bool = True
+    extra_parameters: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 0:
+            raise ValueError("max_batch_size must be >= 0 (0 disables batching)")
+        if self.instance_count < 1:
+            raise ValueError("instance_count must be >= 1")
+        if self.intra_op_threads < 0 or self.inter_op_threads < 0:
+            raise ValueError("thread counts must be >= 0 (0 lets ONNX Runtime decide)")
+        if self.max_queue_delay_us < 0:
+            raise ValueError("max_queue_delay_us must be >= 0")
+        too_big = [b for b in self.preferred_batch_sizes if b < 1 or b > self.max_batch_size]
+        if too_big:
+            raise ValueError(f"preferred batch sizes {too_big} outside 1..max_batch_size")
+        if self.tensorrt and (self.backend != "onnxruntime" or self.instance_kind != "gpu"):
+            raise ValueError("tensorrt needs backend 'onnxruntime' and instance kind 'gpu'")
+
+
+def tensor_dims(shape: tuple[int, ...], max_batch_size: int) -> list[int]:
+    """Triton `dims` for a tensor whose first axis is the batch.
+
+    The one place that owns Triton's rule: with `max_batch_size > 0` the batch axis is implicit and
+    omitted from `dims`; with 0 it is spelled out as -1 (variable). The exporter always marks axis 0
+    dynamic, so both cases line up with the ONNX graph.
+    """
+    rest = list(shape[1:])
+    return rest if max_batch_size > 0 else [-1, *rest]
+
+
+def render_triton_config(model_name: str, input_size: int, num_classes: int, serving: ServingConfig) -> str:
+    """The text of `config.pbtxt` for one exported model."""
+    config = build_model_config(model_name, input_size, num_classes, serving)
+    return text_format.MessageToString(config)
+
+
+def build_model_config(
+    model_name: str, input_size: int, num_classes: int, serving: ServingConfig
+) -> mc.ModelConfig:
+    """`config.pbtxt` as a ModelConfig message (render with `text_format`)."""
+    config = mc.ModelConfig(name=model_name, backend=serving.backend)
+    config.max_batch_size = serving.max_batch_size
+    config.input.add(
+        name=INPUT_NAME,
+        data_type=mc.TYPE_FP32,
+        dims=tensor_dims((-1, 3, input_size, input_size), serving.max_batch_size),
+    )
+    config.output.add(
+        name=OUTPUT_NAME,
+        data_type=mc.TYPE_FP32,
+        dims=tensor_dims((-1, num_classes), serving.max_batch_size),
+    )
+    kind = (
+        mc.ModelInstanceGroup.KIND_GPU if serving.instance_kind == "gpu" else mc.ModelInstanceGroup.KIND_CPU
+    )
+    config.instance_group.add(count=serving.instance_count, kind=kind)
+    if serving.dynamic_batching and serving.max_batch_size > 0:
+        config.dynamic_batching.max_queue_delay_microseconds = serving.max_queue_delay_us
+        config.dynamic_batching.preferred_batch_size.extend(serving.preferred_batch_sizes)
+    # Same parameter names as Triton's native onnxruntime backend, so both backends read one vocabulary.
+    parameters = {
+        "intra_op_thread_count": str(serving.intra_op_threads),
+        "inter_op_thread_count": str(serving.inter_op_threads),
+        **serving.extra_parameters,
+    }
+    for key, value in parameters.items():
+        config.parameters[key].string_value = value
+    if serving.tensorrt:
+        accel = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
+        accel.parameters["precision_mode"] = "FP16"
+    if serving.warmup:
+        warmup = config.model_warmup.add(name="random_batch_1", batch_size=1)
+        warmup.inputs[INPUT_NAME].data_type = mc.TYPE_FP32
+        warmup.inputs[INPUT_NAME].dims.extend([3, input_size, input_size])
+        warmup.inputs[INPUT_NAME].random_data = True
+    return config
+
+
+def parse_triton_config(text: str) -> mc.ModelConfig:
+    """Parse `config.pbtxt` text with Triton's own schema (raises on anything Triton would reject)."""
+    return text_format.Parse(text, mc.ModelConfig())
+
+
+def model_dir(repository: Path, model_name: str) -> Path:
+    return repository / model_name
+
+
+def onnx_path(repository: Path, model_name: str) -> Path:
+    return repository / model_name / MODEL_VERSION / ONNX_FILENAME
+
+
+def ensure_writable(repository: Path) -> None:
+    """Create the repository directory or raise a one-line RepositoryError saying why not."""
+    if repository.exists() and not repository.is_dir():
+        raise RepositoryError(f"model repository {repository} exists and is not a directory")
+    try:
+        repository.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RepositoryError(f"cannot create model repository {repository}: {exc.strerror}") from None
+    if not os.access(repository, os.W_OK | os.X_OK):
+        raise RepositoryError(f"model repository {repository} is not writable")
+
+
+def write_model_files(
+    repository: Path,
+    model_name: str,
+    input_size: int,
+    num_classes: int,
+    serving: ServingConfig,
+) -> Path:
+    """Write config.pbtxt (and model.py for the python backend); return the model directory.
+
+    The ONNX file is placed by the exporter; a python-backend model gets the ONNX Runtime wrapper,
+    an onnxruntime-backend model must not have a stray model.py (Triton would ignore it, users would not).
+    """
+    directory = model_dir(repository, model_name)
+    version = directory / MODEL_VERSION
+    version.mkdir(parents=True, exist_ok=True)
+    config_text = render_triton_config(model_name, input_size, num_classes, serving)
+    _atomic_write(directory / CONFIG_FILENAME, config_text)
+    python_model = version / PYTHON_MODEL_FILENAME
+    if serving.backend == "python":
+        source = resources.files("services.modelzoo").joinpath("triton_python_model.py")
+        _atomic_write(python_model, source.read_text())
+    elif python_model.exists():
+        python_model.unlink()
+    return directory
+
+
+def remove_model(repository: Path, model_name: str) -> None:
+    shutil.rmtree(model_dir(repository, model_name), ignore_errors=True)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (respects affinity / container CPU sets)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def default_cpu_threads(instances: int) -> int:
+    """ONNX Runtime threads per instance so that all instances together use every core once."""
+    return max(1, available_cores() // max(1, instances))

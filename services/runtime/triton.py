@@ -1,0 +1,271 @@
+"""Find, start, wait for and stop a real `tritonserver`.
+
+Without Docker, the server comes from the `nvidia-pytriton` wheel: it ships the `tritonserver` binary,
+its bundled libraries and the Python backend, but the backend's stub for *our* Python version must be
+copied next to `libtriton_python.so` in a backend directory we prepare. On a host with a regular
+Triton install (`/opt/tritonserver`), that install is used as is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+
+from services.modelzoo.errors import TritonError
+
+from .settings import RuntimeSettings
+
+_STUB = "triton_python_backend_stub"
+_PY_BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
+
+
+@dataclass(frozen=True)
+class TritonInstall:
+    """A runnable tritonserver: the binary, a backend directory, and the environment it needs."""
+
+    binary: Path
+    backend_dir: Path
+    env: dict[str, str]
+
+
+def _pytriton_root() -> Path | None:
+    spec = find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def locate_triton(settings: RuntimeSettings) -> TritonInstall:
+    """The tritonserver to run, with a prepared Python backend; TritonError says how to get one."""
+    if settings.triton_binary is not None:
+        binary = settings.triton_binary
+        if not (binary.is_file() and os.access(binary, os.X_OK)):
+            raise TritonError(f"tritonserver not found or not executable: {binary}")
+        bundled = _pytriton_root()
+        if bundled is not None and binary.resolve().is_relative_to(bundled.resolve()):
+            return _pytriton_install(bundled, settings)
+        return _system_install(binary)
+    bundled = _pytriton_root()
+    if bundled is not None and (bundled / "tritonserver" / "bin" / "tritonserver").is_file():
+        return _pytriton_install(bundled, settings)
+    found = shutil.which("tritonserver")
+    if found:
+        return _system_install(Path(found))
+    raise TritonError(
+        "tritonserver not found: install the project (pip install -e . brings nvidia-pytriton, which "
+        "ships it), set DEPLOYLAB_TRITON_BINARY, or point the gateway at a running Triton with --triton-url"
+    )
+
+
+def _system_install(binary: Path) -> TritonInstall:
+    # /opt/tritonserver/bin/tritonserver → /opt/tritonserver/backends
+    backend_dir = binary.resolve().parent.parent / "backends"
+    return TritonInstall(binary, backend_dir, dict(os.environ))
+
+
+def _pytriton_install(root: Path, settings: RuntimeSettings) -> TritonInstall:
+    server_root = root / "tritonserver"
+    binary = server_root / "bin" / "tritonserver"
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = server_root / "python_backend_stubs" / version / _STUB
+    if not stub.is_file():
+        raise TritonError(
+            f"the nvidia-pytriton wheel has no Python backend stub for Python {version} ({stub})"
+        )
+    backend_dir = (settings.state_dir / "backends").resolve()
+    python_backend = backend_dir / "python"
+    python_backend.mkdir(parents=True, exist_ok=True)
+    sources = [server_root / "backends" / "python" / f for f in _PY_BACKEND_FILES] + [stub]
+    for source in sources:
+        target = python_backend / source.name
+        if not target.exists() or target.stat().st_size != source.stat().st_size:
+            tmp = target.with_name(f".{target.name}.tmp")
+            shutil.copy2(source, tmp)
+            tmp.replace(target)
+    (python_backend / _STUB).chmod(0o755)
+
+    site_packages = root.parent
+    env = dict(os.environ)
+    libs = site_packages / "nvidia_pytriton.libs"
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(libs), env.get("LD_LIBRARY_PATH", "")) if p)
+    # The stub embeds an interpreter that must import numpy and onnxruntime from *this* environment.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site_packages), env.get("PYTHONPATH", "")) if p)
+    scripts = sysconfig.get_path("scripts")
+    env["PATH"] = os.pathsep.join((scripts, env.get("PATH", "")))
+    return TritonInstall(binary, backend_dir, env)
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _die_with_parent() -> None:
+    """Run in the child: ask the kernel to SIGTERM it when the parent dies (no orphaned servers)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class TritonServer:
+    """A tritonserver child process: `start()` returns once it is ready, `stop()` ends it cleanly."""
+
+    def __init__(
+        self,
+        settings: RuntimeSettings,
+        models: list[str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.settings = settings
+        self.models = models  # None: every model in the repository
+        self.log_path = log_path or (settings.state_dir / "logs" / f"triton-{settings.triton_http_port}.log")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def command(self, install: TritonInstall) -> list[str]:
+        s = self.settings
+        cmd = [
+            str(install.binary),
+            f"--model-repository={s.model_repository.resolve()}",
+            f"--backend-directory={install.backend_dir}",
+            f"--http-address={s.triton_host}",
+            f"--http-port={s.triton_http_port}",
+            f"--grpc-address={s.triton_host}",
+            f"--grpc-port={s.triton_grpc_port}",
+            f"--metrics-address={s.triton_host}",
+            f"--metrics-port={s.triton_metrics_port}",
+            f"--exit-timeout-secs={s.triton_exit_timeout_s}",
+            f"--log-verbose={s.triton_log_verbose}",
+            f"--model-control-mode={s.triton_model_control}",
+            "--allow-gpu-metrics=false" if not _has_nvidia_gpu() else "--allow-gpu-metrics=true",
+            f"--backend-config=python,shm-default-byte-size={s.triton_python_shm_mb * 1024 * 1024}",
+            f"--backend-config=python,shm-growth-byte-size={s.triton_python_shm_mb * 1024 * 1024}",
+        ]
+        if s.triton_model_control == "explicit":
+            names = self.models if self.models is not None else ["*"]
+            cmd += [f"--load-model={name}" for name in names]
+        return cmd
+
+    def start(self) -> None:
+        """Start and wait until `/v2/health/ready`; on failure raise with the log's last errors."""
+        s = self.settings
+        if not s.model_repository.is_dir():
+            raise TritonError(
+                f"model repository {s.model_repository} does not exist: run `deploylab export` first"
+            )
+        for label, port in (
+            ("HTTP", s.triton_http_port),
+            ("gRPC", s.triton_grpc_port),
+            ("metrics", s.triton_metrics_port),
+        ):
+            if port_in_use(s.triton_host, port):
+                raise TritonError(
+                    f"port {port} (Triton {label}) is already in use on {s.triton_host}; "
+                    f"stop what holds it or set DEPLOYLAB_TRITON_{label.upper()}_PORT"
+                )
+        install = locate_triton(s)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        try:
+            self.process = subprocess.Popen(
+                self.command(install),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=install.env,
+                start_new_session=True,  # Ctrl-C reaches us; we stop Triton in order
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed for PDEATHSIG, no threads yet
+            )
+        finally:
+            log.close()
+        self.wait_ready(s.triton_startup_timeout_s)
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        url = f"{self.settings.triton_http_url}/v2/health/ready"
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise TritonError(
+                    f"tritonserver exited with code {self.process.returncode} during start-up; "
+                    f"{self.log_summary()}"
+                )
+            if http_ok(url, timeout_s=1.0):
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise TritonError(f"tritonserver not ready after {timeout_s:.0f}s; {self.log_summary()}")
+
+    def stop(self, timeout_s: float | None = None) -> int | None:
+        """SIGTERM, wait for Triton's own graceful exit, then SIGKILL; returns the exit code."""
+        process = self.process
+        if process is None:
+            return None
+        if process.poll() is None:
+            grace = timeout_s if timeout_s is not None else self.settings.triton_exit_timeout_s + 5
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        # The Python-backend stubs are Triton's children in its session: make sure none outlive it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        return process.returncode
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_summary(self, lines: int = 8) -> str:
+        """The last error lines of the server log (or its tail), for one-line failure messages."""
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return f"no log at {self.log_path}"
+        errors = [line for line in text if line.startswith("E") or "error" in line.lower()]
+        picked = (errors or text)[-lines:]
+        joined = " | ".join(line.strip()[:300] for line in picked)
+        return f"log {self.log_path}: {joined}"
+
+    def __enter__(self) -> TritonServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def http_ok(url: str, timeout_s: float = 1.0) -> bool:
+    """True when GET `url` answers 200 (connection errors and other statuses are False)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - loopback URL
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _has_nvidia_gpu() -> bool:
+    return Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi") is not None

@@ -1,0 +1,62 @@
+"""Shared fixtures: a model repository exported once per session, and a real tritonserver on it.
+
+Everything under tests/integration/ is marked `integration` automatically; those tests start real
+processes and fail (never skip) with a message saying what to install when something is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.modelzoo.catalog import get_spec
+from services.modelzoo.export import ExportOptions, export_model
+from services.runtime.settings import RuntimeSettings
+from services.runtime.triton import TritonServer
+from tests.support.ports import free_ports
+
+#: The small models every integration test serves: cheap to export, cover all three families' paths.
+SMALL_MODELS: tuple[tuple[str, str], ...] = (
+    ("resnet18", "default"),
+    ("mobilenet_v3_small", "default"),
+    ("repvgg_a0", "train"),
+    ("repvgg_a0", "deploy"),
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/tests/integration/" in str(item.path).replace("\\", "/"):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Triton model repository holding SMALL_MODELS, exported with the default serving config."""
+    repository = tmp_path_factory.mktemp("model_repository")
+    for name, variant in SMALL_MODELS:
+        export_model(get_spec(name), variant, repository, ExportOptions())
+    return repository
+
+
+@pytest.fixture(scope="session")
+def runtime_settings(model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> RuntimeSettings:
+    http, grpc, metrics = free_ports(3)
+    return RuntimeSettings(
+        model_repository=model_repository,
+        state_dir=tmp_path_factory.mktemp("state"),
+        triton_http_port=http,
+        triton_grpc_port=grpc,
+        triton_metrics_port=metrics,
+    )
+
+
+@pytest.fixture(scope="session")
+def triton(runtime_settings: RuntimeSettings) -> Iterator[TritonServer]:
+    """A real tritonserver serving SMALL_MODELS for the whole session."""
+    server = TritonServer(runtime_settings)
+    server.start()
+    yield server
+    server.stop()

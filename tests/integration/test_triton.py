@@ -1,0 +1,143 @@
+"""A real tritonserver (from the nvidia-pytriton wheel) serves the exported models correctly."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import psutil
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+
+from services.modelzoo.parity import ATOL, RTOL, random_batch
+from services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME, onnx_path
+from services.runtime.settings import RuntimeSettings
+from services.runtime.triton import TritonServer
+from tests.conftest import SMALL_MODELS
+from tests.support.ports import free_ports
+
+MODELS = [f"{n}_{v}" if v != "default" else n for n, v in SMALL_MODELS]
+
+
+def in_process_logits(repository: Path, model: str, batch: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(onnx_path(repository, model)), providers=["CPUExecutionProvider"])
+    return session.run(None, {INPUT_NAME: batch})[0]  # type: ignore[no-any-return]
+
+
+def assert_parity(served: np.ndarray, expected: np.ndarray) -> None:
+    scale = float(np.abs(expected).max()) or 1.0
+    np.testing.assert_allclose(served, expected, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(served / scale, expected / scale, rtol=RTOL, atol=ATOL)
+
+
+def http_infer(url: str, model: str, batch: np.ndarray) -> np.ndarray:
+    client = httpclient.InferenceServerClient(url)
+    tensor = httpclient.InferInput(INPUT_NAME, list(batch.shape), "FP32")
+    tensor.set_data_from_numpy(batch, binary_data=True)
+    result = client.infer(model, [tensor], outputs=[httpclient.InferRequestedOutput(OUTPUT_NAME)])
+    return result.as_numpy(OUTPUT_NAME)  # type: ignore[no-any-return]
+
+
+def test_every_exported_model_is_loaded_and_ready(
+    triton: TritonServer, runtime_settings: RuntimeSettings
+) -> None:
+    client = httpclient.InferenceServerClient(runtime_settings.triton_http_url.removeprefix("http://"))
+    assert client.is_server_ready()
+    index = {m["name"]: m for m in client.get_model_repository_index()}
+    for model in MODELS:
+        assert index[model]["state"] == "READY", index[model]
+        config = client.get_model_config(model)
+        assert config["backend"] == "python" and config["max_batch_size"] == 8
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_http_logits_match_in_process_onnxruntime(
+    triton: TritonServer, runtime_settings: RuntimeSettings, model: str, batch_size: int
+) -> None:
+    batch = random_batch(batch_size, 224, seed=batch_size)
+    served = http_infer(runtime_settings.triton_http_url.removeprefix("http://"), model, batch)
+    assert served.shape == (batch_size, 1000)
+    assert_parity(served, in_process_logits(runtime_settings.model_repository, model, batch))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_grpc_logits_match_in_process_onnxruntime(
+    triton: TritonServer, runtime_settings: RuntimeSettings, model: str
+) -> None:
+    batch = random_batch(3, 224, seed=7)
+    client = grpcclient.InferenceServerClient(runtime_settings.triton_grpc_url)
+    tensor = grpcclient.InferInput(INPUT_NAME, list(batch.shape), "FP32")
+    tensor.set_data_from_numpy(batch)
+    served = client.infer(model, [tensor]).as_numpy(OUTPUT_NAME)
+    assert_parity(served, in_process_logits(runtime_settings.model_repository, model, batch))
+
+
+def test_repvgg_deploy_and_train_agree_when_served(
+    triton: TritonServer, runtime_settings: RuntimeSettings
+) -> None:
+    url = runtime_settings.triton_http_url.removeprefix("http://")
+    batch = random_batch(2, 224, seed=11)
+    train = http_infer(url, "repvgg_a0_train", batch)
+    deploy = http_infer(url, "repvgg_a0_deploy", batch)
+    assert float(np.abs(train - deploy).max() / np.abs(train).max()) < 1e-4
+    assert (np.argsort(-train, axis=1)[:, :5] == np.argsort(-deploy, axis=1)[:, :5]).all()
+
+
+def test_concurrent_requests_are_stacked_into_real_batches(
+    triton: TritonServer, runtime_settings: RuntimeSettings
+) -> None:
+    """Dynamic batching only pays if execute() receives several requests: prove it with statistics."""
+    url = runtime_settings.triton_http_url.removeprefix("http://")
+    client = httpclient.InferenceServerClient(url)
+    before = client.get_inference_statistics("resnet18")["model_stats"][0]
+    batch = random_batch(1, 224, seed=3)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(lambda _: http_infer(url, "resnet18", batch), range(64)))
+    assert all(np.array_equal(r, results[0]) for r in results)
+    after = client.get_inference_statistics("resnet18")["model_stats"][0]
+    inferences = after["inference_count"] - before["inference_count"]
+    executions = after["execution_count"] - before["execution_count"]
+    assert inferences == 64
+    assert executions < inferences, f"{executions} executions for {inferences} inferences: no batching"
+    sizes = {b["batch_size"] for b in after["batch_stats"]}
+    assert max(sizes) > 1
+
+
+def test_metrics_endpoint_counts_successful_inferences_per_model(
+    triton: TritonServer, runtime_settings: RuntimeSettings
+) -> None:
+    url = runtime_settings.triton_http_url.removeprefix("http://")
+    for _ in range(3):
+        http_infer(url, "mobilenet_v3_small", random_batch(1, 224, seed=0))
+    text = urllib.request.urlopen(runtime_settings.triton_metrics_url, timeout=5).read().decode()
+    success = {
+        line.split("{")[1].split(",")[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("nv_inference_request_success{")
+    }
+    assert success['model="mobilenet_v3_small"'] >= 3
+    assert {f'model="{m}"' for m in MODELS} <= set(success)
+
+
+def test_server_stops_cleanly_and_leaves_no_stub_processes(model_repository: Path, tmp_path: Path) -> None:
+    http, grpc, metrics = free_ports(3)
+    settings = RuntimeSettings(
+        model_repository=model_repository,
+        state_dir=tmp_path,
+        triton_http_port=http,
+        triton_grpc_port=grpc,
+        triton_metrics_port=metrics,
+    )
+    server = TritonServer(settings, models=["mobilenet_v3_small"])
+    server.start()
+    process = psutil.Process(server.pid)
+    children = process.children(recursive=True)
+    assert children, "python backend stubs should run as Triton's children"
+    assert server.stop() == 0
+    assert not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in children)
+    assert "Started HTTPService" in server.log_path.read_text()

@@ -1,0 +1,119 @@
+"""The CLI's user-facing contract: tables and JSON, one-line errors with non-zero exits."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from services.cli import app
+
+runner = CliRunner()
+
+
+def test_models_json_lists_every_variant_with_facts(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["models", "--json", "--repository", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    rows = {row["model"]: row for row in json.loads(result.stdout)}
+    assert {"resnet50", "vgg16", "repvgg_a0_train", "repvgg_a0_deploy"} <= set(rows)
+    assert rows["vgg16"]["params"] == 138_357_544
+    assert abs(rows["vgg16"]["gmacs"] - 15.47) < 0.155
+    assert rows["repvgg_a0_deploy"]["params"] == 8_309_384
+    assert rows["resnet50"]["exported"] is False and rows["resnet50"]["onnx_bytes"] is None
+
+
+def test_models_table_shows_exported_state_from_the_repository(model_repository: Path) -> None:
+    result = runner.invoke(app, ["models", "--repository", str(model_repository)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.stdout.splitlines() if "repvgg_a0_deploy" in line)
+    assert "8,309,384" in line and "yes" in line
+    vgg = next(line for line in result.stdout.splitlines() if "vgg16" in line)
+    assert "138,357,544" in vgg and " no " in vgg
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The real console entry point in a subprocess, as a user would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr
+    assert lines and lines[-1].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[-1]
+
+
+def test_unknown_model_is_one_line_listing_the_known_ones() -> None:
+    assert_one_line_error(run_cli("export", "resnet51"), "resnet51", "resnet50", "vgg16")
+
+
+def test_unwritable_repository_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = runner.invoke(app, ["export", "mobilenet_v3_small", "--repository", str(blocker / "repo")])
+    assert result.exit_code == 1
+    assert "cannot create model repository" in result.output
+
+
+def test_weights_for_several_models_is_refused() -> None:
+    result = runner.invoke(app, ["export", "--set", "small", "--weights", "x.pt"])
+    assert result.exit_code == 1
+    assert "--weights applies to one model" in result.output
+
+
+def test_port_in_use_is_one_line(model_repository: Path, tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run_cli(
+            "triton",
+            "--repository",
+            str(model_repository),
+            "--http-port",
+            str(port),
+            env={"DEPLOYLAB_STATE_DIR": str(tmp_path)},
+        )
+    assert_one_line_error(result, f"port {port}", "already in use")
+
+
+def test_missing_tritonserver_is_one_line(model_repository: Path, tmp_path: Path) -> None:
+    result = run_cli(
+        "triton",
+        "--repository",
+        str(model_repository),
+        env={
+            "DEPLOYLAB_TRITON_BINARY": str(tmp_path / "nope" / "tritonserver"),
+            "DEPLOYLAB_STATE_DIR": str(tmp_path),
+            "DEPLOYLAB_TRITON_HTTP_PORT": "18931",
+            "DEPLOYLAB_TRITON_GRPC_PORT": "18932",
+            "DEPLOYLAB_TRITON_METRICS_PORT": "18933",
+        },
+    )
+    assert_one_line_error(result, "tritonserver not found")
+
+
+def test_triton_on_an_empty_repository_says_to_export_first(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["triton", "--repository", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "deploylab export" in result.output
+
+
+@pytest.mark.parametrize("value", ["0", "abc"])
+def test_invalid_settings_from_the_environment_are_one_line(value: str) -> None:
+    result = run_cli("triton", env={"DEPLOYLAB_TRITON_HTTP_PORT": value})
+    assert_one_line_error(result, "triton_http_port")

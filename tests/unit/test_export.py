@@ -1,0 +1,96 @@
+"""Export: manifest facts, parity enforcement, skip/reconfigure/force behaviour."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import onnx
+import pytest
+
+from services.modelzoo.build import build_model
+from services.modelzoo.catalog import get_spec
+from services.modelzoo.errors import ParityError
+from services.modelzoo.export import ExportOptions, export_model
+from services.modelzoo.manifest import read_manifest, read_repository
+from services.modelzoo.parity import check_parity
+from services.modelzoo.repository import ServingConfig, onnx_path, parse_triton_config
+
+
+def test_every_exported_model_has_a_complete_manifest(model_repository: Path) -> None:
+    manifests = read_repository(model_repository)
+    assert set(manifests) == {"resnet18", "mobilenet_v3_small", "repvgg_a0_train", "repvgg_a0_deploy"}
+    for name, manifest in manifests.items():
+        spec = get_spec(manifest.catalog_name)
+        assert manifest.params == spec.variant(manifest.variant).expected_params
+        assert manifest.opset >= 17
+        assert manifest.onnx_bytes == onnx_path(model_repository, name).stat().st_size
+        assert len(manifest.onnx_sha256) == 64
+        assert manifest.parity.batch_sizes == [1, 4]
+        assert manifest.parity.max_scaled_error < 1e-3
+        assert manifest.versions["torch"] and manifest.versions["onnxruntime"]
+        parse_triton_config((model_repository / name / "config.pbtxt").read_text())
+    assert manifests["repvgg_a0_deploy"].parity.reparam_max_abs_error is not None
+    assert manifests["repvgg_a0_deploy"].parity.reparam_max_abs_error < 1e-4
+
+
+def test_onnx_has_a_dynamic_batch_axis_and_the_shared_tensor_names(model_repository: Path) -> None:
+    graph = onnx.load(str(onnx_path(model_repository, "resnet18")), load_external_data=False).graph
+    (inp,), (out,) = graph.input, graph.output
+    assert (inp.name, out.name) == ("input", "logits")
+    batch_dim = inp.type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param and not batch_dim.dim_value
+    assert [d.dim_value for d in inp.type.tensor_type.shape.dim[1:]] == [3, 224, 224]
+
+
+def test_unchanged_export_is_skipped_and_serving_change_only_rewrites_config(
+    model_repository: Path, tmp_path: Path
+) -> None:
+    shutil.copytree(model_repository / "mobilenet_v3_small", tmp_path / "mobilenet_v3_small")
+    spec = get_spec("mobilenet_v3_small")
+    assert export_model(spec, "default", tmp_path, ExportOptions()).status == "skipped"
+
+    onnx_before = onnx_path(tmp_path, "mobilenet_v3_small").stat().st_mtime_ns
+    changed = ExportOptions(serving=ServingConfig(max_batch_size=16, instance_count=1))
+    outcome = export_model(spec, "default", tmp_path, changed)
+    assert outcome.status == "reconfigured"
+    config = parse_triton_config((tmp_path / "mobilenet_v3_small" / "config.pbtxt").read_text())
+    assert config.max_batch_size == 16 and config.instance_group[0].count == 1
+    assert onnx_path(tmp_path, "mobilenet_v3_small").stat().st_mtime_ns == onnx_before
+    assert read_manifest(tmp_path / "mobilenet_v3_small").serving["max_batch_size"] == 16  # type: ignore[union-attr]
+
+    forced = export_model(spec, "default", tmp_path, ExportOptions(serving=changed.serving, force=True))
+    assert forced.status == "exported"
+
+
+def test_weights_change_the_fingerprint_and_are_recorded(model_repository: Path, tmp_path: Path) -> None:
+    import torch
+
+    shutil.copytree(model_repository / "mobilenet_v3_small", tmp_path / "mobilenet_v3_small")
+    weights = tmp_path / "w.pt"
+    torch.save(build_model(get_spec("mobilenet_v3_small")).state_dict(), weights)
+    outcome = export_model(
+        get_spec("mobilenet_v3_small"), "default", tmp_path, ExportOptions(weights=weights)
+    )
+    assert outcome.status == "exported"
+    manifest = json.loads((tmp_path / "mobilenet_v3_small" / "manifest.json").read_text())
+    assert manifest["weights"]["path"] == str(weights)
+    assert len(manifest["weights"]["sha256"]) == 64
+
+
+def test_parity_check_fails_loudly_for_a_wrong_onnx_file(model_repository: Path) -> None:
+    resnet = build_model(get_spec("resnet18"))
+    with pytest.raises(ParityError, match="disagrees with torch"):
+        check_parity(resnet, onnx_path(model_repository, "repvgg_a0_train"), 224)
+
+
+def test_parity_catches_errors_hidden_below_atol_in_tiny_logits(model_repository: Path) -> None:
+    """Random-init MobileNet logits are ~1e-9: a perturbed model still passes atol=1e-5 elementwise."""
+    import torch
+
+    model = build_model(get_spec("mobilenet_v3_small"))
+    with torch.no_grad():
+        model.classifier[3].weight.mul_(1.5)
+    with pytest.raises(ParityError, match="scaled logits"):
+        check_parity(model, onnx_path(model_repository, "mobilenet_v3_small"), 224)
