@@ -1,6 +1,12 @@
-"""The `deploylab` command: one entry point, each subcommand owned by the package it drives."""
+"""The `deploylab` command: one entry point, each subcommand owned by the package it drives.
+
+Every package with commands exposes `register(app)`; heavy imports (torch, locust) happen inside the
+commands, so `deploylab --help` stays fast.
+"""
 
 from __future__ import annotations
+
+import importlib
 
 import typer
 
@@ -18,8 +24,12 @@ app.command("models")(models_command)
 app.command("export")(export_command)
 app.command("triton")(triton_command)
 app.command("smoke")(smoke_command)
-# Until the load-test sweep lands, `compare` is the end-to-end smoke run.
-app.command("compare")(smoke_command)
+
+#: Packages that add commands: gateway (serve), load tests (loadtest, report, compare),
+#: benchmarks (bench, tune).
+COMMAND_MODULES = ("services.gateway.cli", "loadtests.cli", "benchmarks.cli")
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app)
 
 
 def main() -> None:

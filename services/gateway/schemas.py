@@ -1,0 +1,124 @@
+"""Response bodies of the gateway's own API (v1), with examples for the OpenAPI docs."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Prediction(BaseModel):
+    index: int = Field(description="ImageNet-1k class index")
+    label: str
+    score: float = Field(description="softmax probability")
+
+
+class ImageResult(BaseModel):
+    top_k: list[Prediction]
+
+
+class Timings(BaseModel):
+    decode_preprocess_ms: float = Field(description="decode + resize/crop/normalize, all images")
+    inference_ms: float = Field(description="Triton round trip")
+    total_ms: float = Field(description="request received to response ready")
+
+
+class ClassifyResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "route": "classifier",
+                    "model": "resnet50",
+                    "variant": "default",
+                    "triton_model": "resnet50",
+                    "version": "1",
+                    "results": [
+                        {
+                            "top_k": [
+                                {"index": 207, "label": "golden retriever", "score": 0.71},
+                                {"index": 208, "label": "Labrador retriever", "score": 0.12},
+                            ]
+                        }
+                    ],
+                    "timings": {"decode_preprocess_ms": 3.2, "inference_ms": 21.4, "total_ms": 25.9},
+                }
+            ]
+        }
+    )
+
+    route: str = Field(description="what the request named: a routing-table alias or a model")
+    model: str = Field(description="catalog model that answered")
+    variant: str
+    triton_model: str
+    version: str
+    results: list[ImageResult] = Field(description="one entry per image, in request order")
+    timings: Timings
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable machine-readable code, e.g. model_not_found")
+    message: str
+    status: int
+    details: dict[str, object] | None = None
+
+
+class ErrorResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": {
+                        "code": "model_not_found",
+                        "message": "unknown model 'resnet51'",
+                        "status": 404,
+                        "details": {"known": ["classifier", "resnet50", "vgg16"]},
+                    }
+                }
+            ]
+        }
+    )
+
+    error: ErrorDetail
+
+
+class VariantInfo(BaseModel):
+    name: str
+    triton_model: str
+    exported: bool
+    served: bool
+    params: int | None = None
+    gmacs: float | None = None
+    onnx_bytes: int | None = None
+    parity_max_abs_error: float | None = None
+
+
+class ModelInfo(BaseModel):
+    name: str
+    family: str
+    default_variant: str
+    input_size: int
+    preprocessing: dict[str, object]
+    variants: list[VariantInfo]
+
+
+class RouteBackendInfo(BaseModel):
+    model: str
+    variant: str
+    weight: float
+
+
+class RouteInfo(BaseModel):
+    name: str
+    backends: list[RouteBackendInfo]
+    shadow: RouteBackendInfo | None = None
+
+
+class ModelListResponse(BaseModel):
+    models: list[ModelInfo]
+    routes: list[RouteInfo]
+    sticky_header: str
+
+
+class HealthResponse(BaseModel):
+    status: str
+    triton: str | None = None
+    models: dict[str, bool] | None = None

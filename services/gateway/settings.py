@@ -1,0 +1,93 @@
+"""Gateway settings: one typed class, env-overridable (`DEPLOYLAB_GATEWAY_*`), refused when nonsensical."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MB = 1024 * 1024
+
+
+class GatewaySettings(BaseSettings):
+    """Every knob of the gateway. Defaults are safe for a single host in front of embedded Triton."""
+
+    model_config = SettingsConfigDict(env_prefix="DEPLOYLAB_GATEWAY_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
+
+    triton_url: str = Field(
+        "127.0.0.1:8000", description="Triton HTTP endpoint (host:port or http://host:port)"
+    )
+    model_repository: Path = Field(
+        Path("model_repository"), description="read for manifests (facts) and the model list"
+    )
+    routing_file: Path = Field(Path("config/routing.yaml"), description="routing table (YAML)")
+
+    max_body_bytes: int = Field(10 * MB, ge=1024, description="larger bodies get 413")
+    max_image_pixels: int = Field(
+        40_000_000, ge=10_000, description="declared width*height above this is refused before decoding"
+    )
+    max_images_per_request: int = Field(32, ge=1, description="multipart files per request")
+    max_inflight_per_model: int = Field(
+        64, ge=1, description="admitted inference requests per Triton model; beyond it 429"
+    )
+    request_timeout_s: float = Field(10.0, gt=0, description="Triton round trip limit; beyond it 504")
+    connect_timeout_s: float = Field(0.5, gt=0, description="TCP connect to Triton; beyond it 503")
+    retry_after_s: int = Field(1, ge=1, description="Retry-After on 429/503")
+    triton_pool_size: int = Field(128, ge=1, description="pooled keep-alive connections to Triton")
+    health_interval_s: float = Field(1.0, gt=0, description="Triton health probe period")
+    preprocess_threads: int = Field(
+        0, ge=0, description="threads decoding images off the event loop (0: one per core)"
+    )
+    shadow_max_inflight: int = Field(
+        16, ge=0, description="shadow requests in flight; beyond it shadows are dropped, never queued"
+    )
+    default_top_k: int = Field(5, ge=1, le=1000)
+    drain_timeout_s: float = Field(20.0, ge=0, description="SIGTERM: time for in-flight requests")
+
+    admin_api_key: SecretStr | None = Field(
+        None, description="enables /admin endpoints (X-API-Key); admin is off when unset"
+    )
+    cors_origins: list[str] = Field(default_factory=list, description="CORS allow-list; empty: off")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("triton_url")
+    @classmethod
+    def _strip_scheme(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        for scheme in ("http://", "https://"):
+            value = value.removeprefix(scheme)
+        if not value or "/" in value or ":" not in value:
+            raise ValueError(f"triton_url must look like host:port, got {value!r}")
+        return value
+
+    @field_validator("admin_api_key")
+    @classmethod
+    def _key_strength(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value() == "":
+            return None
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("admin_api_key must be at least 16 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _timeouts(self) -> GatewaySettings:
+        if self.connect_timeout_s > self.request_timeout_s:
+            raise ValueError("connect_timeout_s must not exceed request_timeout_s")
+        return self
+
+    @property
+    def triton_base_url(self) -> str:
+        return f"http://{self.triton_url}"
+
+
+@cache
+def get_settings() -> GatewaySettings:
+    """The process-wide settings (FastAPI dependency; tests override it or pass their own)."""
+    return GatewaySettings()
