@@ -6,11 +6,14 @@ processes and fail (never skip) with a message saying what to install when somet
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from services.gateway.settings import GatewaySettings
+from services.gateway.stack import GatewayProcess
 from services.modelzoo.catalog import get_spec
 from services.modelzoo.export import ExportOptions, export_model
 from services.runtime.settings import RuntimeSettings
@@ -60,3 +63,54 @@ def triton(runtime_settings: RuntimeSettings) -> Iterator[TritonServer]:
     server.start()
     yield server
     server.stop()
+
+
+TEST_ROUTING = Path(__file__).parent / "data" / "routing.yaml"
+TEST_ADMIN_KEY = "test-admin-key-0123456789"
+
+
+def make_gateway_settings(runtime: RuntimeSettings, **overrides: object) -> GatewaySettings:
+    """Gateway settings for a test gateway in front of `runtime`'s Triton, on a free port."""
+    values: dict[str, object] = {
+        "port": free_ports(1)[0],
+        "triton_url": f"{runtime.triton_host}:{runtime.triton_http_port}",
+        "model_repository": runtime.model_repository,
+        "routing_file": TEST_ROUTING,
+        "admin_api_key": TEST_ADMIN_KEY,
+        "drain_timeout_s": 5.0,
+        "health_interval_s": 0.5,
+    }
+    values.update(overrides)
+    return GatewaySettings.model_validate(values)
+
+
+@contextlib.contextmanager
+def running_gateway(
+    settings: GatewaySettings, log_dir: Path, wait_for: str = "/readyz"
+) -> Iterator[GatewayProcess]:
+    """A real gateway process (uvicorn) for the duration of the block."""
+    gateway = GatewayProcess(settings, log_dir / f"gateway-{settings.port}.log")
+    gateway.start(ready_timeout_s=60, wait_for=wait_for)
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway_settings(triton: TritonServer, runtime_settings: RuntimeSettings) -> GatewaySettings:
+    return make_gateway_settings(runtime_settings)
+
+
+@pytest.fixture(scope="session")
+def gateway_process(
+    gateway_settings: GatewaySettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    with running_gateway(gateway_settings, tmp_path_factory.mktemp("gateway-logs")) as gateway:
+        yield gateway
+
+
+@pytest.fixture(scope="session")
+def gateway_url(gateway_process: GatewayProcess) -> str:
+    """Base URL of the session's real gateway (routing: tests/data/routing.yaml)."""
+    return gateway_process.url

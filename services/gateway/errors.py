@@ -1,7 +1,13 @@
-"""Domain errors and their one mapping to HTTP: every error body is `{"error": {code, message, …}}`.
+"""Domain errors and their one mapping to HTTP, with a stable JSON body.
 
 Handlers raise these; `register_exception_handlers(app)` turns them into JSON with the right status
-and headers, counts them by code, and never lets a stack trace reach the client.
+and headers, records the code for the metrics, and never lets a stack trace reach the client.
+
+Two spellings of the same fields:
+- the gateway's own API: `{"error": {"code", "message", "status", "details"?}}`
+- `/v2/…` (Open Inference Protocol): `{"error": "<message>", "code", "status", "details"?}` — the
+  protocol says `error` is a string, and tritonclient raises with it verbatim, so unmodified
+  KServe clients show the message while the code stays machine-readable beside it.
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ class GatewayError(Exception):
         self.message = message
         self.details = details or {}
         self.headers = headers or {}
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class InvalidInputError(GatewayError):
@@ -68,6 +77,12 @@ class NotFoundError(GatewayError):
 
 class MethodNotAllowedError(GatewayError):
     status, code = 405, "method_not_allowed"
+
+
+class RequestTimeoutError(GatewayError):
+    """The client sent its body too slowly (slow-drip): the connection is not held open for it."""
+
+    status, code = 408, "request_timeout"
 
 
 class PayloadTooLargeError(GatewayError):
@@ -111,19 +126,35 @@ RETRYABLE = {OverloadedError.code, BackendUnavailableError.code, ModelNotReadyEr
              ShuttingDownError.code}  # fmt: skip
 
 
-def error_body(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> dict:
+def is_v2_path(path: str) -> bool:
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def error_body(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    *,
+    v2: bool = False,
+) -> dict[str, Any]:
+    if v2:
+        body: dict[str, Any] = {"error": message, "code": code, "status": status}
+        if details:
+            body["details"] = details
+        return body
     error: dict[str, Any] = {"code": code, "message": message, "status": status}
     if details:
         error["details"] = details
     return {"error": error}
 
 
-def error_response(exc: GatewayError, retry_after_s: int = 1) -> JSONResponse:
+def error_response(exc: GatewayError, retry_after_s: int = 1, *, v2: bool = False) -> JSONResponse:
     headers = dict(exc.headers)
     if exc.code in RETRYABLE:
         headers.setdefault("Retry-After", str(retry_after_s))
     return JSONResponse(
-        error_body(exc.status, exc.code, exc.message, exc.details), exc.status, headers=headers
+        error_body(exc.status, exc.code, exc.message, exc.details, v2=v2), exc.status, headers=headers
     )
 
 
@@ -141,30 +172,37 @@ def register_exception_handlers(app: FastAPI) -> None:
 
     async def on_gateway_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, GatewayError)
+        request.state.error_code = exc.code
         retry_after = getattr(request.app.state, "retry_after_s", 1)
-        return error_response(exc, retry_after)
+        return error_response(exc, retry_after, v2=is_v2_path(request.url.path))
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         problems = [
-            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
-            for e in exc.errors()
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))} for e in exc.errors()
         ]
         message = "; ".join(f"{'.'.join(p['loc'])}: {p['msg']}" for p in problems) or "invalid request"
-        return JSONResponse(error_body(422, "validation_error", message, {"errors": problems}), 422)
+        request.state.error_code = "validation_error"
+        body = error_body(
+            422, "validation_error", message, {"errors": problems}, v2=is_v2_path(request.url.path)
+        )
+        return JSONResponse(body, 422)
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
+        request.state.error_code = code
         return JSONResponse(
-            error_body(exc.status_code, code, str(exc.detail)),
+            error_body(exc.status_code, code, str(exc.detail), v2=is_v2_path(request.url.path)),
             exc.status_code,
             headers=getattr(exc, "headers", None),
         )
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(error_body(500, "internal_error", "internal error"), 500)
+        request.state.error_code = "internal_error"
+        body = error_body(500, "internal_error", "internal error", v2=is_v2_path(request.url.path))
+        return JSONResponse(body, 500)
 
     app.add_exception_handler(GatewayError, on_gateway_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

@@ -24,6 +24,7 @@ ROUTES = (
     "models",
     "health",
     "admin",
+    "other",
 )
 
 #: 1 ms … 10 s, dense where CPU inference latencies live (5–200 ms) so p99 interpolates well.

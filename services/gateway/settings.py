@@ -30,6 +30,9 @@ class GatewaySettings(BaseSettings):
     routing_file: Path = Field(Path("config/routing.yaml"), description="routing table (YAML)")
 
     max_body_bytes: int = Field(10 * MB, ge=1024, description="larger bodies get 413")
+    body_read_timeout_s: float = Field(
+        10.0, gt=0, description="max wait for the next body chunk; slower clients get 408"
+    )
     max_image_pixels: int = Field(
         40_000_000, ge=10_000, description="declared width*height above this is refused before decoding"
     )

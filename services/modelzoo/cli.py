@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services.common.cli_errors import cli_errors
+from services.common.signals import stop_on_sigterm
 from services.runtime.settings import RuntimeSettings
 from services.runtime.triton import TritonServer, http_ok
 
@@ -234,7 +234,7 @@ def triton_command(
         )
     server = TritonServer(settings, models=models or sorted(exported))
     console.print(f"starting tritonserver ({len(server.models or [])} models), log: {server.log_path}")
-    _stop_on_sigterm()
+    stop_on_sigterm()
     try:
         server.start()
         console.print(
@@ -250,13 +250,3 @@ def triton_command(
         code = server.stop()
         if code is not None:
             console.print(f"tritonserver stopped (exit code {code})")
-
-
-def _stop_on_sigterm() -> None:
-    """Treat SIGTERM like Ctrl-C so `finally` blocks stop child processes in order."""
-
-    def handler(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one shutdown at a time
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)

@@ -118,7 +118,7 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Run in the child: ask the kernel to SIGTERM it when the parent dies (no orphaned servers)."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -191,7 +191,7 @@ class TritonServer:
                 stdin=subprocess.DEVNULL,
                 env=install.env,
                 start_new_session=True,  # Ctrl-C reaches us; we stop Triton in order
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed for PDEATHSIG, no threads yet
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - needed for PDEATHSIG, no threads yet
             )
         finally:
             log.close()

@@ -1,0 +1,102 @@
+"""Wire the gateway: settings → context (lifespan) → middleware → routers. No logic lives here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from services import __version__
+
+from .context import GatewayContext
+from .errors import register_exception_handlers
+from .middleware import BodyLimitMiddleware, MetricsMiddleware
+from .routes import admin, classify, health, models, v2
+from .routing import RoutingError, RoutingTable
+from .settings import GatewaySettings, get_settings
+
+log = logging.getLogger("deploylab.gateway")
+
+DESCRIPTION = """
+The deploylab gateway: classify images with any served CNN, or speak KServe v2 straight to Triton.
+Requests name a **route** (alias, weighted split, shadow — see `config/routing.yaml`) or a **model**.
+Errors are always `{"error": {"code", "message", "status", "details"}}`.
+"""
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    """The ASGI app (uvicorn calls this as a factory in every worker)."""
+    settings = settings or get_settings()
+    routing = load_routing(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        context = GatewayContext(settings, routing)
+        app.state.context = context
+        await context.start()
+        _install_sighup(context)
+        log.info(
+            "gateway ready: Triton %s (%s), %d routes",
+            settings.triton_url,
+            "ready" if context.triton_ready else "not ready",
+            len(routing.routes),
+        )
+        try:
+            yield
+        finally:
+            await context.stop()
+
+    app = FastAPI(
+        title="deploylab gateway",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.retry_after_s = settings.retry_after_s
+    register_exception_handlers(app)
+    for router in (classify.router, v2.router, models.router, health.router, admin.router):
+        app.include_router(router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        read_timeout_s=settings.body_read_timeout_s,
+    )
+    app.add_middleware(MetricsMiddleware)  # outermost: sees every status, 413s included
+    return app
+
+
+def load_routing(settings: GatewaySettings) -> RoutingTable:
+    """The routing table at start-up; an invalid or missing file stops the gateway with the reason."""
+    if not settings.routing_file.exists():
+        log.warning("no routing file at %s: serving catalog names only", settings.routing_file)
+        return RoutingTable.from_yaml("routes: []", "<empty>")
+    try:
+        return RoutingTable.from_file(settings.routing_file)
+    except RoutingError as exc:
+        raise SystemExit(f"error: invalid routing table: {exc}") from None
+
+
+def _install_sighup(context: GatewayContext) -> None:
+    """SIGHUP reloads the routing table (single-worker mode; workers also watch the file)."""
+
+    def reload() -> None:
+        try:
+            context.reload_routing()
+        except RoutingError as exc:
+            log.error("SIGHUP: routing table rejected, keeping the previous one: %s", exc)
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)

@@ -1,0 +1,157 @@
+"""Everything a request handler needs, built once per worker in the app's lifespan.
+
+Holds the Triton client, the live routing table (replaced whole on reload), admission control, the
+decode thread pool, the shadow runner, and a cached view of Triton's health and model states that a
+background probe refreshes — so `/readyz` and fast-fail decisions never wait on Triton.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from services.modelzoo.manifest import Manifest, read_repository
+from services.modelzoo.repository import available_cores
+
+from .errors import BackendUnavailableError, GatewayError, ModelNotFoundError, ModelNotReadyError
+from .limits import InFlightLimiter
+from .metrics import ROUTING_RELOADS, TRITON_UP
+from .routing import RoutingError, RoutingTable, Target
+from .settings import GatewaySettings
+from .shadow import ShadowRunner
+from .triton_client import TritonClient
+
+log = logging.getLogger("deploylab.gateway")
+
+
+class GatewayContext:
+    def __init__(self, settings: GatewaySettings, routing: RoutingTable) -> None:
+        self.settings = settings
+        self.routing = routing
+        self.client = TritonClient(
+            settings.triton_url,
+            pool_size=settings.triton_pool_size,
+            connect_timeout_s=settings.connect_timeout_s,
+            request_timeout_s=settings.request_timeout_s,
+        )
+        self.limiter = InFlightLimiter(settings.max_inflight_per_model)
+        self.shadows = ShadowRunner(settings.shadow_max_inflight)
+        threads = settings.preprocess_threads or available_cores()
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode")
+        self.triton_ready = False
+        self.model_states: dict[str, str] = {}
+        self.last_probe = 0.0
+        self.draining = False
+        self._max_batch: dict[str, int] = {}
+        self._routing_mtime = _mtime(settings.routing_file)
+        self._probe_task: asyncio.Task[None] | None = None
+        self._manifests: dict[str, Manifest] = {}
+        self._manifests_read = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.client.start()
+        await self.probe()
+        self._probe_task = asyncio.get_running_loop().create_task(self._probe_loop())
+
+    async def stop(self) -> None:
+        self.draining = True
+        if self._probe_task is not None:
+            self._probe_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe_task
+        await self.shadows.drain(timeout_s=2.0)
+        await self.client.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- Triton health -----------------------------------------------------------------------
+    async def probe(self) -> None:
+        """Refresh Triton readiness and model states (one index call covers every model)."""
+        ready = await self.client.server_ready(timeout_s=min(1.0, self.settings.health_interval_s))
+        states: dict[str, str] = {}
+        if ready:
+            with contextlib.suppress(GatewayError):
+                states = await self.client.repository_index()
+        elif self.triton_ready:
+            log.warning("Triton at %s is not ready", self.settings.triton_url)
+        if states != self.model_states:
+            self._max_batch.clear()  # a reload may change max_batch_size
+        self.triton_ready, self.model_states = ready, states
+        self.last_probe = time.monotonic()
+        TRITON_UP.set(1 if ready else 0)
+
+    async def _probe_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.health_interval_s)
+            try:
+                await self.probe()
+                self._maybe_reload_routing()
+            except Exception:  # the probe must outlive any single failure
+                log.exception("health probe failed")
+
+    def check_servable(self, target: Target) -> None:
+        """Fail fast (503/404) when the probe already knows the request cannot succeed."""
+        if not self.triton_ready and self.last_probe:
+            raise BackendUnavailableError(f"Triton at {self.settings.triton_url} is not ready")
+        state = self.model_states.get(target.triton_model)
+        if self.model_states and state is None:
+            raise ModelNotFoundError(
+                f"model {target.triton_model!r} is not in Triton's model repository",
+                details={"served": self.served_models()},
+            )
+        if state is not None and state != "READY":
+            raise ModelNotReadyError(f"model {target.triton_model!r} is {state.lower()} in Triton")
+
+    def served_models(self) -> list[str]:
+        return sorted(name for name, state in self.model_states.items() if state == "READY")
+
+    async def max_batch_size(self, triton_model: str) -> int:
+        """The model's max_batch_size from Triton's config (cached until model states change)."""
+        if triton_model not in self._max_batch:
+            config = await self.client.model_config(triton_model)
+            self._max_batch[triton_model] = int(config.get("max_batch_size", 0))
+        return self._max_batch[triton_model]
+
+    def manifests(self) -> dict[str, Manifest]:
+        """Export manifests (facts for /v1/models); re-read at most every 5 s."""
+        if time.monotonic() - self._manifests_read > 5.0:
+            self._manifests = read_repository(self.settings.model_repository)
+            self._manifests_read = time.monotonic()
+        return self._manifests
+
+    # -- routing reload ----------------------------------------------------------------------
+    def reload_routing(self) -> RoutingTable:
+        """Load and validate the routing file; on failure keep the table in use and raise."""
+        try:
+            table = RoutingTable.from_file(self.settings.routing_file)
+        except RoutingError:
+            ROUTING_RELOADS.labels("rejected").inc()
+            raise
+        self.routing = table
+        self._routing_mtime = _mtime(self.settings.routing_file)
+        ROUTING_RELOADS.labels("applied").inc()
+        log.info("routing table reloaded from %s (%d routes)", table.source, len(table.routes))
+        return table
+
+    def _maybe_reload_routing(self) -> None:
+        """Workers pick up edits to the routing file on their own (multi-worker safe)."""
+        mtime = _mtime(self.settings.routing_file)
+        if mtime is None or mtime == self._routing_mtime:
+            return
+        self._routing_mtime = mtime
+        try:
+            self.reload_routing()
+        except RoutingError as exc:
+            log.error("routing file changed but is invalid, keeping the previous table: %s", exc)
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None

@@ -1,0 +1,188 @@
+"""KServe v2 (Open Inference Protocol) over HTTP, forwarded to Triton through the routing table.
+
+An unmodified `tritonclient.http.InferenceServerClient` pointed at the gateway works: metadata,
+readiness and infer (JSON or binary tensors) keep Triton's wire format; only `{model}` is resolved
+(aliases, splits, variants) and infer bodies are validated first. Errors use the gateway's JSON shape.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+
+from ..context import GatewayContext
+from ..deps import ContextDep
+from ..errors import BackendUnavailableError, InvalidTensorError, UnsupportedMediaTypeError
+from ..metrics import IMAGES_PER_REQUEST, INFERENCE_DURATION
+from ..routing import Resolution
+from ..schemas import ErrorResponse
+from ..triton_client import HEADER_LENGTH, RawResponse, parse_infer_response, triton_error
+from ..v2_validation import validate_infer_request
+
+router = APIRouter(tags=["kserve-v2"])
+
+_PASSTHROUGH_HEADERS = ("content-type", HEADER_LENGTH.lower())
+_ERRORS = {
+    400: {"model": ErrorResponse, "description": "invalid tensor (shape, dtype, sizes, NaN/Inf)"},
+    404: {"model": ErrorResponse, "description": "unknown model"},
+    429: {"model": ErrorResponse, "description": "too many requests in flight (Retry-After)"},
+    503: {"model": ErrorResponse, "description": "Triton or the model is unavailable"},
+    504: {"model": ErrorResponse, "description": "Triton did not answer in time"},
+}
+
+
+def _relay(response: RawResponse, resolution: Resolution | None = None) -> Response:
+    headers = {k: v for k, v in response.headers.items() if k.lower() in _PASSTHROUGH_HEADERS}
+    if resolution is not None:
+        headers["X-Deploylab-Model"] = resolution.target.triton_model
+        headers["X-Deploylab-Variant"] = resolution.target.variant
+    return Response(response.body, status_code=response.status, headers=headers)
+
+
+async def _forward_get(context: GatewayContext, path: str, resolution: Resolution | None = None) -> Response:
+    model = resolution.target.triton_model if resolution else None
+    response = await context.client.forward("GET", path, None, {}, model)
+    if response.status >= 500:
+        raise triton_error(response, model)
+    return _relay(response, resolution)
+
+
+def _resolve(request: Request, context: GatewayContext, model: str) -> Resolution:
+    routing = context.routing
+    resolution = routing.resolve(model, None, request.headers.get(routing.sticky_header))
+    request.state.model, request.state.variant = resolution.target.model, resolution.target.variant
+    return resolution
+
+
+@router.get("/v2", summary="Server metadata (Triton's)", responses=_ERRORS)  # type: ignore[arg-type]
+async def server_metadata(context: ContextDep) -> Response:
+    return await _forward_get(context, "/v2")
+
+
+@router.get("/v2/health/live", summary="Server liveness (Triton's)")
+async def server_live(context: ContextDep) -> Response:
+    return await _forward_get(context, "/v2/health/live")
+
+
+@router.get("/v2/health/ready", summary="Server readiness (Triton's)")
+async def server_ready(context: ContextDep) -> Response:
+    response = await context.client.forward("GET", "/v2/health/ready", None, {}, None)
+    if response.status != 200:
+        raise BackendUnavailableError("Triton is not ready")
+    return _relay(response)
+
+
+def _version_path(version: str | None) -> str:
+    return f"/versions/{version}" if version else ""
+
+
+@router.get("/v2/models/{model}", summary="Model metadata", responses=_ERRORS)  # type: ignore[arg-type]
+@router.get("/v2/models/{model}/versions/{version}", include_in_schema=False)
+async def model_metadata(
+    request: Request, model: str, context: ContextDep, version: str | None = None
+) -> Response:
+    resolution = _resolve(request, context, model)
+    name = resolution.target.triton_model
+    return await _forward_get(context, f"/v2/models/{name}{_version_path(version)}", resolution)
+
+
+@router.get("/v2/models/{model}/config", summary="Model configuration", responses=_ERRORS)  # type: ignore[arg-type]
+@router.get("/v2/models/{model}/versions/{version}/config", include_in_schema=False)
+async def model_config(
+    request: Request, model: str, context: ContextDep, version: str | None = None
+) -> Response:
+    resolution = _resolve(request, context, model)
+    name = resolution.target.triton_model
+    return await _forward_get(context, f"/v2/models/{name}{_version_path(version)}/config", resolution)
+
+
+@router.get("/v2/models/{model}/ready", summary="Model readiness", responses=_ERRORS)  # type: ignore[arg-type]
+@router.get("/v2/models/{model}/versions/{version}/ready", include_in_schema=False)
+async def model_ready(
+    request: Request, model: str, context: ContextDep, version: str | None = None
+) -> Response:
+    resolution = _resolve(request, context, model)
+    name = resolution.target.triton_model
+    return await _forward_get(context, f"/v2/models/{name}{_version_path(version)}/ready", resolution)
+
+
+@router.post(
+    "/v2/models/{model}/infer",
+    summary="Inference (JSON or binary tensors)",
+    responses=_ERRORS,  # type: ignore[arg-type]
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": (
+                "KServe v2 inference request: JSON, or JSON header + raw tensor bytes with "
+                "`Inference-Header-Content-Length` (binary tensor extension). One input `input` "
+                "FP32 [N, 3, S, S]."
+            ),
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object"},
+                    "example": {
+                        "inputs": [
+                            {
+                                "name": "input",
+                                "shape": [1, 3, 224, 224],
+                                "datatype": "FP32",
+                                "data": "… 150528 floats …",
+                            }
+                        ]
+                    },
+                },
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+)
+@router.post("/v2/models/{model}/versions/{version}/infer", include_in_schema=False)
+async def infer(request: Request, model: str, context: ContextDep, version: str | None = None) -> Response:
+    resolution = _resolve(request, context, model)
+    target = resolution.target
+    if request.headers.get("content-encoding", "identity").lower() != "identity":
+        raise UnsupportedMediaTypeError("compressed request bodies are not supported; send identity")
+    body = await request.body()
+    header_length = _header_length(request)
+    context.check_servable(target)
+    with context.limiter.admit(target.triton_model):
+        max_batch = await context.max_batch_size(target.triton_model)
+        info = validate_infer_request(
+            body, header_length, input_size=target.spec.input_size, max_batch_size=max_batch
+        )
+        headers = {"Content-Type": request.headers.get("content-type", "application/json")}
+        if header_length is not None:
+            headers[HEADER_LENGTH] = str(header_length)
+        path = f"/v2/models/{target.triton_model}{_version_path(version)}/infer"
+        started = time.perf_counter()
+        response = await context.client.forward("POST", path, body, headers, target.triton_model)
+        INFERENCE_DURATION.labels(target.model, target.variant).observe(time.perf_counter() - started)
+    if response.status != 200:
+        raise triton_error(response, target.triton_model)
+    IMAGES_PER_REQUEST.labels("v2_infer", target.model).observe(info.batch_size)
+    shadow = resolution.shadow
+    if shadow is not None:
+        primary_top1 = np.argmax(parse_infer_response(response, target.triton_model).logits, axis=1)
+        shadow_path = f"/v2/models/{shadow.triton_model}/infer"
+
+        async def run_shadow() -> np.ndarray:
+            answer = await context.client.forward("POST", shadow_path, body, headers, shadow.triton_model)
+            if answer.status != 200:
+                raise triton_error(answer, shadow.triton_model)
+            return parse_infer_response(answer, shadow.triton_model).logits
+
+        context.shadows.submit(target, shadow, primary_top1, run_shadow)
+    return _relay(response, resolution)
+
+
+def _header_length(request: Request) -> int | None:
+    raw = request.headers.get(HEADER_LENGTH)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidTensorError(f"{HEADER_LENGTH} must be an integer, got {raw[:32]!r}") from None

@@ -1,0 +1,212 @@
+"""Start the whole serving stack from Python: embedded Triton (supervised) + the gateway process.
+
+Used by `deploylab serve`, the load-test sweep and the tests, so all of them run the same real
+processes the same way. Triton is restarted by a supervisor thread if it dies (the gateway answers
+503 meanwhile and recovers on its own); the gateway is stopped with SIGTERM so it drains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from services.modelzoo.errors import TritonError
+from services.runtime.settings import RuntimeSettings
+from services.runtime.triton import TritonServer, die_with_parent, http_ok, port_in_use
+
+from .settings import GatewaySettings
+
+log = logging.getLogger("deploylab.stack")
+
+
+class GatewayStartError(RuntimeError):
+    """The gateway process exited or never became ready; the message carries its log's tail."""
+
+
+def gateway_env(settings: GatewaySettings) -> dict[str, str]:
+    """The settings as `DEPLOYLAB_GATEWAY_*` variables, the way the gateway process reads them."""
+    env = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, list | dict):
+            text = json.dumps(value)
+        else:
+            text = str(value)
+        env[f"DEPLOYLAB_GATEWAY_{name.upper()}"] = text
+    return env
+
+
+class GatewayProcess:
+    """`python -m services.gateway.main` as a child process with its log in a file."""
+
+    def __init__(self, settings: GatewaySettings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.port}"
+
+    def start(self, ready_timeout_s: float = 60.0, wait_for: str = "/readyz") -> None:
+        if port_in_use(self.settings.host, self.settings.port):
+            raise GatewayStartError(
+                f"port {self.settings.port} (gateway) is already in use on {self.settings.host}; "
+                "choose another with --port or DEPLOYLAB_GATEWAY_PORT"
+            )
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **gateway_env(self.settings)}
+        with self.log_path.open("ab") as log_file:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "services.gateway.main"],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+        deadline = time.monotonic() + ready_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise GatewayStartError(
+                    f"gateway exited with code {self.process.returncode}; {self.log_tail()}"
+                )
+            if http_ok(self.url + wait_for, timeout_s=1.0):
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise GatewayStartError(f"gateway not ready after {ready_timeout_s:.0f}s; {self.log_tail()}")
+
+    def stop(self, timeout_s: float | None = None) -> int | None:
+        """SIGTERM (uvicorn drains in-flight requests), then SIGKILL after the drain timeout."""
+        process = self.process
+        if process is None:
+            return None
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout_s or self.settings.drain_timeout_s + 10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)  # uvicorn workers, if any survived
+        return process.returncode
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 12) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return f"no log at {self.log_path}"
+        return f"log {self.log_path}: " + " | ".join(line.strip()[:300] for line in text[-lines:])
+
+
+class TritonSupervisor(threading.Thread):
+    """Restart Triton when it dies unexpectedly (exponential backoff, 1 s … 30 s)."""
+
+    def __init__(self, triton: TritonServer) -> None:
+        super().__init__(name="triton-supervisor", daemon=True)
+        self.triton = triton
+        self.restarts = 0
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        backoff = 1.0
+        while not self._stopping.wait(0.5):
+            if self.triton.alive():
+                backoff = 1.0
+                continue
+            code = self.triton.process.returncode if self.triton.process else None
+            log.error("tritonserver exited (code %s); restarting in %.0fs", code, backoff)
+            if self._stopping.wait(backoff):
+                return
+            try:
+                self.triton.stop()  # reap it and any stubs it left behind
+                self.triton.start()
+                self.restarts += 1
+                log.warning("tritonserver restarted (%d restarts so far)", self.restarts)
+            except TritonError as exc:
+                log.error("tritonserver restart failed: %s", exc)
+                backoff = min(backoff * 2, 30.0)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+
+class ServingStack:
+    """Triton (optional, supervised) + gateway, started in order and stopped in reverse order."""
+
+    def __init__(
+        self,
+        runtime: RuntimeSettings,
+        gateway: GatewaySettings,
+        models: list[str] | None = None,
+        *,
+        start_triton: bool = True,
+        supervise: bool = True,
+        log_dir: Path | None = None,
+        ready_timeout_s: float = 120.0,
+    ) -> None:
+        self.runtime = runtime
+        self.log_dir = log_dir or runtime.state_dir / "logs"
+        self.triton: TritonServer | None = None
+        if start_triton:
+            self.triton = TritonServer(runtime, models, log_path=self.log_dir / "triton.log")
+            gateway = gateway.model_copy(
+                update={"triton_url": f"{runtime.triton_host}:{runtime.triton_http_port}"}
+            )
+        self.gateway_settings = gateway
+        self.gateway = GatewayProcess(gateway, self.log_dir / "gateway.log")
+        self.supervise = supervise
+        self.supervisor: TritonSupervisor | None = None
+        self.ready_timeout_s = ready_timeout_s
+
+    @property
+    def gateway_url(self) -> str:
+        return self.gateway.url
+
+    def start(self) -> None:
+        try:
+            if self.triton is not None:
+                self.triton.start()
+                if self.supervise:
+                    self.supervisor = TritonSupervisor(self.triton)
+                    self.supervisor.start()
+            self.gateway.start(self.ready_timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop()
+            self.supervisor.join(timeout=5)
+        self.gateway.stop()
+        if self.triton is not None:
+            self.triton.stop()
+
+    def __enter__(self) -> ServingStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,249 @@
+"""The gateway's only door to Triton: one pooled aiohttp session speaking KServe v2 over HTTP.
+
+Requests are encoded and decoded with tritonclient's own binary-tensor helpers (no JSON floats), and
+v2 passthrough forwards the client's bytes untouched. Failures become gateway errors here, once:
+refused connection → 503 quickly, no answer in time → 504, Triton's 4xx → the client's 400.
+
+Retries only where safe: inference is a pure function of its input, so a request that failed
+before any response byte arrived (refused connection, a pooled keep-alive socket the server had
+closed) is retried once. Timeouts are never retried — that would double the load on a slow server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import numpy as np
+import tritonclient.http as tritonhttp
+
+from services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME
+
+from .errors import (
+    BackendError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+    GatewayError,
+    InvalidTensorError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+)
+
+log = logging.getLogger("deploylab.gateway.triton")
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+_RETRYABLE_CONNECTION_ERRORS = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientOSError,
+)
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class InferOutput:
+    logits: np.ndarray
+    model_version: str
+
+
+class TritonClient:
+    """Async client bound to one Triton HTTP endpoint (`host:port`)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 128,
+        connect_timeout_s: float = 0.5,
+        request_timeout_s: float = 10.0,
+    ) -> None:
+        self.base_url = f"http://{url}"
+        self.pool_size = pool_size
+        self.connect_timeout_s = connect_timeout_s
+        self.request_timeout_s = request_timeout_s
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=self.pool_size, keepalive_timeout=30, ttl_dns_cache=300, enable_cleanup_closed=True
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout_s),
+            auto_decompress=False,
+            # Loopback: compression would only cost CPU, and passthrough relays bytes as they come.
+            headers={"Accept-Encoding": "identity"},
+            skip_auto_headers=("User-Agent",),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("TritonClient.start() was not awaited")
+        return self._session
+
+    # -- transport -----------------------------------------------------------------------------
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout_s: float | None = None,
+        model: str | None = None,
+    ) -> RawResponse:
+        """One HTTP exchange with Triton, with the error mapping and the one safe retry."""
+        limit = timeout_s if timeout_s is not None else self.request_timeout_s
+        url = self.base_url + path
+        for attempt in (1, 2):
+            try:
+                async with asyncio.timeout(limit):
+                    async with self.session.request(method, url, data=body, headers=headers) as response:
+                        payload = await response.read()
+                        return RawResponse(response.status, payload, dict(response.headers))
+            except aiohttp.ConnectionTimeoutError:
+                raise BackendUnavailableError(
+                    f"Triton at {self.base_url} did not accept a connection within "
+                    f"{self.connect_timeout_s:g}s"
+                ) from None
+            except TimeoutError:
+                raise BackendTimeoutError(
+                    f"Triton did not answer within {limit:g}s" + (f" for model {model!r}" if model else ""),
+                    details={"timeout_s": limit},
+                ) from None
+            except _RETRYABLE_CONNECTION_ERRORS as exc:
+                if attempt == 2 or isinstance(exc, aiohttp.ClientConnectorError) and not _stale(exc):
+                    raise BackendUnavailableError(
+                        f"Triton at {self.base_url} is unavailable: {_reason(exc)}"
+                    ) from None
+                log.debug("retrying after connection error: %s", exc)
+            except aiohttp.ClientError as exc:
+                raise BackendUnavailableError(f"Triton request failed: {_reason(exc)}") from None
+        raise AssertionError("unreachable")
+
+    # -- inference -----------------------------------------------------------------------------
+    async def infer(self, model: str, batch: np.ndarray, timeout_s: float | None = None) -> InferOutput:
+        """Run `batch` (N, 3, H, W float32) through `model`; binary tensors both ways."""
+        tensor = tritonhttp.InferInput(INPUT_NAME, list(batch.shape), "FP32")
+        tensor.set_data_from_numpy(batch, binary_data=True)
+        output = tritonhttp.InferRequestedOutput(OUTPUT_NAME, binary_data=True)
+        body, json_size = tritonhttp.InferenceServerClient.generate_request_body([tensor], outputs=[output])
+        headers = {"Content-Type": "application/octet-stream"}
+        if json_size is not None:
+            headers[HEADER_LENGTH] = str(json_size)
+        response = await self.request(
+            "POST",
+            f"/v2/models/{model}/infer",
+            body=body,
+            headers=headers,
+            timeout_s=timeout_s,
+            model=model,
+        )
+        if response.status != 200:
+            raise triton_error(response, model)
+        return parse_infer_response(response, model)
+
+    async def forward(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str], model: str | None
+    ) -> RawResponse:
+        """Pass a v2 request through unchanged (the caller validated it)."""
+        return await self.request(method, path, body=body, headers=headers, model=model)
+
+    # -- health and control --------------------------------------------------------------------
+    async def server_ready(self, timeout_s: float = 1.0) -> bool:
+        try:
+            response = await self.request("GET", "/v2/health/ready", timeout_s=timeout_s)
+        except GatewayError:
+            return False
+        return response.status == 200
+
+    async def repository_index(self, timeout_s: float = 2.0) -> dict[str, str]:
+        """Triton model name → state (READY, UNAVAILABLE, LOADING, …) for every model it knows."""
+        response = await self.request("POST", "/v2/repository/index", body=b"{}", timeout_s=timeout_s)
+        if response.status != 200:
+            raise triton_error(response, None)
+        index: dict[str, str] = {}
+        for entry in json.loads(response.body):
+            state = entry.get("state", "")
+            # Several versions may be listed; a READY version wins.
+            if index.get(entry["name"]) != "READY":
+                index[entry["name"]] = state or "UNKNOWN"
+        return index
+
+    async def model_config(self, model: str, timeout_s: float = 2.0) -> dict[str, Any]:
+        response = await self.request("GET", f"/v2/models/{model}/config", timeout_s=timeout_s)
+        if response.status != 200:
+            raise triton_error(response, model)
+        return json.loads(response.body)  # type: ignore[no-any-return]
+
+    async def load_model(self, model: str) -> None:
+        response = await self.request(
+            "POST", f"/v2/repository/models/{model}/load", body=b"{}", timeout_s=120.0, model=model
+        )
+        if response.status != 200:
+            raise triton_error(response, model)
+
+    async def unload_model(self, model: str) -> None:
+        response = await self.request(
+            "POST", f"/v2/repository/models/{model}/unload", body=b"{}", timeout_s=60.0, model=model
+        )
+        if response.status != 200:
+            raise triton_error(response, model)
+
+
+def parse_infer_response(response: RawResponse, model: str) -> InferOutput:
+    """Logits and model version from a successful infer answer (JSON or binary outputs)."""
+    header_length = response.headers.get(HEADER_LENGTH)
+    try:
+        result = tritonhttp.InferenceServerClient.parse_response_body(
+            response.body, header_length=int(header_length) if header_length else None
+        )
+    except Exception as exc:  # tritonclient raises several types for malformed bodies
+        raise BackendError(f"unreadable answer from Triton for {model!r}: {_reason(exc)}") from None
+    logits = result.as_numpy(OUTPUT_NAME)
+    if logits is None:
+        raise BackendError(f"Triton's answer for {model!r} has no {OUTPUT_NAME!r} output")
+    return InferOutput(logits, str(result.get_response().get("model_version", "")))
+
+
+def triton_error(response: RawResponse, model: str | None) -> GatewayError:
+    """Map a non-200 Triton answer to the gateway error the client should see."""
+    try:
+        message = str(json.loads(response.body).get("error", "")) or response.body[:300].decode()
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        message = response.body[:300].decode(errors="replace")
+    lowered = message.lower()
+    label = f"model {model!r}: " if model else ""
+    if "unknown model" in lowered or "is not found" in lowered:
+        return ModelNotFoundError(f"{label}not served by Triton ({message})")
+    if "not ready" in lowered or "unavailable" in lowered or response.status == 503:
+        return ModelNotReadyError(f"{label}not ready in Triton ({message})")
+    if 400 <= response.status < 500:
+        return InvalidTensorError(f"{label}Triton refused the request: {message}")
+    return BackendError(f"{label}Triton error {response.status}: {message}")
+
+
+def _stale(exc: aiohttp.ClientConnectorError) -> bool:
+    """A reset on a reused socket (not a refused connect) is worth one retry."""
+    return isinstance(exc.os_error, ConnectionResetError)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__

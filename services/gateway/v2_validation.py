@@ -1,0 +1,109 @@
+"""Validate a KServe v2 infer request before it reaches Triton, with a reason a client can act on.
+
+Triton would refuse most bad requests too, but only after the body crossed another hop, and with
+messages about its internals. Checking here gives a 400 naming the problem (shape, dtype, sizes,
+NaN/Inf) and keeps garbage off the inference path.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME
+
+from .errors import InvalidTensorError
+
+
+@dataclass(frozen=True)
+class InferRequestInfo:
+    batch_size: int
+    binary: bool
+
+
+def _header(body: bytes, header_length: int | None) -> tuple[dict[str, Any], int]:
+    if header_length is not None and not 0 < header_length <= len(body):
+        raise InvalidTensorError(
+            f"Inference-Header-Content-Length {header_length} does not fit a {len(body)}-byte body"
+        )
+    raw = body if header_length is None else body[:header_length]
+    try:
+        header = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidTensorError(f"request is not valid JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise InvalidTensorError("request JSON must be an object with 'inputs'")
+    return header, len(raw)
+
+
+def validate_infer_request(
+    body: bytes, header_length: int | None, *, input_size: int, max_batch_size: int
+) -> InferRequestInfo:
+    """Check the one input tensor against the model's contract; raise InvalidTensorError otherwise."""
+    header, json_size = _header(body, header_length)
+    inputs = header.get("inputs")
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise InvalidTensorError(f"expected exactly one input tensor named {INPUT_NAME!r}")
+    tensor = inputs[0]
+    if tensor.get("name") != INPUT_NAME:
+        raise InvalidTensorError(f"input must be named {INPUT_NAME!r}, got {tensor.get('name')!r}")
+    if tensor.get("datatype") != "FP32":
+        raise InvalidTensorError(f"input datatype must be FP32, got {tensor.get('datatype')!r}")
+    shape = tensor.get("shape")
+    expected_tail = [3, input_size, input_size]
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 4
+        or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
+        or shape[1:] != expected_tail
+        or shape[0] < 1
+    ):
+        raise InvalidTensorError(
+            f"input shape must be [N, {', '.join(map(str, expected_tail))}] with N >= 1, got {shape!r}"
+        )
+    batch = shape[0]
+    if max_batch_size > 0 and batch > max_batch_size:
+        raise InvalidTensorError(f"batch of {batch} exceeds the model's max_batch_size {max_batch_size}")
+    outputs = header.get("outputs")
+    if outputs is not None:
+        names = [o.get("name") for o in outputs if isinstance(o, dict)] if isinstance(outputs, list) else []
+        if not isinstance(outputs, list) or len(names) != len(outputs) or set(names) - {OUTPUT_NAME}:
+            raise InvalidTensorError(f"the only output is {OUTPUT_NAME!r}, requested {outputs!r}")
+    elements = math.prod(shape)
+    parameters = tensor.get("parameters") or {}
+    binary_size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+    if binary_size is not None:
+        if header_length is None:
+            raise InvalidTensorError("binary_data_size given without Inference-Header-Content-Length")
+        if binary_size != elements * 4:
+            raise InvalidTensorError(
+                f"binary_data_size {binary_size} != {elements} FP32 elements x 4 bytes for shape {shape}"
+            )
+        if len(body) - json_size != binary_size:
+            raise InvalidTensorError(
+                f"body carries {len(body) - json_size} binary bytes, header declares {binary_size}"
+            )
+        values = np.frombuffer(body, dtype="<f4", count=elements, offset=json_size)
+        _check_finite(values)
+        return InferRequestInfo(batch, binary=True)
+    data = tensor.get("data")
+    if not isinstance(data, list):
+        raise InvalidTensorError("input has neither 'data' nor binary_data_size")
+    try:
+        values = np.asarray(data, dtype=np.float32).ravel()
+    except (ValueError, TypeError):
+        raise InvalidTensorError("input 'data' must be a (nested) list of numbers") from None
+    if values.size != elements:
+        raise InvalidTensorError(f"input 'data' holds {values.size} values, shape {shape} needs {elements}")
+    _check_finite(values)
+    return InferRequestInfo(batch, binary=False)
+
+
+def _check_finite(values: np.ndarray) -> None:
+    if not np.isfinite(values).all():
+        bad = int(values.size - np.isfinite(values).sum())
+        raise InvalidTensorError(f"input holds {bad} NaN/Inf values; send finite numbers")
