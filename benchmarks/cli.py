@@ -1,9 +1,187 @@
-"""`deploylab bench` and `deploylab tune` (owned by the performance work)."""
+"""`deploylab bench` and `deploylab tune`: the performance commands.
+
+Heavy imports (torch, onnxruntime, tritonclient) happen inside the commands so `deploylab --help`
+stays fast.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, cast
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.common.cli_errors import cli_errors
+
+if TYPE_CHECKING:
+    from services.perf.client import Transport
+    from services.perf.tune import Trial, TuneResult
+    from services.runtime.settings import RuntimeSettings
+
+console = Console(stderr=True)
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"{what}: expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ValueError(f"{what}: give at least one value")
+    return values
+
+
+def _layouts(text: str) -> tuple[tuple[int, int], ...]:
+    """`2x1,1x2` → ((2, 1), (1, 2)): instances x ORT intra-op threads."""
+    layouts = []
+    for part in text.split(","):
+        instances, _, threads = part.strip().partition("x")
+        if not (instances.isdigit() and threads.isdigit()) or int(instances) < 1 or int(threads) < 1:
+            raise ValueError(f"--layouts: expected INSTANCESxTHREADS like 2x1, got {part!r}")
+        layouts.append((int(instances), int(threads)))
+    return tuple(layouts)
+
+
+def _preferred(text: str) -> tuple[tuple[int, ...], ...]:
+    """`-;4,8;8` → ((), (4, 8), (8,)): sets of preferred batch sizes, `-` for none."""
+    sets = []
+    for part in text.split(";"):
+        part = part.strip()
+        sets.append(() if part in {"", "-"} else _ints(part, "--preferred"))
+    return tuple(sets)
+
+
+@cli_errors
+def tune_command(
+    model: Annotated[
+        str, typer.Argument(help="Triton model name (resnet50, repvgg_a0_deploy) or catalog name")
+    ],
+    p99_ms: Annotated[float, typer.Option("--p99-ms", min=0.1, help="latency limit: p99 per request, ms")],
+    repository: Annotated[Path | None, typer.Option("--repository", "-r")] = None,
+    triton_url: Annotated[
+        str | None,
+        typer.Option(help="tune a running Triton in explicit model-control mode (http://host:port)"),
+    ] = None,
+    concurrency: Annotated[str, typer.Option(help="closed-loop client counts to sweep")] = "1,4,16",
+    duration: Annotated[float, typer.Option(min=0.5, help="seconds per measured point")] = 3.0,
+    request_batch: Annotated[int, typer.Option(min=1, help="images per client request")] = 1,
+    transport: Annotated[str, typer.Option(help="http | http-shm | tritonclient-http | grpc")] = "http",
+    grid: Annotated[bool, typer.Option("--grid", help="full cartesian search instead of two phases")] = False,
+    layouts: Annotated[
+        str | None,
+        typer.Option(help="INSTANCESxTHREADS list, e.g. 2x1,1x2,4x1 (default: all that use every core)"),
+    ] = None,
+    max_batch: Annotated[str, typer.Option(help="max_batch_size values; the first is the baseline")] = "8,16",
+    queue_delay_us: Annotated[str, typer.Option(help="max_queue_delay_microseconds values")] = "0,500",
+    preferred: Annotated[
+        str, typer.Option(help="preferred batch size sets, ';'-separated, '-' = none")
+    ] = "-",
+    max_trials: Annotated[int | None, typer.Option(min=1, help="stop after this many trials")] = None,
+    out: Annotated[Path, typer.Option(help="where the trials table goes")] = Path("results/tune"),
+) -> None:
+    """Search serving configs for the most throughput under a p99 limit; install the best config.pbtxt.
+
+    Each trial is loaded into a running Triton through model control (no restart); the default search
+    takes a few minutes on 2 cores. Widen it with --grid, --layouts, --max-batch, --queue-delay-us.
+    """
+    from services.perf.inprocess import resolve_model_name
+    from services.perf.tune import TuneOptions, TuneSpace
+    from services.perf.tune_run import run_tune
+
+    name = resolve_model_name(model)
+    space = TuneSpace(
+        layouts=_layouts(layouts) if layouts else (),
+        max_batch_sizes=_ints(max_batch, "--max-batch"),
+        queue_delays_us=_ints(queue_delay_us, "--queue-delay-us"),
+        preferred_batch_sizes=_preferred(preferred),
+    )
+    options = TuneOptions(
+        p99_ms=p99_ms,
+        concurrencies=_ints(concurrency, "--concurrency"),
+        duration_s=duration,
+        request_batch=request_batch,
+        transport=_transport(transport),
+        strategy="grid" if grid else "quick",
+        space=space,
+        max_trials=max_trials,
+    )
+    settings = _embedded_settings(repository)
+    where = triton_url or "an embedded Triton on free ports"
+    console.print(f"tuning [bold]{name}[/bold] for p99 ≤ {p99_ms:g} ms against {where} …")
+
+    def show(trial: Trial) -> None:
+        best = trial.best_point
+        verdict = (
+            f"{best.throughput_img_s:.1f} img/s at c={best.concurrency} (p99 {best.p99_ms:.1f} ms, "
+            f"mean batch {best.mean_executed_batch:.2f})"
+            if best
+            else (trial.error or "no concurrency met the limit")
+        )
+        console.print(f"  trial {trial.index}: {trial.label:<40} {verdict}")
+
+    report = run_tune(settings, name, options, out, triton_url=triton_url, on_trial=show)
+    console.print(trials_table(report.result))
+    console.print(f"trials: {report.json_path}  {report.markdown_path}")
+    if report.config_path is None:
+        console.print("[yellow]no trial met the limit: config.pbtxt left unchanged[/yellow]")
+        raise typer.Exit(2)
+    best_trial = report.result.best
+    assert best_trial is not None
+    console.print(
+        f"[green]best[/green] {best_trial.label} → wrote {report.config_path} and reloaded it from disk"
+    )
+
+
+def _transport(text: str) -> Transport:
+    from services.perf.client import TRANSPORTS
+
+    if text not in TRANSPORTS:
+        raise ValueError(f"--transport: choose from {', '.join(TRANSPORTS)}")
+    return cast("Transport", text)
+
+
+def _embedded_settings(repository: Path | None) -> RuntimeSettings:
+    """Runtime settings for a Triton this command starts: free ports, explicit model control."""
+    from services.perf.ports import free_ports
+    from services.runtime.settings import RuntimeSettings
+
+    http, grpc, metrics = free_ports(3)
+    updates: dict[str, object] = {
+        "triton_http_port": http,
+        "triton_grpc_port": grpc,
+        "triton_metrics_port": metrics,
+        "triton_model_control": "explicit",
+    }
+    if repository is not None:
+        updates["model_repository"] = repository
+    return RuntimeSettings().model_copy(update=updates)
+
+
+def trials_table(result: TuneResult) -> Table:
+    best = result.best
+    table = Table(title=f"{result.model}: trials under p99 ≤ {result.p99_limit_ms:g} ms")
+    for column in ("#", "config", "img/s", "c", "p50 ms", "p99 ms", "mean batch"):
+        table.add_column(column, justify="left" if column == "config" else "right")
+    for trial in result.trials:
+        point = trial.best_point
+        label = trial.label + (" ★" if best is not None and trial.index == best.index else "")
+        if point is None:
+            table.add_row(str(trial.index), label, "–", "–", "–", "–", "–")
+            continue
+        table.add_row(
+            str(trial.index),
+            label,
+            f"{point.throughput_img_s:.1f}",
+            str(point.concurrency),
+            f"{point.p50_ms:.2f}",
+            f"{point.p99_ms:.2f}",
+            f"{point.mean_executed_batch:.2f}",
+        )
+    return table
 
 
 def register(app: typer.Typer) -> None:
     """Add the benchmark commands."""
+    app.command("tune")(tune_command)

@@ -1,0 +1,258 @@
+"""Clients that send one NCHW batch to Triton and return the logits, behind one callable shape.
+
+Four transports, so the benchmark can show what the client path costs:
+
+- `http`: a minimal KServe v2 client on `http.client` with the binary-tensor extension — one
+  persistent keep-alive connection, TCP_NODELAY, the array sent as a memoryview (no copy, no JSON
+  floats). Needs nothing but numpy, so the same code runs on a bare GPU host.
+- `http-shm`: the same, but input and output live in POSIX shared memory registered with Triton's
+  system-shared-memory extension: the request carries ~300 bytes of JSON instead of the tensor.
+  Only valid when client and server share a host.
+- `tritonclient-http`, `grpc`: NVIDIA's own clients (binary HTTP, gRPC), the reference a user of
+  Triton would reach for.
+
+Every client is single-threaded: give each load-generator worker its own.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import uuid
+from collections.abc import Callable
+from multiprocessing import shared_memory
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME
+
+Transport = Literal["http", "http-shm", "tritonclient-http", "grpc"]
+TRANSPORTS: tuple[Transport, ...] = ("http", "http-shm", "tritonclient-http", "grpc")
+_HEADER_LENGTH = "Inference-Header-Content-Length"
+
+
+class InferClient(Protocol):
+    """Sends `batch` (N,3,H,W float32) to `model`, returns logits (N, classes)."""
+
+    def infer(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+class TritonRequestError(RuntimeError):
+    """Triton answered an inference request with an error status."""
+
+
+class _NoDelayConnection(http.client.HTTPConnection):
+    """HTTPConnection with Nagle off: headers and body go out as separate writes, and Nagle plus
+    delayed ACK would otherwise park the second write for up to 40 ms."""
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class KServeHttpClient:
+    """Binary-tensor KServe v2 over one keep-alive HTTP/1.1 connection (see module docstring)."""
+
+    def __init__(self, url: str, model: str, timeout_s: float = 60.0) -> None:
+        host, port = _host_port(url)
+        self.model = model
+        self.path = f"/v2/models/{model}/infer"
+        self.connection = _NoDelayConnection(host, port, timeout=timeout_s)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        header = json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": INPUT_NAME,
+                        "shape": list(batch.shape),
+                        "datatype": "FP32",
+                        "parameters": {"binary_data_size": batch.nbytes},
+                    }
+                ],
+                "outputs": [{"name": OUTPUT_NAME, "parameters": {"binary_data": True}}],
+            },
+            separators=(",", ":"),
+        ).encode()
+        body = memoryview(batch.data).cast("B")  # the array's own bytes: no copy
+        status, response_header, payload = self._post(header, body)
+        if status != 200:
+            raise TritonRequestError(f"{self.model}: HTTP {status}: {_error_text(response_header)}")
+        output = response_header["outputs"][0]
+        return np.frombuffer(payload, dtype=np.float32).reshape(output["shape"])
+
+    def _post(self, header: bytes, body: memoryview | None) -> tuple[int, dict[str, Any], bytes]:
+        length = len(header) + (body.nbytes if body is not None else 0)
+        headers = {
+            _HEADER_LENGTH: str(len(header)),
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(length),
+        }
+        chunks: list[bytes | memoryview] = [header] if body is None else [header, body]
+        try:
+            self.connection.request("POST", self.path, body=chunks, headers=headers)
+            response = self.connection.getresponse()
+            data = response.read()
+        except (http.client.HTTPException, OSError):
+            self.connection.close()  # the next call reconnects
+            raise
+        json_length = int(response.headers.get(_HEADER_LENGTH) or len(data))
+        parsed = json.loads(data[:json_length]) if json_length else {}
+        return response.status, parsed, data[json_length:]
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+class KServeShmClient(KServeHttpClient):
+    """Input and output in system shared memory; the HTTP request carries only the JSON header.
+
+    Regions are sized for `max_batch` on first use and registered with Triton once; `close()`
+    unregisters and unlinks them.
+    """
+
+    def __init__(self, url: str, model: str, sample_shape: tuple[int, ...], num_classes: int, max_batch: int):
+        super().__init__(url, model)
+        self.sample_shape = sample_shape
+        self.num_classes = num_classes
+        self.max_batch = max_batch
+        tag = uuid.uuid4().hex[:12]
+        self.in_name, self.out_name = f"dl_in_{tag}", f"dl_out_{tag}"
+        in_bytes = max_batch * int(np.prod(sample_shape)) * 4
+        out_bytes = max_batch * num_classes * 4
+        self.in_shm = shared_memory.SharedMemory(name=self.in_name, create=True, size=in_bytes)
+        self.out_shm = shared_memory.SharedMemory(name=self.out_name, create=True, size=out_bytes)
+        self._control(f"/v2/systemsharedmemory/region/{self.in_name}/register", self.in_name, in_bytes)
+        self._control(f"/v2/systemsharedmemory/region/{self.out_name}/register", self.out_name, out_bytes)
+
+    def _control(self, path: str, key: str | None = None, size: int = 0) -> None:
+        payload = json.dumps({"key": f"/{key}", "offset": 0, "byte_size": size}).encode() if key else b""
+        self.connection.request("POST", path, body=payload, headers={"Content-Type": "application/json"})
+        response = self.connection.getresponse()
+        text = response.read()
+        if response.status != 200:
+            raise TritonRequestError(f"shared memory {path}: HTTP {response.status}: {text[:200]!r}")
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        n = batch.shape[0]
+        if n > self.max_batch:
+            raise ValueError(f"batch {n} exceeds the shared-memory region sized for {self.max_batch}")
+        in_view: np.ndarray = np.ndarray(batch.shape, dtype=np.float32, buffer=self.in_shm.buf)
+        in_view[...] = batch
+        out_bytes = n * self.num_classes * 4
+        header = json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": INPUT_NAME,
+                        "shape": list(batch.shape),
+                        "datatype": "FP32",
+                        "parameters": {
+                            "shared_memory_region": self.in_name,
+                            "shared_memory_byte_size": batch.nbytes,
+                        },
+                    }
+                ],
+                "outputs": [
+                    {
+                        "name": OUTPUT_NAME,
+                        "parameters": {
+                            "shared_memory_region": self.out_name,
+                            "shared_memory_byte_size": out_bytes,
+                        },
+                    }
+                ],
+            },
+            separators=(",", ":"),
+        ).encode()
+        status, response_header, _ = self._post(header, None)
+        if status != 200:
+            raise TritonRequestError(f"{self.model}: HTTP {status}: {_error_text(response_header)}")
+        # A copy: the region is reused by the next call.
+        return np.ndarray((n, self.num_classes), dtype=np.float32, buffer=self.out_shm.buf).copy()
+
+    def close(self) -> None:
+        for name in (self.in_name, self.out_name):
+            try:
+                self._control(f"/v2/systemsharedmemory/region/{name}/unregister")
+            except (TritonRequestError, OSError, http.client.HTTPException):
+                pass  # the server may already be gone; the regions are unlinked below anyway
+        super().close()
+        for region in (self.in_shm, self.out_shm):
+            region.close()
+            region.unlink()
+
+
+class _TritonClientAdapter:
+    """NVIDIA's tritonclient (http with binary tensors, or grpc) behind the `InferClient` shape."""
+
+    def __init__(self, url: str, model: str, protocol: Literal["http", "grpc"]) -> None:
+        self.model = model
+        self.protocol = protocol
+        if protocol == "http":
+            import tritonclient.http as module
+        else:
+            import tritonclient.grpc as module  # type: ignore[no-redef]
+        self.module: Any = module
+        self.client: Any = module.InferenceServerClient(url.removeprefix("http://"))
+        self.outputs: list[Any] = (
+            [module.InferRequestedOutput(OUTPUT_NAME, binary_data=True)]
+            if protocol == "http"
+            else [module.InferRequestedOutput(OUTPUT_NAME)]
+        )
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        tensor = self.module.InferInput(INPUT_NAME, list(batch.shape), "FP32")
+        if self.protocol == "http":
+            tensor.set_data_from_numpy(batch, binary_data=True)
+        else:
+            tensor.set_data_from_numpy(batch)
+        result = self.client.infer(self.model, [tensor], outputs=self.outputs)
+        return result.as_numpy(OUTPUT_NAME)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def make_client(
+    transport: Transport,
+    url: str,
+    model: str,
+    *,
+    grpc_url: str | None = None,
+    sample_shape: tuple[int, ...] = (3, 224, 224),
+    num_classes: int = 1000,
+    max_batch: int = 64,
+) -> InferClient:
+    """A fresh client for one worker. `url` is Triton's HTTP base URL; gRPC needs `grpc_url`."""
+    if transport == "http":
+        return KServeHttpClient(url, model)
+    if transport == "http-shm":
+        return KServeShmClient(url, model, sample_shape, num_classes, max_batch)
+    if transport == "tritonclient-http":
+        return _TritonClientAdapter(url, model, "http")
+    if transport == "grpc":
+        if grpc_url is None:
+            raise ValueError("the grpc transport needs grpc_url (host:port)")
+        return _TritonClientAdapter(grpc_url, model, "grpc")
+    raise ValueError(f"unknown transport {transport!r}; choose from {', '.join(TRANSPORTS)}")
+
+
+ClientFactory = Callable[[], InferClient]
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    rest = url.split("://", 1)[-1].rstrip("/")
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"expected http://host:port, got {url!r}")
+    return host, int(port)
+
+
+def _error_text(header: dict[str, Any]) -> str:
+    return str(header.get("error", header))[:300]

@@ -1,0 +1,290 @@
+"""`deploylab tune`: find the serving config with the most throughput under a p99 latency limit.
+
+In the spirit of Triton Model Analyzer: every trial is a `ServingConfig` (max batch size, preferred
+batch sizes, queue delay, instance count, ONNX Runtime threads) applied to a running Triton through
+model control in explicit mode — a load request that carries the config, no file rewrite, no
+restart — then measured over a closed-loop concurrency sweep. A trial's score is its best throughput
+among the concurrencies whose p99 stays under the limit.
+
+The default ("quick") search has two phases so it fits in a few minutes on 2 cores: first the ways
+to spend the cores (instances × threads that use every core once), then, on the winning layout, a
+few batching variations. `strategy="grid"` searches the full cartesian product instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from services.modelzoo.repository import ServingConfig, available_cores, build_model_config
+
+from .load import LoadResult, LoadTarget, run_load
+from .triton_admin import TritonAdminError, load_model, model_config, model_statistics
+
+Strategy = Literal["quick", "grid"]
+
+
+@dataclass(frozen=True)
+class TuneSpace:
+    """The values a search may pick from. Empty `layouts` means: every (instances, threads) whose
+    product equals the core count."""
+
+    layouts: tuple[tuple[int, int], ...] = ()
+    max_batch_sizes: tuple[int, ...] = (8, 16)
+    queue_delays_us: tuple[int, ...] = (0, 500)
+    preferred_batch_sizes: tuple[tuple[int, ...], ...] = ((),)
+    base: ServingConfig = field(default_factory=ServingConfig)
+
+    def resolved_layouts(self, cores: int) -> list[tuple[int, int]]:
+        if self.layouts:
+            return list(self.layouts)
+        return [(cores // t, t) for t in range(1, cores + 1) if cores % t == 0]
+
+    def candidate(
+        self, layout: tuple[int, int], max_batch: int, delay_us: int, preferred: tuple[int, ...]
+    ) -> ServingConfig:
+        instances, threads = layout
+        return replace(
+            self.base,
+            instance_count=instances,
+            intra_op_threads=threads,
+            max_batch_size=max_batch,
+            max_queue_delay_us=delay_us,
+            preferred_batch_sizes=tuple(b for b in preferred if b <= max_batch),
+        )
+
+    def grid(self, cores: int) -> list[ServingConfig]:
+        """Every combination (deduplicated, order kept)."""
+        configs = [
+            self.candidate(layout, mb, delay, pref)
+            for layout, mb, delay, pref in itertools.product(
+                self.resolved_layouts(cores),
+                self.max_batch_sizes,
+                self.queue_delays_us,
+                self.preferred_batch_sizes,
+            )
+        ]
+        return _unique(configs)
+
+    def layout_phase(self, cores: int) -> list[ServingConfig]:
+        """Phase 1: each core layout with the first (default) batching values."""
+        first = (self.max_batch_sizes[0], self.queue_delays_us[0], self.preferred_batch_sizes[0])
+        return [self.candidate(layout, *first) for layout in self.resolved_layouts(cores)]
+
+    def batching_phase(self, winner: ServingConfig) -> list[ServingConfig]:
+        """Phase 2: on the winning layout, vary one batching knob at a time away from phase 1."""
+        layout = (winner.instance_count, winner.intra_op_threads)
+        first_mb, first_delay, first_pref = (
+            self.max_batch_sizes[0],
+            self.queue_delays_us[0],
+            self.preferred_batch_sizes[0],
+        )
+        configs = [self.candidate(layout, mb, first_delay, first_pref) for mb in self.max_batch_sizes[1:]]
+        configs += [self.candidate(layout, first_mb, d, first_pref) for d in self.queue_delays_us[1:]]
+        configs += [self.candidate(layout, first_mb, first_delay, p) for p in self.preferred_batch_sizes[1:]]
+        return [c for c in _unique(configs) if c != winner]
+
+
+def _unique(configs: Sequence[ServingConfig]) -> list[ServingConfig]:
+    """Drop repeats, keep order (ServingConfig holds a dict, so it is compared, not hashed)."""
+    unique: list[ServingConfig] = []
+    for config in configs:
+        if config not in unique:
+            unique.append(config)
+    return unique
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    p99_ms: float
+    concurrencies: tuple[int, ...] = (1, 4, 16)
+    duration_s: float = 3.0
+    request_batch: int = 1
+    transport: Literal["http", "http-shm", "tritonclient-http", "grpc"] = "http"
+    strategy: Strategy = "quick"
+    space: TuneSpace = field(default_factory=TuneSpace)
+    max_trials: int | None = None
+
+
+@dataclass(frozen=True)
+class TrialPoint:
+    concurrency: int
+    throughput_img_s: float
+    p50_ms: float
+    p99_ms: float
+    mean_executed_batch: float
+    errors: int
+
+
+@dataclass(frozen=True)
+class Trial:
+    index: int
+    serving: ServingConfig
+    points: tuple[TrialPoint, ...]
+    p99_limit_ms: float
+    error: str | None = None
+
+    @property
+    def feasible_points(self) -> list[TrialPoint]:
+        return [p for p in self.points if p.errors == 0 and p.p99_ms <= self.p99_limit_ms]
+
+    @property
+    def best_point(self) -> TrialPoint | None:
+        """Highest throughput within the latency limit (None when no concurrency met it)."""
+        points = self.feasible_points
+        return max(points, key=lambda p: p.throughput_img_s) if points else None
+
+    @property
+    def score(self) -> float:
+        best = self.best_point
+        return best.throughput_img_s if best else 0.0
+
+    @property
+    def label(self) -> str:
+        s = self.serving
+        pref = ",".join(map(str, s.preferred_batch_sizes)) or "-"
+        layout = f"{s.instance_count}x{s.intra_op_threads}"
+        return f"{layout} mb{s.max_batch_size} delay{s.max_queue_delay_us}us pref[{pref}]"
+
+    def as_dict(self) -> dict[str, object]:
+        best = self.best_point
+        return {
+            "index": self.index,
+            "label": self.label,
+            "serving": asdict(self.serving),
+            "points": [asdict(p) for p in self.points],
+            "feasible": best is not None,
+            "best": asdict(best) if best else None,
+            "score_img_s": self.score,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    model: str
+    p99_limit_ms: float
+    trials: tuple[Trial, ...]
+
+    @property
+    def best(self) -> Trial | None:
+        feasible = [t for t in self.trials if t.best_point is not None]
+        return max(feasible, key=lambda t: t.score) if feasible else None
+
+
+TrialCallback = Callable[[Trial], None]
+
+
+def tune(
+    base_url: str,
+    model: str,
+    input_size: int,
+    num_classes: int,
+    options: TuneOptions,
+    *,
+    cores: int | None = None,
+    on_trial: TrialCallback | None = None,
+) -> TuneResult:
+    """Run the search against the Triton at `base_url` (explicit model control) and return all trials.
+
+    Leaves the server serving whatever the last trial loaded; the caller writes and loads the winner.
+    """
+    budget = cores or available_cores()
+    space = options.space
+    trials: list[Trial] = []
+
+    def run(configs: Sequence[ServingConfig]) -> None:
+        for serving in configs:
+            if options.max_trials is not None and len(trials) >= options.max_trials:
+                return
+            if serving.max_batch_size < options.request_batch:
+                continue
+            trial = run_trial(base_url, model, input_size, num_classes, serving, options, len(trials) + 1)
+            trials.append(trial)
+            if on_trial:
+                on_trial(trial)
+
+    if options.strategy == "grid":
+        run(space.grid(budget))
+    else:
+        run(space.layout_phase(budget))
+        leader = _leader(trials)
+        if leader is not None:
+            run(space.batching_phase(leader.serving))
+    return TuneResult(model=model, p99_limit_ms=options.p99_ms, trials=tuple(trials))
+
+
+def _leader(trials: Sequence[Trial]) -> Trial | None:
+    """The trial to build on: best feasible score, else (nothing met the limit) lowest batch-1 p99."""
+    feasible = [t for t in trials if t.best_point is not None]
+    if feasible:
+        return max(feasible, key=lambda t: t.score)
+    measured = [t for t in trials if t.points]
+    return min(measured, key=lambda t: t.points[0].p99_ms) if measured else None
+
+
+def run_trial(
+    base_url: str,
+    model: str,
+    input_size: int,
+    num_classes: int,
+    serving: ServingConfig,
+    options: TuneOptions,
+    index: int,
+) -> Trial:
+    """Load `serving` into the running Triton, then sweep concurrency until the limit is passed."""
+    config = build_model_config(model, input_size, num_classes, serving)
+    try:
+        load_model(base_url, model, config)
+        _check_applied(model_config(base_url, model), serving)
+    except RuntimeError as exc:
+        return Trial(index, serving, (), options.p99_ms, error=str(exc)[:300])
+    target = LoadTarget(
+        options.transport,
+        base_url,
+        model,
+        batch_size=options.request_batch,
+        input_size=input_size,
+        max_batch=serving.max_batch_size,
+    )
+    points: list[TrialPoint] = []
+    for concurrency in options.concurrencies:
+        before = model_statistics(base_url, model)
+        result = run_load(target, concurrency, options.duration_s)
+        delta = model_statistics(base_url, model) - before
+        points.append(_point(result, delta.mean_executed_batch))
+        # Past the limit, more concurrency only queues longer: stop the sweep (Model Analyzer does too).
+        if result.errors or result.p99_ms > options.p99_ms:
+            break
+    return Trial(index, serving, tuple(points), options.p99_ms)
+
+
+def _check_applied(served: dict[str, Any], serving: ServingConfig) -> None:
+    """Refuse to measure a trial whose config Triton did not actually apply."""
+    groups = served.get("instance_group") or [{}]
+    parameters = served.get("parameters", {})
+    applied = (
+        int(served.get("max_batch_size", -1)),
+        int(groups[0].get("count", -1)),
+        parameters.get("intra_op_thread_count", {}).get("string_value"),
+    )
+    wanted = (serving.max_batch_size, serving.instance_count, str(serving.intra_op_threads))
+    if applied != wanted:
+        raise TritonAdminError(
+            f"Triton serves (max_batch, instances, threads) {applied}, trial asked {wanted}"
+        )
+
+
+def _point(result: LoadResult, mean_batch: float) -> TrialPoint:
+    p99 = result.p99_ms if not math.isnan(result.p99_ms) else float("inf")
+    return TrialPoint(
+        concurrency=result.concurrency,
+        throughput_img_s=result.throughput_img_s,
+        p50_ms=result.p50_ms,
+        p99_ms=p99,
+        mean_executed_batch=round(mean_batch, 2),
+        errors=result.errors,
+    )

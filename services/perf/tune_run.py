@@ -1,0 +1,147 @@
+"""One complete tune: a Triton to tune against, the search, the trials table on disk, the winner installed.
+
+The winner is written as the model's `config.pbtxt` (and recorded in its manifest), then loaded from
+that file through model control, and the served config is read back: the file on disk is proven to
+load, not just the override the trials used. The previous config is saved next to the trials table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from services.modelzoo.catalog import resolve_triton_name
+from services.modelzoo.manifest import read_manifest, write_manifest
+from services.modelzoo.repository import CONFIG_FILENAME, model_dir, write_model_files
+from services.runtime.settings import RuntimeSettings
+from services.runtime.triton import TritonServer
+
+from .triton_admin import TritonAdminError, load_model, model_config
+from .tune import TrialCallback, TuneOptions, TuneResult, tune
+
+
+class TuneError(RuntimeError):
+    """The tune could not run or its result could not be installed; the message says why."""
+
+
+@dataclass(frozen=True)
+class TuneReport:
+    result: TuneResult
+    json_path: Path
+    markdown_path: Path
+    config_path: Path | None  # the installed best config.pbtxt (None: nothing met the limit)
+    served_config: dict[str, object] | None
+
+
+def run_tune(
+    settings: RuntimeSettings,
+    model: str,
+    options: TuneOptions,
+    out_dir: Path,
+    *,
+    triton_url: str | None = None,
+    on_trial: TrialCallback | None = None,
+) -> TuneReport:
+    """Tune `model` (a Triton model name) in `settings.model_repository`; write table and best config."""
+    spec, _variant = resolve_triton_name(model)
+    directory = model_dir(settings.model_repository, model)
+    if not (directory / CONFIG_FILENAME).is_file():
+        raise TuneError(
+            f"{model} is not exported in {settings.model_repository}: run `deploylab export` first"
+        )
+    previous_config = (directory / CONFIG_FILENAME).read_text()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    with _triton(settings, model, triton_url) as base_url:
+        result = tune(base_url, model, spec.input_size, spec.num_classes, options, on_trial=on_trial)
+        best = result.best
+        config_path: Path | None = None
+        served: dict[str, object] | None = None
+        if best is not None:
+            (out_dir / f"{model}-{stamp}.previous.pbtxt").write_text(previous_config)
+            write_model_files(
+                settings.model_repository, model, spec.input_size, spec.num_classes, best.serving
+            )
+            manifest = read_manifest(directory)
+            if manifest is not None:
+                write_manifest(directory, manifest.model_copy(update={"serving": asdict(best.serving)}))
+            config_path = directory / CONFIG_FILENAME
+            try:
+                load_model(base_url, model)  # from the file just written
+                served = model_config(base_url, model)
+            except TritonAdminError as exc:
+                raise TuneError(
+                    f"the best config was written to {config_path} but does not load: {exc}"
+                ) from None
+        else:
+            with contextlib.suppress(TritonAdminError):
+                load_model(base_url, model)  # back to the unchanged file
+
+    json_path = out_dir / f"{model}-{stamp}.json"
+    markdown_path = out_dir / f"{model}-{stamp}.md"
+    payload = {
+        "model": model,
+        "p99_limit_ms": options.p99_ms,
+        "options": {
+            "concurrencies": list(options.concurrencies),
+            "duration_s": options.duration_s,
+            "request_batch": options.request_batch,
+            "transport": options.transport,
+            "strategy": options.strategy,
+        },
+        "created": stamp,
+        "trials": [t.as_dict() for t in result.trials],
+        "best": result.best.as_dict() if result.best else None,
+        "config_path": str(config_path) if config_path else None,
+    }
+    json_path.write_text(json.dumps(payload, indent=2) + "\n")
+    markdown_path.write_text(trials_markdown(result))
+    return TuneReport(result, json_path, markdown_path, config_path, served)
+
+
+def trials_markdown(result: TuneResult) -> str:
+    """The trials table as Markdown (one row per trial, the winner marked)."""
+    best = result.best
+    lines = [
+        f"# tune {result.model}: p99 ≤ {result.p99_limit_ms:g} ms",
+        "",
+        "| # | config | best img/s | at concurrency | p50 ms | p99 ms | mean executed batch "
+        "| sweep (c: img/s, p99) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for trial in result.trials:
+        point = trial.best_point
+        sweep = "; ".join(f"{p.concurrency}: {p.throughput_img_s:.0f}, {p.p99_ms:.1f}" for p in trial.points)
+        mark = " **best**" if best is not None and trial.index == best.index else ""
+        if point is None:
+            reason = trial.error or "no concurrency met the limit"
+            lines.append(f"| {trial.index} | {trial.label}{mark} | – | – | – | – | – | {sweep or reason} |")
+            continue
+        lines.append(
+            f"| {trial.index} | {trial.label}{mark} | {point.throughput_img_s:.1f} | {point.concurrency} | "
+            f"{point.p50_ms:.2f} | {point.p99_ms:.2f} | {point.mean_executed_batch:.2f} | {sweep} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def _triton(settings: RuntimeSettings, model: str, triton_url: str | None) -> Iterator[str]:
+    """An explicit-mode Triton: the one at `triton_url`, or an embedded one started for this tune."""
+    if triton_url is not None:
+        yield triton_url.rstrip("/")
+        return
+    if settings.triton_model_control != "explicit":
+        raise TuneError(
+            "tuning needs Triton's explicit model control (DEPLOYLAB_TRITON_MODEL_CONTROL=explicit)"
+        )
+    server = TritonServer(settings, models=[model])
+    server.start()
+    try:
+        yield settings.triton_http_url
+    finally:
+        server.stop()

@@ -1,0 +1,59 @@
+"""`deploylab tune` against a real tritonserver: trials applied live, table saved, best config installed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from services.modelzoo.manifest import read_manifest
+from services.modelzoo.repository import parse_triton_config
+from services.perf.tune import TuneOptions, TuneSpace
+from services.perf.tune_run import run_tune
+from services.runtime.settings import RuntimeSettings
+from tests.support.ports import free_ports
+
+MODEL = "mobilenet_v3_small"
+
+
+def test_tiny_tune_records_every_trial_and_installs_a_best_config_that_loads(
+    model_repository: Path, tmp_path: Path
+) -> None:
+    repository = tmp_path / "repo"
+    shutil.copytree(model_repository / MODEL, repository / MODEL)
+    http, grpc, metrics = free_ports(3)
+    settings = RuntimeSettings(
+        model_repository=repository,
+        state_dir=tmp_path / "state",
+        triton_http_port=http,
+        triton_grpc_port=grpc,
+        triton_metrics_port=metrics,
+    )
+    space = TuneSpace(layouts=((2, 1), (1, 1)), max_batch_sizes=(4, 8), queue_delays_us=(0,))
+    options = TuneOptions(p99_ms=60_000, concurrencies=(1, 2), duration_s=0.5, space=space)
+
+    report = run_tune(settings, MODEL, options, tmp_path / "out")
+
+    # Phase 1 tries both layouts, phase 2 one more max batch size on the winner: three trials.
+    assert len(report.result.trials) == 3
+    saved = json.loads(report.json_path.read_text())
+    assert [t["index"] for t in saved["trials"]] == [1, 2, 3]
+    for trial in saved["trials"]:
+        assert trial["error"] is None and trial["feasible"], trial
+        assert [p["concurrency"] for p in trial["points"]] == [1, 2]
+        assert all(p["throughput_img_s"] > 0 and p["mean_executed_batch"] >= 1 for p in trial["points"])
+    labels = {t["label"] for t in saved["trials"]}
+    assert {"2x1 mb4 delay0us pref[-]", "1x1 mb4 delay0us pref[-]"} <= labels
+    assert "| 3 |" in report.markdown_path.read_text()
+
+    best = report.result.best
+    assert best is not None and saved["best"]["index"] == best.index
+    assert report.config_path == repository / MODEL / "config.pbtxt"
+    written = parse_triton_config(report.config_path.read_text())
+    assert written.max_batch_size == best.serving.max_batch_size
+    assert written.instance_group[0].count == best.serving.instance_count
+    # Reloaded from the file: Triton serves exactly what was written.
+    assert report.served_config is not None
+    assert report.served_config["max_batch_size"] == best.serving.max_batch_size
+    manifest = read_manifest(repository / MODEL)
+    assert manifest is not None and manifest.serving["instance_count"] == best.serving.instance_count
