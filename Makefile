@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.deploylab-installed
 PYTEST_ARGS ?=
 
-.PHONY: help install system-deps test test-unit test-integration lint compare compare-quick export serve bench clean
+.PHONY: help install system-deps test test-unit test-integration lint compare compare-quick export serve bench dashboards clean
 
 help:
 	@echo "make compare   export the default model set, serve it, run the load sweep, write the report"
@@ -51,6 +51,10 @@ serve: install
 
 bench: install
 	$(BIN)/deploylab bench
+
+# Regenerate the Grafana dashboards JSON and the k8s PrometheusRule from code (services/dashboards).
+dashboards: install
+	$(BIN)/python -m services.dashboards
 
 clean:
 	rm -rf model_repository/*/ .deploylab results .pytest_cache .mypy_cache .ruff_cache
