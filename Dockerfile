@@ -27,10 +27,12 @@ RUN groupadd --system --gid 10001 deploylab \
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY --chown=deploylab:deploylab config ./config
+# Locust imports loadtests.* from /app (PYTHONPATH), so a mounted ./loadtests overrides the copy.
 COPY --chown=deploylab:deploylab loadtests ./loadtests
 COPY --chown=deploylab:deploylab deploy/docker/healthcheck.py ./healthcheck.py
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
+    PYTHONPATH=/app \
     DEPLOYLAB_MODEL_REPOSITORY=/models \
     DEPLOYLAB_STATE_DIR=/tmp/deploylab \
     DEPLOYLAB_GATEWAY_HOST=0.0.0.0 \
