@@ -129,7 +129,7 @@ def table_panel(title: str, description: str, columns: list[tuple[str, str, str]
     for index, (header, unit, expr) in enumerate(columns):
         panel = panel.with_target(
             target(expr, header, ref_id(index)).instant().format(PromQueryFormat.TABLE)
-        ).override_by_name(f"Value #{ref_id(index)}", [DynamicConfigValue(id_val="unit", value=unit)])
+        ).override_by_name(header, [DynamicConfigValue(id_val="unit", value=unit)])  # name after organize
         rename[f"Value #{ref_id(index)}"] = header
     organize = {"excludeByName": {"Time": True}, "renameByName": rename}
     return panel.with_transformation(DataTransformerConfig(id_val="merge", options={})).with_transformation(
