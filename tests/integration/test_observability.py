@@ -110,7 +110,7 @@ def eventually(condition: Any, timeout_s: float) -> bool:
 class Traffic:
     """Bounded background traffic through every route kind the dashboards break down."""
 
-    def __init__(self, gateway_url: str, max_seconds: float = 150.0) -> None:
+    def __init__(self, gateway_url: str, max_seconds: float = 300.0) -> None:
         self.url = gateway_url
         self.max_seconds = max_seconds
         self.stop = threading.Event()
