@@ -28,6 +28,9 @@ from .triton_client import TritonClient
 
 log = logging.getLogger("deploylab.gateway")
 
+#: Triton's repository index lists never-loaded models (explicit mode) without a state.
+NOT_LOADED = "NOT_LOADED"
+
 
 class GatewayContext:
     def __init__(self, settings: GatewaySettings, routing: RoutingTable) -> None:
@@ -104,8 +107,23 @@ class GatewayContext:
                 f"model {target.triton_model!r} is not in Triton's model repository",
                 details={"served": self.served_models()},
             )
+        if state == NOT_LOADED:
+            raise ModelNotReadyError(
+                f"model {target.triton_model!r} is exported but not loaded in Triton; serve it "
+                f"(`deploylab serve {target.model}`) or load it "
+                f"(POST /admin/models/{target.triton_model}/load)"
+            )
         if state is not None and state != "READY":
             raise ModelNotReadyError(f"model {target.triton_model!r} is {state.lower()} in Triton")
+
+    def required_models(self) -> list[str]:
+        """Routed models this deployment loaded (or tried to): they must be READY for /readyz.
+
+        Models in the repository that were never loaded (a subset was served on purpose) don't count;
+        a routed model that was unloaded or failed does.
+        """
+        routed = {t.triton_model for t in self.routing.targets()}
+        return sorted(n for n in routed if n in self.model_states and self.model_states[n] != NOT_LOADED)
 
     def served_models(self) -> list[str]:
         return sorted(name for name, state in self.model_states.items() if state == "READY")

@@ -107,20 +107,28 @@ class TritonClient:
         headers: dict[str, str] | None = None,
         timeout_s: float | None = None,
         model: str | None = None,
+        control: bool = False,
     ) -> RawResponse:
-        """One HTTP exchange with Triton, with the error mapping and the one safe retry."""
+        """One HTTP exchange with Triton, with the error mapping and the one safe retry.
+
+        `control` requests (health, index, config, load) use their own, relaxed connect timeout:
+        a tight inference budget must not make Triton look dead to the health probe.
+        """
         limit = timeout_s if timeout_s is not None else self.request_timeout_s
+        connect = max(self.connect_timeout_s, 1.0) if control else self.connect_timeout_s
+        client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect)
         url = self.base_url + path
         for attempt in (1, 2):
             try:
                 async with asyncio.timeout(limit):
-                    async with self.session.request(method, url, data=body, headers=headers) as response:
+                    async with self.session.request(
+                        method, url, data=body, headers=headers, timeout=client_timeout
+                    ) as response:
                         payload = await response.read()
                         return RawResponse(response.status, payload, dict(response.headers))
             except aiohttp.ConnectionTimeoutError:
                 raise BackendUnavailableError(
-                    f"Triton at {self.base_url} did not accept a connection within "
-                    f"{self.connect_timeout_s:g}s"
+                    f"Triton at {self.base_url} did not accept a connection within {connect:g}s"
                 ) from None
             except TimeoutError:
                 raise BackendTimeoutError(
@@ -168,14 +176,16 @@ class TritonClient:
     # -- health and control --------------------------------------------------------------------
     async def server_ready(self, timeout_s: float = 1.0) -> bool:
         try:
-            response = await self.request("GET", "/v2/health/ready", timeout_s=timeout_s)
+            response = await self.request("GET", "/v2/health/ready", timeout_s=timeout_s, control=True)
         except GatewayError:
             return False
         return response.status == 200
 
     async def repository_index(self, timeout_s: float = 2.0) -> dict[str, str]:
         """Triton model name → state (READY, UNAVAILABLE, LOADING, …) for every model it knows."""
-        response = await self.request("POST", "/v2/repository/index", body=b"{}", timeout_s=timeout_s)
+        response = await self.request(
+            "POST", "/v2/repository/index", body=b"{}", timeout_s=timeout_s, control=True
+        )
         if response.status != 200:
             raise triton_error(response, None)
         index: dict[str, str] = {}
@@ -183,25 +193,35 @@ class TritonClient:
             state = entry.get("state", "")
             # Several versions may be listed; a READY version wins.
             if index.get(entry["name"]) != "READY":
-                index[entry["name"]] = state or "UNKNOWN"
+                index[entry["name"]] = state or "NOT_LOADED"
         return index
 
     async def model_config(self, model: str, timeout_s: float = 2.0) -> dict[str, Any]:
-        response = await self.request("GET", f"/v2/models/{model}/config", timeout_s=timeout_s)
+        response = await self.request("GET", f"/v2/models/{model}/config", timeout_s=timeout_s, control=True)
         if response.status != 200:
             raise triton_error(response, model)
         return json.loads(response.body)  # type: ignore[no-any-return]
 
     async def load_model(self, model: str) -> None:
         response = await self.request(
-            "POST", f"/v2/repository/models/{model}/load", body=b"{}", timeout_s=120.0, model=model
+            "POST",
+            f"/v2/repository/models/{model}/load",
+            body=b"{}",
+            timeout_s=120.0,
+            model=model,
+            control=True,
         )
         if response.status != 200:
             raise triton_error(response, model)
 
     async def unload_model(self, model: str) -> None:
         response = await self.request(
-            "POST", f"/v2/repository/models/{model}/unload", body=b"{}", timeout_s=60.0, model=model
+            "POST",
+            f"/v2/repository/models/{model}/unload",
+            body=b"{}",
+            timeout_s=60.0,
+            model=model,
+            control=True,
         )
         if response.status != 200:
             raise triton_error(response, model)

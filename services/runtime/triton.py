@@ -154,6 +154,9 @@ class TritonServer:
             f"--exit-timeout-secs={s.triton_exit_timeout_s}",
             f"--log-verbose={s.triton_log_verbose}",
             f"--model-control-mode={s.triton_model_control}",
+            # Server readiness must not flip when one model is unloaded: model readiness is tracked
+            # per model (the gateway's probe, /v2/models/<m>/ready), so strict readiness is off.
+            "--strict-readiness=false",
             "--allow-gpu-metrics=false" if not _has_nvidia_gpu() else "--allow-gpu-metrics=true",
             f"--backend-config=python,shm-default-byte-size={s.triton_python_shm_mb * 1024 * 1024}",
             f"--backend-config=python,shm-growth-byte-size={s.triton_python_shm_mb * 1024 * 1024}",
@@ -206,11 +209,20 @@ class TritonServer:
                     f"tritonserver exited with code {self.process.returncode} during start-up; "
                     f"{self.log_summary()}"
                 )
-            if http_ok(url, timeout_s=1.0):
+            if http_ok(url, timeout_s=1.0) and self._models_ready():
                 return
             time.sleep(0.2)
         self.stop()
         raise TritonError(f"tritonserver not ready after {timeout_s:.0f}s; {self.log_summary()}")
+
+    def _models_ready(self) -> bool:
+        names = self.models
+        if names is None:
+            from services.modelzoo.manifest import read_repository
+
+            names = sorted(read_repository(self.settings.model_repository))
+        base = self.settings.triton_http_url
+        return all(http_ok(f"{base}/v2/models/{name}/ready", timeout_s=1.0) for name in names)
 
     def stop(self, timeout_s: float | None = None) -> int | None:
         """SIGTERM, wait for Triton's own graceful exit, then SIGKILL; returns the exit code."""

@@ -27,10 +27,7 @@ async def healthz() -> HealthResponse:
 )
 async def readyz(context: ContextDep) -> Response:
     states = context.model_states
-    routed = {t.triton_model for t in context.routing.targets()}
-    # Routes may name models this deployment never exported; those cannot block readiness.
-    required = sorted(name for name in routed if name in states)
-    loaded = {name: states.get(name) == "READY" for name in required}
+    loaded = {name: states.get(name) == "READY" for name in context.required_models()}
     ready = (
         context.triton_ready
         and not context.draining

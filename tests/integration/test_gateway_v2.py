@@ -1,0 +1,97 @@
+"""An unmodified tritonclient pointed at the gateway works: health, metadata, config, infer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import tritonclient.http as tritonhttp
+
+from services.modelzoo.parity import random_batch
+from services.runtime.settings import RuntimeSettings
+
+
+@pytest.fixture(scope="module")
+def via_gateway(gateway_url: str) -> Iterator[tritonhttp.InferenceServerClient]:
+    client = tritonhttp.InferenceServerClient(gateway_url.removeprefix("http://"))
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def direct(runtime_settings: RuntimeSettings) -> Iterator[tritonhttp.InferenceServerClient]:
+    client = tritonhttp.InferenceServerClient(runtime_settings.triton_http_url.removeprefix("http://"))
+    yield client
+    client.close()
+
+
+def infer(
+    client: tritonhttp.InferenceServerClient, model: str, batch: np.ndarray, binary: bool = True
+) -> tritonhttp.InferResult:
+    tensor = tritonhttp.InferInput("input", list(batch.shape), "FP32")
+    tensor.set_data_from_numpy(batch, binary_data=binary)
+    output = tritonhttp.InferRequestedOutput("logits", binary_data=binary)
+    return client.infer(model, [tensor], outputs=[output])
+
+
+def test_server_health_and_metadata(via_gateway: tritonhttp.InferenceServerClient) -> None:
+    assert via_gateway.is_server_live() and via_gateway.is_server_ready()
+    assert via_gateway.get_server_metadata()["name"] == "triton"
+
+
+def test_model_metadata_config_and_readiness_resolve_routes(
+    via_gateway: tritonhttp.InferenceServerClient,
+) -> None:
+    assert via_gateway.is_model_ready("resnet18")
+    assert via_gateway.is_model_ready("classifier")  # alias → resnet18
+    assert via_gateway.get_model_metadata("repvgg_a0")["name"] == "repvgg_a0_deploy"
+    assert via_gateway.get_model_metadata("repvgg_a0_train")["name"] == "repvgg_a0_train"
+    config = via_gateway.get_model_config("classifier")
+    assert config["name"] == "resnet18" and config["max_batch_size"] == 8
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_infer_through_the_gateway_equals_direct_triton(
+    via_gateway: tritonhttp.InferenceServerClient, direct: tritonhttp.InferenceServerClient, binary: bool
+) -> None:
+    batch = random_batch(2, 224, seed=4)
+    through = infer(via_gateway, "classifier", batch, binary).as_numpy("logits")
+    straight = infer(direct, "resnet18", batch, binary).as_numpy("logits")
+    np.testing.assert_array_equal(through, straight)
+
+
+def test_response_names_the_model_that_answered(gateway_url: str) -> None:
+    import httpx
+
+    batch = random_batch(1, 224, seed=1)
+    body = tritonhttp.InferenceServerClient.generate_request_body(
+        [_input(batch)], outputs=[tritonhttp.InferRequestedOutput("logits", binary_data=True)]
+    )
+    response = httpx.post(
+        f"{gateway_url}/v2/models/repvgg/infer",
+        content=body[0],
+        headers={"Inference-Header-Content-Length": str(body[1])},
+    )
+    assert response.status_code == 200
+    assert response.headers["X-Deploylab-Model"] == "repvgg_a0_deploy"
+    assert int(response.headers["Inference-Header-Content-Length"]) > 0
+
+
+def _input(batch: np.ndarray) -> tritonhttp.InferInput:
+    tensor = tritonhttp.InferInput("input", list(batch.shape), "FP32")
+    tensor.set_data_from_numpy(batch, binary_data=True)
+    return tensor
+
+
+def test_nan_input_is_refused_with_a_readable_message(via_gateway: tritonhttp.InferenceServerClient) -> None:
+    batch = random_batch(1, 224, seed=0)
+    batch[0, 0, 0, 0] = np.nan
+    with pytest.raises(tritonhttp.InferenceServerException) as info:
+        infer(via_gateway, "resnet18", batch)
+    assert "NaN/Inf" in str(info.value) and info.value.status() == "400"
+
+
+def test_unknown_model_is_404_for_tritonclient(via_gateway: tritonhttp.InferenceServerClient) -> None:
+    with pytest.raises(tritonhttp.InferenceServerException, match="unknown model 'resnet51'"):
+        via_gateway.get_model_metadata("resnet51")
