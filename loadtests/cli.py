@@ -1,12 +1,185 @@
-"""`deploylab loadtest`, `deploylab report`, `deploylab compare` (owned by the load-test work)."""
+"""`deploylab loadtest`, `deploylab report`, `deploylab compare`: the load-test commands.
+
+Heavy imports (torch via the baselines, matplotlib via the report) happen inside the commands so
+`deploylab --help` stays fast.
+"""
 
 from __future__ import annotations
 
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+from rich.console import Console
+
+from services.common.cli_errors import cli_errors
+from services.common.signals import stop_on_sigterm
+
+if TYPE_CHECKING:
+    from .runs import RunOutcome
+
+console = Console(stderr=True)
+
+ModelsArg = Annotated[
+    list[str] | None,
+    typer.Argument(help="catalog names (all their variants) or Triton model names; default: --set"),
+]
+SetOpt = Annotated[
+    str, typer.Option("--set", help="model set when no models are named (default, small, all)")
+]
+WorkersOpt = Annotated[
+    int, typer.Option(min=0, help="Locust worker processes on loopback (0: one local process)")
+]
+OutOpt = Annotated[Path, typer.Option(help="parent folder of the run directory results/<timestamp>/")]
+RepositoryOpt = Annotated[
+    Path | None,
+    typer.Option("--repository", "-r", help="model repository (default: DEPLOYLAB_MODEL_REPOSITORY)"),
+]
+
+
+def _parse_users(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        users = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"--users must be comma-separated integers, got {text!r}") from None
+    if not users or min(users) < 1:
+        raise ValueError("--users needs at least one count, each >= 1")
+    return users
+
+
+def _repository(repository: Path | None) -> Path:
+    from services.runtime.settings import RuntimeSettings
+
+    return repository if repository is not None else RuntimeSettings().model_repository
+
+
+def _finish(outcome: RunOutcome, started: float) -> None:
+    minutes = (time.monotonic() - started) / 60
+    console.print(f"run {outcome.status} in {minutes:.1f} min; results in {outcome.run_dir}")
+    if outcome.report is not None:
+        console.print(f"report: {outcome.report.html}  (Markdown: {outcome.report.markdown})")
+        print(outcome.report.html)  # stdout: the one thing a script wants
+    else:
+        print(outcome.run_dir)
+    if outcome.error:
+        console.print(f"[red]error: {outcome.error}[/red]")
+    if outcome.interrupted:
+        raise typer.Exit(130)
+    if outcome.status != "complete":
+        raise typer.Exit(1)
+
+
+@cli_errors
+def loadtest_command(
+    models: ModelsArg = None,
+    model_set: SetOpt = "default",
+    profile: Annotated[str, typer.Option(help="sweep profile: full, quick or smoke")] = "full",
+    quick: Annotated[
+        bool, typer.Option("--quick", help="the quick profile (short windows, fewer points)")
+    ] = False,
+    gateway_url: Annotated[
+        str | None, typer.Option(help="sweep a running gateway (with --triton-url); default: start one")
+    ] = None,
+    triton_url: Annotated[
+        str | None, typer.Option(help="running Triton HTTP URL, e.g. http://host:8000")
+    ] = None,
+    triton_metrics_url: Annotated[
+        str | None, typer.Option(help="running Triton's metrics URL, e.g. http://host:8002/metrics")
+    ] = None,
+    workers: WorkersOpt = 0,
+    stop_timeout_s: Annotated[
+        float,
+        typer.Option(
+            min=0.5, help="graceful stop: time for in-flight requests (each worker pauses this long)"
+        ),
+    ] = 10.0,
+    users: Annotated[str | None, typer.Option(help="closed-loop user counts, e.g. 1,4,16")] = None,
+    window_s: Annotated[float | None, typer.Option(min=0.5, help="measured window per point (s)")] = None,
+    warmup_s: Annotated[float | None, typer.Option(min=0, help="warm-up before each point (s)")] = None,
+    inprocess: Annotated[
+        bool, typer.Option(help="measure in-process baselines (ONNX Runtime, torch)")
+    ] = True,
+    report: Annotated[bool, typer.Option(help="render report.html and report.md at the end")] = True,
+    repository: RepositoryOpt = None,
+    out: OutOpt = Path("results"),
+) -> None:
+    """Sweep models × paths × loads with Locust; write results/<timestamp>/ (JSON, CSV, report)."""
+    from .plan import Endpoints
+    from .runs import RunRequest, customize_profile, profile_named, resolve_targets, run_loadtest
+
+    started = time.monotonic()
+    stop_on_sigterm()
+    endpoints = None
+    if triton_url or gateway_url:
+        if not (triton_url and triton_metrics_url):
+            raise ValueError(
+                "to sweep running servers give --triton-url and --triton-metrics-url (and --gateway-url)"
+            )
+        endpoints = Endpoints(
+            triton_url=triton_url, triton_metrics_url=triton_metrics_url, gateway_url=gateway_url
+        )
+    chosen = customize_profile(profile_named(profile, quick), _parse_users(users), window_s, warmup_s)
+    request = RunRequest(
+        targets=resolve_targets(models or [], model_set),
+        profile=chosen,
+        repository=_repository(repository),
+        out=out,
+        endpoints=endpoints,
+        workers=workers,
+        stop_timeout_s=stop_timeout_s,
+        inprocess=inprocess,
+        report=report,
+        settings={"command": " ".join(["deploylab", *sys.argv[1:]])},
+    )
+    _finish(run_loadtest(request, console), started)
+
+
+@cli_errors
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory written by `deploylab loadtest`")],
+) -> None:
+    """Render report.html (self-contained) and report.md from a run's results.json."""
+    from services.report.writer import write_report
+
+    files = write_report(run_dir)
+    console.print(f"report: {files.html}  (Markdown: {files.markdown}, {len(files.plots)} plots)")
+    print(files.html)
+
+
+@cli_errors
+def compare_command(
+    models: ModelsArg = None,
+    model_set: SetOpt = "default",
+    quick: Annotated[bool, typer.Option("--quick", help="≤ 5 minutes: fewer points, short windows")] = False,
+    workers: WorkersOpt = 0,
+    repository: RepositoryOpt = None,
+    out: OutOpt = Path("results"),
+) -> None:
+    """Export the model set, serve it, sweep it, and write the comparison report (make compare)."""
+    from .runs import RunRequest, export_targets, profile_named, resolve_targets, run_loadtest
+
+    started = time.monotonic()
+    stop_on_sigterm()
+    targets = resolve_targets(models or [], model_set)
+    repo = _repository(repository)
+    export_targets(targets, repo, console)
+    request = RunRequest(
+        targets=targets,
+        profile=profile_named("full", quick),
+        repository=repo,
+        out=out,
+        workers=workers,
+        settings={"command": " ".join(["deploylab", *sys.argv[1:]])},
+    )
+    _finish(run_loadtest(request, console), started)
 
 
 def register(app: typer.Typer) -> None:
-    """Add the load-test commands. Until the sweep lands, `compare` is the end-to-end smoke run."""
-    from services.modelzoo.smoke import smoke_command
-
-    app.command("compare")(smoke_command)
+    """Add the load-test commands to `deploylab`."""
+    app.command("loadtest")(loadtest_command)
+    app.command("report")(report_command)
+    app.command("compare")(compare_command)

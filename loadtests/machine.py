@@ -1,0 +1,90 @@
+"""Where a run was measured: CPU, cores, memory, GPUs and the versions of everything in the path.
+
+Numbers from a load test mean nothing without the machine; this is written into every results file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from importlib import metadata
+from pathlib import Path
+
+import psutil
+
+from services.modelzoo.versions import library_versions
+from services.report.results import MachineInfo
+
+#: Serving and load-test packages recorded beside the export stack's versions.
+_EXTRA_PACKAGES = ("locust", "fastapi", "uvicorn", "matplotlib", "pydantic", "prometheus-client")
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name from /proc/cpuinfo (falls back to platform.processor())."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gpu_names() -> list[str]:
+    """`name, memory` of each NVIDIA GPU nvidia-smi reports; empty on a CPU-only host."""
+    binary = shutil.which("nvidia-smi")
+    if binary is None:
+        return []
+    try:
+        output = subprocess.run(  # noqa: S603 - fixed arguments
+            [binary, "--query-gpu=name,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in output.splitlines() if line.strip()]
+
+
+def triton_version(triton_url: str | None) -> str | None:
+    """The server version Triton reports at `GET /v2`, None when unreachable."""
+    if not triton_url:
+        return None
+    try:
+        with urllib.request.urlopen(f"{triton_url.rstrip('/')}/v2", timeout=3) as response:  # noqa: S310
+            return str(json.loads(response.read()).get("version"))
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def machine_info(triton_url: str | None = None) -> MachineInfo:
+    libraries = dict(library_versions())
+    for name in _EXTRA_PACKAGES:
+        try:
+            libraries[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            libraries[name] = "absent"
+    if (version := triton_version(triton_url)) is not None:
+        libraries["tritonserver"] = version
+    try:
+        usable: int | None = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = None
+    return MachineInfo(
+        cpu_model=cpu_model(),
+        logical_cores=os.cpu_count() or 0,
+        physical_cores=psutil.cpu_count(logical=False),
+        usable_cores=usable,
+        memory_gb=round(psutil.virtual_memory().total / 2**30, 1),
+        gpus=gpu_names(),
+        os=f"{platform.system()} {platform.release()}",
+        python=platform.python_version(),
+        libraries=libraries,
+    )

@@ -1,0 +1,41 @@
+"""The facts of every swept model, read from the export manifests and set beside the published numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from services.modelzoo.catalog import resolve_triton_name
+from services.modelzoo.manifest import Manifest, read_repository
+from services.report.results import ModelFacts
+
+
+def facts_from_manifest(manifest: Manifest) -> ModelFacts:
+    spec, variant = resolve_triton_name(manifest.model)
+    return ModelFacts(
+        triton_model=manifest.model,
+        model=spec.name,
+        variant=variant,
+        family=manifest.family,
+        params=manifest.params,
+        gmacs=manifest.gmacs,
+        onnx_mb=round(manifest.onnx_bytes / 1e6, 2),
+        parity_max_abs_error=manifest.parity.max_abs_error,
+        reparam_max_abs_error=manifest.parity.reparam_max_abs_error,
+        reference_params=spec.variant(variant).expected_params,
+        reference_gmacs=spec.reference_gmacs,
+        reference=spec.reference,
+        serving=dict(manifest.serving),
+    )
+
+
+def collect_facts(repository: Path, triton_models: Iterable[str]) -> list[ModelFacts]:
+    """Facts for the given Triton models; a model without a manifest is an error (export it first)."""
+    manifests = read_repository(repository)
+    wanted = list(triton_models)
+    missing = [m for m in wanted if m not in manifests]
+    if missing:
+        raise FileNotFoundError(
+            f"no export manifest for {', '.join(missing)} in {repository}: run `deploylab export` first"
+        )
+    return [facts_from_manifest(manifests[m]) for m in wanted]

@@ -1,0 +1,65 @@
+"""The stack a sweep measures: embedded Triton + the gateway on free ports, stopped whatever happens.
+
+The sweep addresses models by catalog name and variant, so the gateway gets an empty routing table:
+no alias, split or shadow can add requests that Locust did not send (the cross-checks would flag them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from services.gateway.settings import GatewaySettings
+from services.gateway.stack import ServingStack
+from services.perf.ports import free_ports
+from services.runtime.settings import RuntimeSettings
+
+from .plan import Endpoints
+
+SWEEP_ROUTING = """\
+# Written by the load-test sweep: models are addressed directly, no routes.
+sticky_header: X-Deploylab-Key
+routes: []
+"""
+
+
+def sweep_settings(repository: Path, run_dir: Path) -> tuple[RuntimeSettings, GatewaySettings]:
+    """Runtime and gateway settings on fresh loopback ports (never 8000-8002/8080)."""
+    http, grpc, metrics, gateway_port = free_ports(4)
+    runtime = RuntimeSettings().model_copy(
+        update={
+            "model_repository": repository,
+            "triton_host": "127.0.0.1",
+            "triton_http_port": http,
+            "triton_grpc_port": grpc,
+            "triton_metrics_port": metrics,
+        }
+    )
+    routing = run_dir / "routing.yaml"
+    routing.write_text(SWEEP_ROUTING)
+    base = GatewaySettings().model_dump()
+    gateway = GatewaySettings.model_validate(
+        {
+            **base,
+            "host": "127.0.0.1",
+            "port": gateway_port,
+            "model_repository": repository,
+            "routing_file": routing,
+            "triton_url": f"127.0.0.1:{http}",
+            "admin_api_key": None,
+        }
+    )
+    return runtime, gateway
+
+
+@contextlib.contextmanager
+def serving_stack(repository: Path, triton_models: list[str], run_dir: Path) -> Iterator[Endpoints]:
+    """Start Triton (only `triton_models`) and the gateway; yield where they listen; stop both."""
+    runtime, gateway = sweep_settings(repository, run_dir)
+    with ServingStack(runtime, gateway, triton_models, log_dir=run_dir / "logs") as stack:
+        yield Endpoints(
+            triton_url=runtime.triton_http_url,
+            triton_metrics_url=runtime.triton_metrics_url,
+            gateway_url=stack.gateway_url,
+        )

@@ -1,0 +1,108 @@
+"""The report's content in reading order, independent of format: blocks the HTML and Markdown writers lay out.
+
+The headline comes first (cross-check flags, claims), then the evidence (tables and figures).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .claims import Claim, check_claims, describe_speedup
+from .plots import Plot, build_plots
+from .results import LOOP_LABELS, RunResults
+from .tables import Table, build_tables, times
+
+VERDICT_WORDS = {
+    "confirmed": "the measurement agrees with the claim, in direction and size",
+    "partly confirmed": "the direction holds, but not every number is what the textbook predicts",
+    "not confirmed": "the measurement contradicts the claim on this machine",
+    "not measured": "the run has no latency or throughput for both sides",
+}
+
+#: Reading order: ("table" | "plot", key). Claims and the flag banner come before these.
+LAYOUT: tuple[tuple[str, str], ...] = (
+    ("table", "facts"),
+    ("table", "latency"),
+    ("plot", "throughput-latency"),
+    ("table", "ramp"),
+    ("plot", "ramp"),
+    ("table", "server"),
+    ("plot", "triton-time"),
+    ("table", "checks"),
+    ("table", "inprocess"),
+    ("table", "served-vs-inprocess"),
+    ("plot", "served-vs-inprocess"),
+    ("table", "gateway-overhead"),
+    ("table", "repvgg"),
+    ("table", "run"),
+)
+
+
+@dataclass(frozen=True)
+class ReportContent:
+    title: str
+    summary: list[str]
+    flags: list[str]
+    claims: list[Claim]
+    claim_tables: list[Table]
+    blocks: list[Table | Plot]
+    notes: list[str] = field(default_factory=list)
+
+
+def claim_table(claim: Claim) -> Table:
+    rows = []
+    for c in claim.comparisons:
+        if c.kind == "bound":
+            published = f"≤ {c.textbook:.0e}" if c.textbook is not None else "–"
+            measured = f"{c.measured:.1e}" if c.measured is not None else "–"
+        elif c.kind == "speed":
+            published = f"{times(c.textbook)} faster" if c.textbook else "faster"
+            measured = describe_speedup(c.measured) if c.measured else "–"
+        else:
+            published, measured = times(c.textbook), times(c.measured)
+        rows.append((c.quantity, published, measured, c.assessment, c.source))
+    return Table(
+        f"claim-{claim.key}",
+        claim.title,
+        "",  # the statement is printed above the table
+        ("quantity", "textbook", "measured", "assessment", "measured how"),
+        tuple(rows),
+    )
+
+
+def build_content(results: RunResults) -> ReportContent:
+    tables = {t.key: t for t in build_tables(results)}
+    plots = {p.key: p for p in build_plots(results)}
+    blocks: list[Table | Plot] = []
+    for kind, key in LAYOUT:
+        source: dict[str, Table] | dict[str, Plot] = tables if kind == "table" else plots
+        if key in source:
+            blocks.append(source[key])
+    claims = check_claims(results)
+    checked = len([p for p in results.points if p.checks]) + len([r for r in results.ramps if r.checks])
+    flags = results.flagged()
+    flagged = len({flag.split(": ")[0] for flag in flags})
+    gpus = f", GPU {', '.join(results.machine.gpus)}" if results.machine.gpus else ", no GPU"
+    summary = [
+        f"Run {results.run_id}: {results.profile} profile, {results.status}, "
+        f"{len(results.points)} points and {len(results.ramps)} ramps over {len(results.models)} models "
+        f"on {results.machine.cpu_model} ({results.machine.logical_cores} cores{gpus}).",
+        "Loops: " + "; ".join(f"{key} = {label}" for key, label in LOOP_LABELS.items()) + ".",
+        f"Cross-checks: {checked - flagged} of {checked} windows agree with the gateway's and Triton's "
+        "counters within 5%."
+        if checked
+        else "Cross-checks: no checked windows.",
+    ]
+    if results.status != "complete":
+        summary.append(
+            f"This run is {results.status}: the report covers the points finished before it stopped."
+        )
+    return ReportContent(
+        title=f"deploylab comparison report — {results.run_id}",
+        summary=summary,
+        flags=flags,
+        claims=claims,
+        claim_tables=[claim_table(c) for c in claims],
+        blocks=blocks,
+        notes=list(results.notes),
+    )

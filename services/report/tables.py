@@ -1,0 +1,425 @@
+"""Every table of the report as data (title, note, columns, rows of strings); the writers only lay out.
+
+Rows name the loop each number comes from, so a reader can't mistake a closed-loop latency at 16 users
+for an open-loop one at a fixed arrival rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .analysis import (
+    SERVED_PATHS,
+    best_served,
+    inprocess_batch1,
+    inprocess_best,
+    knee,
+    ramps_of,
+    ratio,
+    served_models,
+    single_user,
+)
+from .csv_files import all_points
+from .results import LOOP_LABELS, MISMATCH_TOLERANCE, PointResult, RunResults
+
+
+@dataclass(frozen=True)
+class Table:
+    key: str
+    title: str
+    note: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+def num(value: float | int | None, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.{digits}f}"
+
+
+def millions(value: int | None) -> str:
+    return "–" if value is None else f"{value / 1e6:.2f}M"
+
+
+def times(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}×"
+
+
+def sci(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1e}"
+
+
+def load_of(point: PointResult) -> str:
+    if point.loop == "open":
+        return f"{point.arrival_rate:g} req/s" if point.arrival_rate else "–"
+    return f"{point.users} users" if point.users != 1 else "1 user"
+
+
+def _table(key: str, title: str, note: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
+    return Table(key, title, note, tuple(columns), tuple(tuple(r) for r in rows))
+
+
+def run_table(results: RunResults) -> Table:
+    machine = results.machine
+    libs = ", ".join(f"{k} {v}" for k, v in machine.libraries.items())
+    rows = [
+        ("run", f"{results.run_id} ({results.profile} profile, {results.status})"),
+        ("started / duration", f"{results.started_at} / {num(results.duration_s, 0)} s"),
+        (
+            "CPU",
+            f"{machine.cpu_model}: {machine.logical_cores} logical cores ({machine.usable_cores} usable)",
+        ),
+        ("memory", f"{num(machine.memory_gb)} GiB"),
+        ("GPU", ", ".join(machine.gpus) or "none"),
+        ("OS / Python", f"{machine.os} / {machine.python}"),
+        ("Locust", f"{results.settings.get('locust_workers', 0) or 'one local'} worker process(es)"),
+        ("libraries", libs),
+    ]
+    return _table("run", "Run and machine", "Where and how these numbers were measured.", ("", ""), rows)
+
+
+def facts_table(results: RunResults) -> Table:
+    rows = []
+    for m in results.models:
+        serving = m.serving
+        rows.append(
+            (
+                m.triton_model,
+                m.family,
+                millions(m.params),
+                millions(m.reference_params),
+                num(m.gmacs, 2),
+                num(m.reference_gmacs, 2),
+                num(m.onnx_mb, 1),
+                sci(m.parity_max_abs_error),
+                sci(m.reparam_max_abs_error),
+                f"{serving.get('backend', '?')}, {serving.get('instance_count', '?')} inst, "
+                f"max batch {serving.get('max_batch_size', '?')}",
+            )
+        )
+    return _table(
+        "facts",
+        "Model facts",
+        "Counted on the exported models beside the published numbers (torchvision model cards, RepVGG "
+        "paper). Parity: max |torch − ONNX Runtime| on random batches; reparam: deploy vs train logits.",
+        (
+            "model",
+            "family",
+            "params",
+            "published",
+            "GMACs",
+            "published",
+            "ONNX MB",
+            "parity",
+            "reparam",
+            "serving",
+        ),
+        rows,
+    )
+
+
+def latency_table(results: RunResults) -> Table:
+    rows = []
+    for p in sorted(
+        results.points, key=lambda p: (served_models(results).index(p.triton_model), p.path, p.loop)
+    ):
+        rows.append(
+            (
+                p.triton_model,
+                p.path,
+                LOOP_LABELS[p.loop],
+                load_of(p),
+                num(p.throughput_rps),
+                num(p.latency_ms.p50),
+                num(p.latency_ms.p90),
+                num(p.latency_ms.p95),
+                num(p.latency_ms.p99),
+                num(p.latency_ms.max),
+                f"{p.failures}" + (f" (+{p.dropped_arrivals} dropped)" if p.dropped_arrivals else ""),
+            )
+        )
+    return _table(
+        "latency",
+        "Latency percentiles",
+        "Client-side response times (Locust), ms, over each measured window after a warm-up.",
+        ("model", "path", "loop", "load", "req/s", "p50", "p90", "p95", "p99", "max", "failures"),
+        rows,
+    )
+
+
+def server_table(results: RunResults) -> Table:
+    rows = []
+    for p in all_points(results):
+        tr, gw = p.triton, p.gateway
+        batches = " ".join(f"{b.batch_size}:{b.executions}" for b in tr.batches) if tr else "–"
+        rows.append(
+            (
+                p.triton_model,
+                p.path,
+                LOOP_LABELS[p.loop],
+                load_of(p),
+                num(tr.queue_ms, 2) if tr else "–",
+                num(tr.compute_infer_ms, 2) if tr else "–",
+                num(tr.avg_batch_size, 2) if tr else "–",
+                batches,
+                num(gw.preprocess_ms, 2) if gw else "–",
+                num(gw.inference_ms, 2) if gw else "–",
+                num(gw.request_ms, 2) if gw else "–",
+            )
+        )
+    return _table(
+        "server",
+        "Server-side view",
+        "Triton per request: queue and compute (a batched request is charged its batch's compute), average "
+        "executed batch and executions per batch size (size:count). Gateway: mean preprocess, Triton round "
+        "trip and whole request, ms. Ramp steps are read while users run (approximate).",
+        (
+            "model",
+            "path",
+            "loop",
+            "load",
+            "queue",
+            "compute",
+            "avg batch",
+            "batches",
+            "gw preprocess",
+            "gw → Triton",
+            "gw request",
+        ),
+        rows,
+    )
+
+
+def checks_table(results: RunResults) -> Table:
+    rows = []
+    entries: list[tuple[str, list]] = [(p.id, p.checks) for p in results.points]
+    entries += [(r.id + " (whole ramp)", r.checks) for r in results.ramps]
+    for point_id, checks in entries:
+        by_source = {c.source: c for c in checks}
+        gw, tr = by_source.get("gateway"), by_source.get("triton")
+        locust = gw.locust if gw else tr.locust if tr else None
+        worst = max((c.mismatch for c in checks), default=None)
+        flagged = any(c.flagged for c in checks)
+        rows.append(
+            (
+                point_id,
+                num(locust),
+                num(gw.server) if gw else "n/a",
+                num(tr.server) if tr else "–",
+                "–" if worst is None else f"{worst:.1%}",
+                "MISMATCH" if flagged else "ok",
+            )
+        )
+    return _table(
+        "checks",
+        "Cross-checks",
+        f"Locust's count against the servers' counters over the same quiescent window: "
+        f"deploylab_gateway_requests_total (all requests) and Triton's nv_inference_request_success "
+        f"(Locust's successes). Over {MISMATCH_TOLERANCE:.0%} apart is flagged.",
+        ("point", "Locust", "gateway", "Triton", "mismatch", "verdict"),
+        rows,
+    )
+
+
+def inprocess_table(results: RunResults) -> Table:
+    rows = [
+        (
+            r.model,
+            r.engine,
+            str(r.batch_size),
+            r.layout,
+            num(r.throughput_img_s),
+            num(r.p50_ms, 2),
+            num(r.p99_ms, 2),
+            num(r.iterations),
+        )
+        for r in results.inprocess
+    ]
+    return _table(
+        "inprocess",
+        "In-process baselines",
+        "The engine alone, same thread budget as the server, closed loop. Layout sessions×threads: "
+        "1x2 is one session using both threads, 2x1 two single-thread sessions side by side.",
+        ("model", "engine", "batch", "layout", "img/s", "p50 ms", "p99 ms", "calls"),
+        rows,
+    )
+
+
+def served_vs_inprocess_table(results: RunResults) -> Table:
+    rows = []
+    for model in served_models(results):
+        engine_best = inprocess_best(results, model)
+        torch_best = inprocess_best(results, model, "torch")
+        ort_best = inprocess_best(results, model, "onnxruntime")
+        for target, api in SERVED_PATHS:
+            served = best_served(results, model, target, api)
+            if served is None:
+                continue
+            rows.append(
+                (
+                    model,
+                    f"{target} {api}",
+                    f"{num(served.throughput_rps)} ({load_of(served)})",
+                    f"{num(engine_best.throughput_img_s)} ({engine_best.engine}, b{engine_best.batch_size}, "
+                    f"{engine_best.layout})"
+                    if engine_best
+                    else "–",
+                    times(
+                        ratio(served.throughput_rps, engine_best.throughput_img_s if engine_best else None)
+                    ),
+                    times(
+                        ratio(
+                            ort_best.throughput_img_s if ort_best else None,
+                            torch_best.throughput_img_s if torch_best else None,
+                        )
+                    ),
+                )
+            )
+    return _table(
+        "served-vs-inprocess",
+        "Served ÷ in-process",
+        "Peak closed-loop throughput through each path (one image per request) against the engine's limit on "
+        "the same cores. Below 1×: what serving costs; the client shares the cores too.",
+        ("model", "path", "served req/s", "in-process best img/s", "served ÷ in-process", "ORT ÷ torch"),
+        rows,
+    )
+
+
+def gateway_overhead_table(results: RunResults) -> Table:
+    rows = []
+    for model in served_models(results):
+        direct = single_user(results, model, "triton", "v2")
+        classify = single_user(results, model, "gateway", "classify")
+        passthrough = single_user(results, model, "gateway", "v2")
+        peak_direct = best_served(results, model, "triton", "v2")
+        peak_classify = best_served(results, model, "gateway", "classify")
+        if direct is None and classify is None:
+            continue
+
+        def p50(point: PointResult | None) -> float | None:
+            return point.latency_ms.p50 if point else None
+
+        def delta(a: float | None, b: float | None) -> str:
+            return "–" if a is None or b is None else f"{a - b:+.1f}"
+
+        rows.append(
+            (
+                model,
+                num(p50(direct)),
+                num(p50(passthrough)),
+                num(p50(classify)),
+                delta(p50(passthrough), p50(direct)),
+                delta(p50(classify), p50(direct)),
+                times(
+                    ratio(
+                        peak_classify.throughput_rps if peak_classify else None,
+                        peak_direct.throughput_rps if peak_direct else None,
+                    )
+                ),
+            )
+        )
+    return _table(
+        "gateway-overhead",
+        "Gateway overhead",
+        "p50 ms at 1 user, closed loop. Triton direct and the gateway's v2 passthrough carry the same "
+        "client-preprocessed tensor; classify sends a JPEG the gateway decodes and preprocesses. "
+        "Last column: peak closed-loop throughput of classify through the gateway ÷ v2 straight to Triton.",
+        ("model", "Triton v2", "gateway v2", "gateway classify", "passthrough Δ", "classify Δ", "peak ratio"),
+        rows,
+    )
+
+
+def repvgg_table(results: RunResults) -> Table:
+    rows = []
+    for model in ("repvgg_a0_train", "repvgg_a0_deploy"):
+        facts = results.facts_for(model)
+        one = single_user(results, model, "gateway", "classify") or single_user(
+            results, model, "triton", "v2"
+        )
+        peak = best_served(results, model)
+        b1 = inprocess_batch1(results, model)
+        best = inprocess_best(results, model)
+        if facts is None and one is None:
+            continue
+        rows.append(
+            (
+                model,
+                millions(facts.params) if facts else "–",
+                num(facts.gmacs, 2) if facts else "–",
+                num(facts.onnx_mb) if facts else "–",
+                num(b1.p50_ms, 2) if b1 else "–",
+                num(best.throughput_img_s) if best else "–",
+                f"{num(one.latency_ms.p50)} ({one.path})" if one else "–",
+                f"{num(peak.throughput_rps)} ({peak.path}, {load_of(peak)})" if peak else "–",
+            )
+        )
+    return _table(
+        "repvgg",
+        "RepVGG-A0: train vs deploy form",
+        "Same network before and after re-parameterization. In-process p50: ONNX Runtime batch 1; "
+        "served p50: closed loop, 1 user; served peak: best closed-loop point.",
+        (
+            "model",
+            "params",
+            "GMACs",
+            "ONNX MB",
+            "in-process p50 ms",
+            "in-process img/s",
+            "served p50 ms",
+            "served peak req/s",
+        ),
+        rows,
+    )
+
+
+def knee_text(step: PointResult | None) -> str:
+    if step is None:
+        return "–"
+    return f"{step.users} users ({num(step.throughput_rps)} req/s, p95 {num(step.latency_ms.p95)} ms)"
+
+
+def ramp_table(results: RunResults) -> Table:
+    rows = []
+    for model in served_models(results):
+        for ramp in ramps_of(results, model):
+            found = knee(ramp.steps)
+            steps = ", ".join(
+                f"{s.users}u {num(s.throughput_rps, 0)}/s p95 {num(s.latency_ms.p95, 0)}" for s in ramp.steps
+            )
+            rows.append(
+                (
+                    model,
+                    f"{ramp.target} {ramp.api}",
+                    steps,
+                    knee_text(found),
+                    "MISMATCH" if ramp.flags else "ok",
+                )
+            )
+    return _table(
+        "ramp",
+        "Step ramp and knee",
+        f"{LOOP_LABELS['ramp']}: each step's throughput and p95 (ms). Knee: the first step reaching 90% of "
+        "the ramp's best throughput; beyond it more users add latency, not throughput. "
+        "Cross-checked over the whole ramp.",
+        ("model", "path", "steps (users, req/s, p95)", "knee", "check"),
+        rows,
+    )
+
+
+def build_tables(results: RunResults) -> list[Table]:
+    return [
+        run_table(results),
+        facts_table(results),
+        latency_table(results),
+        server_table(results),
+        checks_table(results),
+        inprocess_table(results),
+        served_vs_inprocess_table(results),
+        gateway_overhead_table(results),
+        repvgg_table(results),
+        ramp_table(results),
+    ]
