@@ -42,7 +42,12 @@ class GatewayContext:
             connect_timeout_s=settings.connect_timeout_s,
             request_timeout_s=settings.request_timeout_s,
         )
-        self.limiter = InFlightLimiter(settings.max_inflight_per_model)
+        self.limiter = InFlightLimiter(
+            settings.max_inflight_per_model,
+            settings.admission,
+            settings.adaptive_min_inflight,
+            settings.adaptive_latency_tolerance,
+        )
         self.shadows = ShadowRunner(settings.shadow_max_inflight)
         threads = settings.preprocess_threads or available_cores()
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode")

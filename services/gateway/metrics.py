@@ -68,6 +68,13 @@ IN_FLIGHT = Gauge(
     namespace=NAMESPACE,
     multiprocess_mode="livesum",
 )
+ADMISSION_LIMIT = Gauge(
+    "admission_limit",
+    "Current in-flight bound per model (adaptive admission; the static bound otherwise).",
+    ["model"],
+    namespace=NAMESPACE,
+    multiprocess_mode="max",
+)
 IMAGES_PER_REQUEST = Histogram(
     "images_per_request",
     "Images (batch rows) per inference request.",

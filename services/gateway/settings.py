@@ -38,7 +38,16 @@ class GatewaySettings(BaseSettings):
     )
     max_images_per_request: int = Field(32, ge=1, description="multipart files per request")
     max_inflight_per_model: int = Field(
-        64, ge=1, description="admitted inference requests per Triton model; beyond it 429"
+        64, ge=1, description="admitted inference requests per Triton model (adaptive: the ceiling)"
+    )
+    admission: Literal["adaptive", "static"] = Field(
+        "adaptive",
+        description="adaptive: the in-flight bound follows latency and sheds overload as 429; "
+        "static: a fixed bound, for capacity benchmarks",
+    )
+    adaptive_min_inflight: int = Field(2, ge=1, description="adaptive admission never goes below this")
+    adaptive_latency_tolerance: float = Field(
+        1.5, gt=1.0, description="shrink the bound when latency exceeds this x the no-load baseline"
     )
     request_timeout_s: float = Field(10.0, gt=0, description="Triton round trip limit; beyond it 504")
     connect_timeout_s: float = Field(0.5, gt=0, description="TCP connect to Triton; beyond it 503")

@@ -29,8 +29,8 @@ from .errors import (
     BackendUnavailableError,
     GatewayError,
     InvalidTensorError,
-    ModelNotFoundError,
     ModelNotReadyError,
+    OverloadedError,
 )
 
 log = logging.getLogger("deploylab.gateway.triton")
@@ -250,8 +250,14 @@ def triton_error(response: RawResponse, model: str | None) -> GatewayError:
         message = response.body[:300].decode(errors="replace")
     lowered = message.lower()
     label = f"model {model!r}: " if model else ""
-    if "unknown model" in lowered or "is not found" in lowered:
-        return ModelNotFoundError(f"{label}not served by Triton ({message})")
+    if "unknown model" in lowered or "no available versions" in lowered:
+        # The gateway 404s names it does not know before calling Triton: here the model exists
+        # but is not loaded right now (unloaded, reloading, Triton restarted).
+        return ModelNotReadyError(f"{label}not loaded in Triton ({message})")
+    if "exceeds maximum queue size" in lowered:
+        return OverloadedError(f"{label}Triton's queue is full ({message})")
+    if "timeout" in lowered and "queue" in lowered or "request timeout expired" in lowered:
+        return BackendTimeoutError(f"{label}timed out in Triton's queue ({message})")
     if "not ready" in lowered or "unavailable" in lowered or response.status == 503:
         return ModelNotReadyError(f"{label}not ready in Triton ({message})")
     if 400 <= response.status < 500:

@@ -44,6 +44,7 @@ class ServingConfig:
     dynamic_batching: bool = True
     preferred_batch_sizes: tuple[int, ...] = ()
     max_queue_delay_us: int = 0
+    max_queue_size: int = 0  # 0: unbounded; past it Triton rejects instead of queueing
     instance_count: int = 2
     instance_kind: InstanceKind = "cpu"
     intra_op_threads: int = 1
@@ -59,8 +60,8 @@ class ServingConfig:
             raise ValueError("instance_count must be >= 1")
         if self.intra_op_threads < 0 or self.inter_op_threads < 0:
             raise ValueError("thread counts must be >= 0 (0 lets ONNX Runtime decide)")
-        if self.max_queue_delay_us < 0:
-            raise ValueError("max_queue_delay_us must be >= 0")
+        if self.max_queue_delay_us < 0 or self.max_queue_size < 0:
+            raise ValueError("max_queue_delay_us and max_queue_size must be >= 0")
         too_big = [b for b in self.preferred_batch_sizes if b < 1 or b > self.max_batch_size]
         if too_big:
             raise ValueError(f"preferred batch sizes {too_big} outside 1..max_batch_size")
@@ -108,6 +109,12 @@ def build_model_config(
     if serving.dynamic_batching and serving.max_batch_size > 0:
         config.dynamic_batching.max_queue_delay_microseconds = serving.max_queue_delay_us
         config.dynamic_batching.preferred_batch_size.extend(serving.preferred_batch_sizes)
+        # Requests may carry their own timeout (the gateway sends its deadline): one the client has
+        # given up on is rejected from the queue instead of being computed for nobody.
+        policy = config.dynamic_batching.default_queue_policy
+        policy.timeout_action = mc.ModelQueuePolicy.REJECT
+        policy.allow_timeout_override = True
+        policy.max_queue_size = serving.max_queue_size
     # Same parameter names as Triton's native onnxruntime backend, so both backends read one vocabulary.
     parameters = {
         "intra_op_thread_count": str(serving.intra_op_threads),

@@ -53,9 +53,24 @@ _ERRORS = {
 }
 
 
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _check_media_type(request: Request) -> None:
+    """415 before anything else is done with the request."""
+    media_type = _media_type(request)
+    if media_type not in MEDIA_TYPES and media_type != "multipart/form-data":
+        raise UnsupportedMediaTypeError(
+            f"unsupported content type {media_type or '(none)'!r}; send image/jpeg, image/png, "
+            "image/webp or multipart/form-data",
+            details={"supported": [*sorted(set(MEDIA_TYPES) - {"image/jpg"}), "multipart/form-data"]},
+        )
+
+
 async def read_images(request: Request, settings: GatewaySettings) -> list[bytes]:
     """The image bytes of a raw or multipart request; 415 for anything else."""
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media_type = _media_type(request)
     if media_type in MEDIA_TYPES:
         return [await request.body()]
     if media_type == "multipart/form-data":
@@ -114,10 +129,12 @@ async def classify(
     target = resolution.target
     request.state.model, request.state.variant = target.model, target.variant
 
+    _check_media_type(request)
+    context.check_servable(target)
+    context.limiter.try_admit(target.triton_model)  # shed overload before reading the body
     images = await read_images(request, settings)
     if len(images) > settings.max_images_per_request:
         raise InvalidInputError(f"at most {settings.max_images_per_request} images per request")
-    context.check_servable(target)
     with context.limiter.admit(target.triton_model):
         loop = asyncio.get_running_loop()
         decode_started = time.perf_counter()

@@ -145,9 +145,10 @@ async def infer(request: Request, model: str, context: ContextDep, version: str 
     target = resolution.target
     if request.headers.get("content-encoding", "identity").lower() != "identity":
         raise UnsupportedMediaTypeError("compressed request bodies are not supported; send identity")
+    context.check_servable(target)
+    context.limiter.try_admit(target.triton_model)  # shed overload before reading the body
     body = await request.body()
     header_length = _header_length(request)
-    context.check_servable(target)
     with context.limiter.admit(target.triton_model):
         max_batch = await context.max_batch_size(target.triton_model)
         info = validate_infer_request(
@@ -159,7 +160,9 @@ async def infer(request: Request, model: str, context: ContextDep, version: str 
         path = f"/v2/models/{target.triton_model}{_version_path(version)}/infer"
         started = time.perf_counter()
         response = await context.client.forward("POST", path, body, headers, target.triton_model)
-        INFERENCE_DURATION.labels(target.model, target.variant).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        INFERENCE_DURATION.labels(target.model, target.variant).observe(elapsed)
+        context.limiter.observe_latency(target.triton_model, elapsed)
     if response.status != 200:
         raise triton_error(response, target.triton_model)
     IMAGES_PER_REQUEST.labels("v2_infer", target.model).observe(info.batch_size)
