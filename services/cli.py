@@ -26,8 +26,8 @@ app.command("triton")(triton_command)
 app.command("smoke")(smoke_command)
 
 #: Packages that add commands: gateway (serve), load tests (loadtest, report, compare),
-#: benchmarks (bench, tune).
-COMMAND_MODULES = ("services.gateway.cli", "loadtests.cli", "benchmarks.cli")
+#: benchmarks (bench, tune), chaos (fault and overload scenarios).
+COMMAND_MODULES = ("services.gateway.cli", "loadtests.cli", "benchmarks.cli", "services.chaos.cli")
 for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
 
