@@ -53,11 +53,11 @@ def quantile(rule: str, q: str, selector: str = "") -> str:
 
 
 def weighted_error_ratio(selector: str) -> str:
-    """Errors over requests across every matching model: 0 (not empty) while nothing fails."""
-    return (
-        f"sum({ERROR_RATIO}{{{selector}}} * {REQUESTS_RATE}{{{selector}}})"
-        f" / sum({REQUESTS_RATE}{{{selector}}})"
-    )
+    """Errors over requests across every matching model: 0 (not empty) while nothing fails.
+
+    Sums of the rates, not a mean of per-model ratios: an idle model has no ratio, and a busy one
+    weighs by its traffic."""
+    return f"sum({ERRORS_RATE}{{{selector}}}) / sum({REQUESTS_RATE}{{{selector}}})"
 
 
 def stage_quantile(histogram: str, q: float, selector: str) -> str:
