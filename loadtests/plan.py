@@ -115,26 +115,25 @@ PROFILES: dict[str, Profile] = {
     for profile in (
         Profile(
             name="full",
-            description="every path at 1/4/16 users, a 1→32 ramp, open loop at 50% and 90% of the peak "
-            "(~15 min for the default set on 2 cores)",
+            description="gateway classify at 1/4/16 users, gateway v2 at 1, Triton v2 at 1/16, a 1→32 ramp, "
+            "open loop at 50% and 90% of the peak (~15 min for the default set on 2 cores)",
             templates=[
                 _closed("gateway", "classify", 1),
                 _closed("gateway", "classify", 4),
                 _closed("gateway", "classify", 16),
                 _closed("gateway", "v2", 1),
-                _closed("gateway", "v2", 16),
                 _closed("triton", "v2", 1),
                 _closed("triton", "v2", 16),
                 PointTemplate(target="gateway", api="classify", loop="ramp", users=[1, 2, 4, 8, 16, 32]),
                 _open("gateway", "classify", 0.5),
                 _open("gateway", "classify", 0.9),
             ],
-            warmup_s=2.0,
-            window_s=7.0,
-            ramp_step_s=4.0,
+            warmup_s=1.5,
+            window_s=6.0,
+            ramp_step_s=3.0,
             inprocess_batch_sizes=[1, 8],
             inprocess_engines=["onnxruntime", "torch"],
-            inprocess_duration_s=2.0,
+            inprocess_duration_s=1.5,
         ),
         Profile(
             name="quick",

@@ -17,6 +17,10 @@ from services.runtime.settings import RuntimeSettings
 
 from .plan import Endpoints
 
+#: Above the largest concurrency any profile drives (ramp 32 users, open loop 64 outstanding).
+SWEEP_MAX_INFLIGHT = 128
+SWEEP_REQUEST_TIMEOUT_S = 60.0
+
 SWEEP_ROUTING = """\
 # Written by the load-test sweep: models are addressed directly, no routes.
 sticky_header: X-Deploylab-Key
@@ -48,6 +52,12 @@ def sweep_settings(repository: Path, run_dir: Path) -> tuple[RuntimeSettings, Ga
             "routing_file": routing,
             "triton_url": f"127.0.0.1:{http}",
             "admin_api_key": None,
+            # A capacity sweep measures how far the models go: a fixed in-flight bound above every
+            # point's concurrency lets Triton's batcher see all requests (adaptive admission would
+            # shed them as 429), and a long deadline measures latency instead of timeouts.
+            "admission": "static",
+            "max_inflight_per_model": max(base["max_inflight_per_model"], SWEEP_MAX_INFLIGHT),
+            "request_timeout_s": max(base["request_timeout_s"], SWEEP_REQUEST_TIMEOUT_S),
         }
     )
     return runtime, gateway

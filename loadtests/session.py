@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,9 @@ class StatsMark:
             float(entry.max_response_time),
             dict(entry.response_times),
         )
+
+    def successes_since(self, start: StatsMark) -> int:
+        return (self.requests - self.failures) - (start.requests - start.failures)
 
     @classmethod
     def zero(cls) -> StatsMark:
@@ -354,6 +358,9 @@ class LocustSession:
         step: int | None = None,
         check: bool = True,
     ) -> PointResult:
+        started_at = (datetime.now(UTC) - timedelta(seconds=time.monotonic() - start.at)).isoformat(
+            timespec="seconds"
+        )
         requests = final.requests - start.requests
         failures = final.failures - start.failures
         triton = triton_view(before, after, self.plan.triton_model, window_s)
@@ -374,12 +381,13 @@ class LocustSession:
             arrival_rate=rate,
             step=step,
             locust_workers=self.plan.workers,
+            started_at=started_at,
             warmup_s=point.warmup_s if step in (None, 0) else 0.0,
             window_s=round(window_s, 3),
             requests=requests,
             failures=failures,
             dropped_arrivals=dropped,
-            throughput_rps=round((end.requests - start.requests) / window_s, 3) if window_s > 0 else 0.0,
+            throughput_rps=round(end.successes_since(start) / window_s, 3) if window_s > 0 else 0.0,
             latency_ms=latency_between(start, final, final.max_response_ms if step is None else None),
             failure_reasons=self.failure_reasons(name) if step is None else {},
             gateway=gateway,

@@ -119,12 +119,13 @@ class PointResult(BaseModel):
     arrival_rate: float | None = None  # open loop: offered requests/s
     step: int | None = None  # ramp: step index
     locust_workers: int = 0  # 0: one local Locust process
+    started_at: str | None = None  # UTC, when the measured window opened (for dashboards' annotations)
     warmup_s: float
     window_s: float
     requests: int
     failures: int
     dropped_arrivals: int = 0
-    throughput_rps: float
+    throughput_rps: float  # successful requests per second over the window
     latency_ms: LatencyMs
     failure_reasons: dict[str, int] = Field(default_factory=dict)
     gateway: GatewayView | None = None

@@ -5,14 +5,27 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from services.runtime.settings import RuntimeSettings
 from services.runtime.triton import TritonServer
+from tests.integration.test_loadtest_sweep import capacity_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
 SHAPES = ROOT / "loadtests" / "shapes.py"
+
+
+@pytest.fixture(scope="module")
+def gateway_url(
+    triton: TritonServer, runtime_settings: RuntimeSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A real gateway with a fixed in-flight bound: adaptive admission could shed a burst as 429."""
+    with capacity_gateway(runtime_settings, tmp_path_factory.mktemp("gateway-logs")) as url:
+        yield url
 
 
 def run_locust(host: str, *args: str, seconds: int = 3) -> tuple[int, dict[str, dict[str, float]], str]:

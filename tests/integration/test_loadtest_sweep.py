@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,9 +16,22 @@ from services.modelzoo.catalog import get_spec
 from services.report.csv_files import POINT_COLUMNS
 from services.report.results import RunResults, load_results
 from services.runtime.settings import RuntimeSettings
+from services.runtime.triton import TritonServer
+from tests.conftest import make_gateway_settings, running_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "mobilenet_v3_small"
+
+
+@contextlib.contextmanager
+def capacity_gateway(runtime: RuntimeSettings, log_dir: Path) -> Iterator[str]:
+    """A real gateway configured the way `deploylab loadtest` configures its own: a fixed in-flight
+    bound above every concurrency and a long deadline, so load is measured rather than shed."""
+    settings = make_gateway_settings(
+        runtime, admission="static", max_inflight_per_model=128, request_timeout_s=60.0
+    )
+    with running_gateway(settings, log_dir) as gateway:
+        yield gateway.url
 
 
 def run_loadtest(
@@ -51,6 +66,15 @@ def run_loadtest(
         *extra,
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=ROOT, check=False)
+
+
+@pytest.fixture(scope="module")
+def gateway_url(
+    triton: TritonServer, runtime_settings: RuntimeSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """This module's own gateway, configured for capacity like the sweep's (see capacity_gateway)."""
+    with capacity_gateway(runtime_settings, tmp_path_factory.mktemp("gateway-logs")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ as a single local process, against the real gateway and Triton."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -11,7 +12,8 @@ import pytest
 
 from services.report.results import load_results
 from services.runtime.settings import RuntimeSettings
-from tests.integration.test_loadtest_sweep import run_loadtest
+from services.runtime.triton import TritonServer
+from tests.integration.test_loadtest_sweep import capacity_gateway, run_loadtest
 
 
 def key_paths(value: object, prefix: str = "") -> set[str]:
@@ -37,6 +39,15 @@ def locust_processes() -> list[psutil.Process]:
         if "locust" in cmdline and "--worker" in cmdline and "loadtests/locustfile.py" in cmdline:
             found.append(process)
     return found
+
+
+@pytest.fixture(scope="module")
+def gateway_url(
+    triton: TritonServer, runtime_settings: RuntimeSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """This module's own gateway, configured for capacity like the sweep's (see capacity_gateway)."""
+    with capacity_gateway(runtime_settings, tmp_path_factory.mktemp("gateway-logs")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
