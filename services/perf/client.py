@@ -26,7 +26,10 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME
+#: The tensor names of services.modelzoo.repository, repeated so this module imports no tritonclient or
+#: protobuf (it runs on bare GPU hosts); tests/unit/test_perf_client.py keeps the two in step.
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
 
 Transport = Literal["http", "http-shm", "tritonclient-http", "grpc"]
 TRANSPORTS: tuple[Transport, ...] = ("http", "http-shm", "tritonclient-http", "grpc")
@@ -84,6 +87,12 @@ class KServeHttpClient:
         if status != 200:
             raise TritonRequestError(f"{self.model}: HTTP {status}: {_error_text(response_header)}")
         output = response_header["outputs"][0]
+        if not payload and "data" in output:  # the server chose JSON numbers over the binary extension
+            return np.asarray(output["data"], dtype=np.float32).reshape(output["shape"])
+        expected = int(np.prod(output["shape"])) * 4
+        if len(payload) != expected:
+            got = f"{len(payload)} B of binary output"
+            raise TritonRequestError(f"{self.model}: {got}, shape {output['shape']} needs {expected}")
         return np.frombuffer(payload, dtype=np.float32).reshape(output["shape"])
 
     def _post(self, header: bytes, body: memoryview | None) -> tuple[int, dict[str, Any], bytes]:

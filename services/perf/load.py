@@ -5,16 +5,17 @@ throughput a configuration sustains at a given concurrency, and the latency it c
 
 Workers are threads by default. A Python client costs ~0.5 ms of CPU per request under the GIL, so
 for fast servers (GPU) the load can be spread over `processes` worker processes, each with its own
-threads; all of them start on one shared wall-clock instant and stop on another.
+threads; all of them warm up, meet at a barrier, and share one measurement window.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import multiprocessing
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -72,26 +73,27 @@ def run_load(
     *,
     processes: int = 1,
 ) -> LoadResult:
-    """Throughput and latency of `concurrency` closed-loop clients over `duration_s` seconds."""
+    """Throughput and latency of `concurrency` closed-loop clients over `duration_s` seconds.
+
+    Every worker connects and warms up first; the window opens for all of them at once, so slow
+    starters neither shorten it nor count their set-up in it.
+    """
     if concurrency < 1 or processes < 1:
         raise ValueError("concurrency and processes must be >= 1")
     processes = min(processes, concurrency)
     if processes == 1:
-        start_at = time.time() + 0.3
-        outcomes = _run_threads(target, concurrency, start_at, duration_s)
+        start, outcomes = _run_threads(target, concurrency, duration_s)
     else:
-        grouped = _run_processes(target, concurrency, processes, duration_s)
-        start_at = grouped[0][0]
-        outcomes = [o for _, group in grouped for o in group]
-    return _summarize(target, concurrency, start_at, outcomes)
+        start, outcomes = _run_processes(target, concurrency, processes, duration_s)
+    return _summarize(target, concurrency, start, outcomes)
 
 
 def _summarize(
-    target: LoadTarget, concurrency: int, start_at: float, outcomes: list[_WorkerOutcome]
+    target: LoadTarget, concurrency: int, start: float, outcomes: list[_WorkerOutcome]
 ) -> LoadResult:
     latencies = np.array([x for o in outcomes for x in o.latencies], dtype=np.float64)
     errors = sum(o.errors for o in outcomes)
-    wall = max((o.finished_at for o in outcomes), default=start_at) - start_at
+    wall = max((o.finished_at for o in outcomes), default=start) - start
     first_error = next((o.first_error for o in outcomes if o.first_error), None)
 
     def pct(q: float) -> float:
@@ -115,16 +117,31 @@ def _summarize(
 
 
 def _run_threads(
-    target: LoadTarget, concurrency: int, start_at: float, duration_s: float
-) -> list[_WorkerOutcome]:
-    """`concurrency` threads, each with its own client, all timed from `start_at` (epoch seconds)."""
+    target: LoadTarget,
+    concurrency: int,
+    duration_s: float,
+    on_ready: Callable[[], object] | None = None,
+) -> tuple[float, list[_WorkerOutcome]]:
+    """`concurrency` threads, each with its own client; returns (window start, outcomes).
+
+    All threads meet at a barrier after warming up; its action (run once, before anyone is released)
+    calls `on_ready` — another process's barrier, for multi-process load — and opens the window.
+    """
     rng = np.random.default_rng(target.batch_size)
     batch = rng.standard_normal(
         (target.batch_size, 3, target.input_size, target.input_size), dtype=np.float32
     )
     outcomes: list[_WorkerOutcome] = []
     lock = threading.Lock()
-    deadline = start_at + duration_s
+    window = [0.0, 0.0]  # start, deadline
+
+    def open_window() -> None:
+        if on_ready is not None:
+            on_ready()
+        window[0] = time.time()
+        window[1] = window[0] + duration_s
+
+    barrier = threading.Barrier(concurrency, action=open_window)
 
     def worker() -> None:
         latencies: list[float] = []
@@ -142,62 +159,64 @@ def _run_threads(
             )
             for _ in range(WARMUP_CALLS):
                 client.infer(batch)
-            _sleep_until(start_at)
-            now = time.time()
-            while now < deadline:
-                try:
-                    client.infer(batch)
-                except Exception as exc:  # noqa: BLE001 - count and report, keep the loop going
-                    errors += 1
-                    first_error = first_error or f"{type(exc).__name__}: {exc}"[:300]
-                    time.sleep(0.01)
-                    now = time.time()
-                    continue
-                done = time.time()
-                latencies.append(done - now)
-                now = done
         except Exception as exc:  # noqa: BLE001 - a worker that cannot start is one error, not a crash
             errors += 1
             first_error = f"{type(exc).__name__}: {exc}"[:300]
-        finally:
-            if client is not None:
-                client.close()
+        barrier.wait()
+        now = time.time()
+        while first_error is None and now < window[1]:
+            try:
+                client.infer(batch)  # type: ignore[union-attr]
+            except Exception as exc:  # noqa: BLE001 - count and report, keep the loop going
+                errors += 1
+                first_error = f"{type(exc).__name__}: {exc}"[:300]
+                break
+            done = time.time()
+            latencies.append(done - now)
+            now = done
+        if client is not None:
+            client.close()
         with lock:
-            outcomes.append(_WorkerOutcome(latencies, errors, first_error, max(time.time(), start_at)))
+            outcomes.append(_WorkerOutcome(latencies, errors, first_error, max(now, window[0])))
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return outcomes
+    return window[0], outcomes
 
 
 def _process_worker(
-    target: LoadTarget, threads: int, start_at: float, duration_s: float
-) -> list[_WorkerOutcome]:
-    return _run_threads(target, threads, start_at, duration_s)
-
-
-def _noop() -> None:
-    return None
+    target: LoadTarget, threads: int, duration_s: float, ready: Any, results: Any
+) -> None:  # pragma: no cover - runs in a spawned process
+    _start, outcomes = _run_threads(target, threads, duration_s, on_ready=ready.wait)
+    results.put(outcomes)
 
 
 def _run_processes(
     target: LoadTarget, concurrency: int, processes: int, duration_s: float
-) -> list[tuple[float, list[_WorkerOutcome]]]:
+) -> tuple[float, list[_WorkerOutcome]]:
     shares = [concurrency // processes + (1 if i < concurrency % processes else 0) for i in range(processes)]
     context = multiprocessing.get_context("spawn")  # never fork a process that may hold CUDA state
-    with concurrent.futures.ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
-        for future in [pool.submit(_noop) for _ in shares]:
-            future.result()  # every worker process is up and has imported this module
-        # Time for every worker to open its connections and warm up before the common start.
-        start_at = time.time() + 1.0 + 0.05 * concurrency
-        futures = [pool.submit(_process_worker, target, share, start_at, duration_s) for share in shares]
-        return [(start_at, f.result()) for f in futures]
-
-
-def _sleep_until(instant: float) -> None:
-    remaining = instant - time.time()
-    if remaining > 0:
-        time.sleep(remaining)
+    ready = context.Barrier(processes + 1)
+    results = context.Queue()
+    workers = [
+        context.Process(target=_process_worker, args=(target, share, duration_s, ready, results), daemon=True)
+        for share in shares
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        ready.wait(timeout=300)
+    except threading.BrokenBarrierError:
+        for worker in workers:
+            worker.terminate()
+        raise RuntimeError("load worker processes did not get ready within 300 s") from None
+    start = time.time()
+    outcomes: list[_WorkerOutcome] = []
+    for _ in workers:
+        outcomes += results.get(timeout=duration_s + 300)
+    for worker in workers:
+        worker.join(timeout=30)
+    return start, outcomes
