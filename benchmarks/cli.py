@@ -182,6 +182,104 @@ def trials_table(result: TuneResult) -> Table:
     return table
 
 
+@cli_errors
+def bench_command(
+    models: Annotated[
+        str, typer.Option(help="comma-separated Triton or catalog names")
+    ] = "mobilenet_v3_large,resnet50",
+    repository: Annotated[Path | None, typer.Option("--repository", "-r")] = None,
+    rounds: Annotated[int, typer.Option(min=1, help="interleaved rounds; ratios are their median")] = 2,
+    duration: Annotated[float, typer.Option(min=0.5, help="seconds per measured point")] = 4.0,
+    concurrency: Annotated[str, typer.Option(help="client counts; the largest is 'saturation'")] = "1,4,16",
+    transports: Annotated[
+        str, typer.Option(help="direct-to-Triton transports at saturation")
+    ] = "http,grpc,http-shm",
+    gateway_workers: Annotated[str, typer.Option(help="gateway worker counts to measure")] = "1,2",
+    gateway: Annotated[bool, typer.Option("--gateway/--no-gateway")] = True,
+    repvgg: Annotated[
+        bool, typer.Option("--repvgg/--no-repvgg", help="RepVGG train vs deploy + profile")
+    ] = True,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="thread budget (default: cores available)")
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="1 round, 2 s points, 1 gateway worker (~3 min)")
+    ] = False,
+    out: Annotated[Path, typer.Option(help="JSON results directory")] = Path("results/bench"),
+    write_docs: Annotated[
+        Path | None, typer.Option(help="regenerate the tables in this Markdown file (docs/benchmarks.md)")
+    ] = None,
+) -> None:
+    """In-process engine vs Triton direct vs the gateway, measured side by side; prints the ratios.
+
+    Default: mobilenet_v3_large and resnet50, 2 rounds — about 12 minutes on 2 cores. Exports missing
+    models first. Writes results/bench/<timestamp>.json; --write-docs docs/benchmarks.md updates the
+    generated tables there.
+    """
+    import json
+    from datetime import UTC, datetime
+
+    from benchmarks.bench import BenchOptions, run_bench
+    from benchmarks.report import render, update_docs
+    from benchmarks.repvgg_cpu import bench_repvgg
+    from services.modelzoo.repository import available_cores
+    from services.runtime.settings import RuntimeSettings
+
+    settings = RuntimeSettings()
+    options = BenchOptions(
+        models=tuple(m for m in models.split(",") if m),
+        repository=repository or settings.model_repository,
+        threads=threads or available_cores(),
+        rounds=1 if quick else rounds,
+        duration_s=2.0 if quick else duration,
+        concurrencies=_ints(concurrency, "--concurrency"),
+        direct_transports=tuple(_transport(t) for t in transports.split(",") if t),
+        gateway=gateway,
+        gateway_workers=(1,) if quick else _ints(gateway_workers, "--gateway-workers"),
+        state_dir=settings.state_dir / "bench",
+    )
+    result = run_bench(options, log=console.print)
+    if repvgg:
+        console.print("[bold]repvgg_a0 train vs deploy (in-process, ORT profile)[/bold]")
+        from benchmarks.bench import ensure_exported
+
+        for name in ("repvgg_a0_train", "repvgg_a0_deploy"):
+            ensure_exported(name, options.repository, console.print)
+        result["repvgg"] = bench_repvgg(
+            options.repository, options.threads, options.duration_s, options.rounds
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    console.print(ratio_table(result))
+    console.print(f"results: {path}")
+    if write_docs is not None:
+        update_docs(write_docs, render(result))
+        console.print(f"updated {write_docs}")
+
+
+def ratio_table(result: dict[str, object]) -> Table:
+    table = Table(title="served vs in-process, gateway vs direct (median over rounds)")
+    for column in ("model", "ratio", "value", "target", "met"):
+        table.add_column(column)
+    models = result["models"]
+    assert isinstance(models, dict)
+    for model, record in models.items():
+        summary = record["summary"]
+        for key, value in summary["median"].items():
+            if "over" not in key and "delta" not in key:
+                continue
+            target = summary["targets"].get(key)
+            met = "" if target is None else ("[green]yes[/green]" if target["met"] else "[red]no[/red]")
+            table.add_row(model, key, f"{value:g}", target["target"] if target else "", met)
+    repvgg = result.get("repvgg")
+    if isinstance(repvgg, dict):
+        for key, value in repvgg["ratios"].items():
+            table.add_row("repvgg_a0", key, f"{value:g}", "", "")
+    return table
+
+
 def register(app: typer.Typer) -> None:
     """Add the benchmark commands."""
+    app.command("bench")(bench_command)
     app.command("tune")(tune_command)

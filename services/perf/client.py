@@ -10,6 +10,8 @@ Four transports, so the benchmark can show what the client path costs:
   Only valid when client and server share a host.
 - `tritonclient-http`, `grpc`: NVIDIA's own clients (binary HTTP, gRPC), the reference a user of
   Triton would reach for.
+- `classify`: the gateway's image path — one JPEG per request to `/v1/models/{model}/classify`
+  (decode, resize, normalise and top-k happen in the gateway).
 
 Every client is single-threaded: give each load-generator worker its own.
 """
@@ -31,8 +33,8 @@ import numpy as np
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
-Transport = Literal["http", "http-shm", "tritonclient-http", "grpc"]
-TRANSPORTS: tuple[Transport, ...] = ("http", "http-shm", "tritonclient-http", "grpc")
+Transport = Literal["http", "http-shm", "tritonclient-http", "grpc", "classify"]
+TRANSPORTS: tuple[Transport, ...] = ("http", "http-shm", "tritonclient-http", "grpc", "classify")
 _HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
@@ -197,6 +199,52 @@ class KServeShmClient(KServeHttpClient):
             region.unlink()
 
 
+class ClassifyClient:
+    """POSTs one JPEG to the gateway's classify endpoint over a keep-alive connection.
+
+    The batch argument only fixes how many images a call stands for (always 1 here): the image path
+    is measured from real encoded bytes, which is what callers send.
+    """
+
+    def __init__(self, url: str, model: str, jpeg: bytes, top_k: int = 5, timeout_s: float = 60.0) -> None:
+        host, port = _host_port(url)
+        self.model = model
+        self.path = f"/v1/models/{model}/classify?top_k={top_k}"
+        self.jpeg = jpeg
+        self.connection = _NoDelayConnection(host, port, timeout=timeout_s)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        headers = {"Content-Type": "image/jpeg", "Content-Length": str(len(self.jpeg))}
+        try:
+            self.connection.request("POST", self.path, body=self.jpeg, headers=headers)
+            response = self.connection.getresponse()
+            data = response.read()
+        except (http.client.HTTPException, OSError):
+            self.connection.close()
+            raise
+        if response.status != 200:
+            raise TritonRequestError(f"classify {self.model}: HTTP {response.status}: {data[:200]!r}")
+        results = json.loads(data)["results"]
+        return np.array([[hit["score"] for hit in result["top_k"]] for result in results], dtype=np.float32)
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def sample_jpeg(width: int = 500, height: int = 375, seed: int = 0) -> bytes:
+    """A photo-sized JPEG of smooth random colour (ImageNet's typical 500x375), quality 90."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, size=(height // 25 + 1, width // 25 + 1, 3), dtype=np.uint8)
+    image = Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
 class _TritonClientAdapter:
     """NVIDIA's tritonclient (http with binary tensors, or grpc) behind the `InferClient` shape."""
 
@@ -245,6 +293,8 @@ def make_client(
         return KServeShmClient(url, model, sample_shape, num_classes, max_batch)
     if transport == "tritonclient-http":
         return _TritonClientAdapter(url, model, "http")
+    if transport == "classify":
+        return ClassifyClient(url, model, _cached_jpeg())
     if transport == "grpc":
         if grpc_url is None:
             raise ValueError("the grpc transport needs grpc_url (host:port)")
@@ -253,6 +303,14 @@ def make_client(
 
 
 ClientFactory = Callable[[], InferClient]
+
+_JPEG: list[bytes] = []
+
+
+def _cached_jpeg() -> bytes:
+    if not _JPEG:
+        _JPEG.append(sample_jpeg())
+    return _JPEG[0]
 
 
 def _host_port(url: str) -> tuple[str, int]:

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from services.modelzoo.repository import ServingConfig, available_cores, build_model_config
 
+from .client import Transport
 from .load import LoadResult, LoadTarget, run_load
 from .triton_admin import TritonAdminError, load_model, model_config, model_statistics
 
@@ -103,7 +104,7 @@ class TuneOptions:
     concurrencies: tuple[int, ...] = (1, 4, 16)
     duration_s: float = 3.0
     request_batch: int = 1
-    transport: Literal["http", "http-shm", "tritonclient-http", "grpc"] = "http"
+    transport: Transport = "http"
     strategy: Strategy = "quick"
     space: TuneSpace = field(default_factory=TuneSpace)
     max_trials: int | None = None

@@ -1,0 +1,389 @@
+"""`deploylab bench`: the served path against the engine's own limit, side by side, in one run.
+
+For each model, on one machine and one thread budget:
+  (a) in-process ONNX Runtime: one wide session and `threads` narrow ones, batch 1 and 8 — the
+      engine's limit and its batch-1 latency;
+  (b) Triton direct: closed-loop clients over binary HTTP (a concurrency sweep), gRPC and system
+      shared memory, with Triton's executed-batch statistics for every point;
+  (c) through the gateway: the tensor path (KServe v2 binary) and the image path (JPEG classify),
+      for each gateway worker count asked for;
+and the resident memory of Triton and the gateway with that model loaded.
+
+This machine's speed can flip between two levels within seconds, so nothing is compared across
+runs: every round measures the in-process reference before the direct points and again before the
+gateway points, and each ratio is taken within its round against the mean of the references around
+it; the summary is the median over rounds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from services.modelzoo.catalog import resolve_triton_name
+from services.modelzoo.export import ExportOptions, export_model
+from services.modelzoo.manifest import read_manifest
+from services.modelzoo.repository import model_dir
+from services.perf.client import Transport
+from services.perf.inprocess import InProcessPoint, Layout, layouts_for, measure_inprocess, resolve_model_name
+from services.perf.load import LoadTarget, run_load
+from services.perf.memory import tree_memory
+from services.perf.ports import free_ports
+from services.perf.triton_admin import model_statistics
+from services.runtime.settings import RuntimeSettings
+from services.runtime.triton import TritonServer
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    models: tuple[str, ...] = ("mobilenet_v3_large", "resnet50")
+    repository: Path = Path("model_repository")
+    threads: int = 2
+    rounds: int = 2
+    duration_s: float = 4.0
+    concurrencies: tuple[int, ...] = (1, 4, 16)
+    direct_transports: tuple[Transport, ...] = ("http", "grpc", "http-shm")
+    gateway: bool = True
+    gateway_workers: tuple[int, ...] = (1, 2)
+    inprocess_batches: tuple[int, ...] = (1, 8)
+    state_dir: Path = Path(".deploylab/bench")
+
+    @property
+    def saturation(self) -> int:
+        return max(self.concurrencies)
+
+
+@dataclass
+class RoundResult:
+    index: int
+    inprocess_before: list[InProcessPoint] = field(default_factory=list)
+    inprocess_after: list[InProcessPoint] = field(default_factory=list)
+    direct: list[dict[str, Any]] = field(default_factory=list)
+    gateway: list[dict[str, Any]] = field(default_factory=list)
+
+    def reference(self, which: str) -> float:
+        points = self.inprocess_before if which == "before" else self.inprocess_after
+        return max((p.throughput_img_s for p in points), default=0.0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "round": self.index,
+            "inprocess_before": [p.as_dict() for p in self.inprocess_before],
+            "inprocess_after": [p.as_dict() for p in self.inprocess_after],
+            "direct": self.direct,
+            "gateway": self.gateway,
+        }
+
+
+def run_bench(options: BenchOptions, log: Log = print) -> dict[str, Any]:
+    """Measure every model in `options`; returns the JSON-ready result (see module docstring)."""
+    started = time.perf_counter()
+    result: dict[str, Any] = {
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_facts(),
+        "options": _jsonable(asdict(options)),
+        "models": {},
+    }
+    for model in options.models:
+        name = resolve_model_name(model)
+        log(f"[bold]{name}[/bold]")
+        result["models"][name] = bench_model(name, options, log)
+    result["duration_s"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def bench_model(model: str, options: BenchOptions, log: Log) -> dict[str, Any]:
+    ensure_exported(model, options.repository, log)
+    manifest = read_manifest(model_dir(options.repository, model))
+    serving = manifest.serving if manifest else {}
+    record: dict[str, Any] = {
+        "serving": serving,
+        "onnx_mib": round(manifest.onnx_bytes / 2**20, 1) if manifest else None,
+        "rounds": [],
+    }
+    wide_and_narrow = layouts_for(options.threads)
+    with _triton(model, options) as (triton, runtime):
+        record["memory"] = {"triton": tree_memory(_pid(triton)).as_dict(), "gateway": {}}
+        rounds = [RoundResult(i + 1) for i in range(options.rounds)]
+        for rnd in rounds:
+            log(f"  round {rnd.index}/{options.rounds}")
+            rnd.inprocess_before = _inprocess(model, options, wide_and_narrow, options.inprocess_batches)
+            _log_ref(log, "in-process", rnd.inprocess_before)
+            rnd.direct = _direct_points(model, runtime, options, log)
+            best_layout = max(rnd.inprocess_before, key=lambda p: p.throughput_img_s)
+            rnd.inprocess_after = _inprocess(
+                model, options, [Layout(best_layout.sessions, best_layout.threads)], (best_layout.batch_size,)
+            )
+            _log_ref(log, "in-process again", rnd.inprocess_after)
+            if options.gateway:
+                rnd.gateway = _gateway_points(model, runtime, options, record["memory"]["gateway"], log)
+        record["rounds"] = [r.as_dict() for r in rounds]
+        record["summary"] = summarize(rounds, options)
+    return record
+
+
+# -- steps ------------------------------------------------------------------------------------
+
+
+def ensure_exported(model: str, repository: Path, log: Log) -> None:
+    """Export with the default serving config when the model is missing (a present config is kept:
+    the bench measures what the repository serves, tuned or not)."""
+    if read_manifest(model_dir(repository, model)) is not None:
+        return
+    spec, variant = resolve_triton_name(model)
+    log(f"  exporting {model} (first run only) …")
+    export_model(spec, variant, repository, ExportOptions())
+
+
+@contextlib.contextmanager
+def _triton(model: str, options: BenchOptions) -> Iterator[tuple[TritonServer, RuntimeSettings]]:
+    http, grpc, metrics = free_ports(3)
+    runtime = RuntimeSettings(
+        model_repository=options.repository,
+        state_dir=options.state_dir,
+        triton_http_port=http,
+        triton_grpc_port=grpc,
+        triton_metrics_port=metrics,
+    )
+    server = TritonServer(runtime, models=[model])
+    server.start()
+    try:
+        yield server, runtime
+    finally:
+        server.stop()
+
+
+def _pid(server: TritonServer) -> int:
+    if server.pid is None:
+        raise RuntimeError("tritonserver is not running")
+    return server.pid
+
+
+def _inprocess(
+    model: str, options: BenchOptions, layouts: list[Layout], batches: tuple[int, ...]
+) -> list[InProcessPoint]:
+    return measure_inprocess(
+        model,
+        options.repository,
+        "onnxruntime",
+        batch_sizes=batches,
+        threads=options.threads,
+        duration_s=options.duration_s,
+        layouts=layouts,
+    )
+
+
+def _measure(target: LoadTarget, concurrency: int, options: BenchOptions, triton_url: str) -> dict[str, Any]:
+    before = model_statistics(triton_url, target.model)
+    load = run_load(target, concurrency, options.duration_s)
+    stats = model_statistics(triton_url, target.model) - before
+    return {**load.as_dict(), "triton": stats.as_dict()}
+
+
+def _direct_points(
+    model: str, runtime: RuntimeSettings, options: BenchOptions, log: Log
+) -> list[dict[str, Any]]:
+    spec, _ = resolve_triton_name(model)
+    url = runtime.triton_http_url
+    points = []
+    plan: list[tuple[Transport, int]] = [("http", c) for c in options.concurrencies] + [
+        (t, options.saturation) for t in options.direct_transports if t != "http"
+    ]
+    for transport, concurrency in plan:
+        target = LoadTarget(
+            transport, url, model, input_size=spec.input_size, grpc_url=runtime.triton_grpc_url
+        )  # type: ignore[arg-type]
+        point = {"path": "direct", **_measure(target, concurrency, options, url)}
+        points.append(point)
+        _log_point(log, point)
+    return points
+
+
+def _gateway_points(
+    model: str,
+    runtime: RuntimeSettings,
+    options: BenchOptions,
+    memory: dict[str, Any],
+    log: Log,
+) -> list[dict[str, Any]]:
+    from services.gateway.settings import GatewaySettings
+    from services.gateway.stack import GatewayProcess
+
+    spec, _ = resolve_triton_name(model)
+    points = []
+    routing = options.state_dir / "bench-routing.yaml"
+    routing.parent.mkdir(parents=True, exist_ok=True)
+    routing.write_text("routes: []\n")  # no routes: ready as soon as Triton is, name = Triton model
+    for workers in options.gateway_workers:
+        (port,) = free_ports(1)
+        settings = GatewaySettings(
+            port=port,
+            workers=workers,
+            triton_url=f"{runtime.triton_host}:{runtime.triton_http_port}",
+            model_repository=options.repository,
+            routing_file=routing,
+            admission="static",
+            max_inflight_per_model=max(64, 2 * options.saturation),
+            request_timeout_s=60.0,
+        )
+        gateway = GatewayProcess(settings, options.state_dir / "logs" / f"gateway-{workers}w.log")
+        gateway.start(ready_timeout_s=60.0)
+        try:
+            assert gateway.process is not None
+            memory[str(workers)] = tree_memory(gateway.process.pid).as_dict()
+            plan: list[tuple[Transport, int]] = [("http", c) for c in options.concurrencies]
+            plan += [("classify", c) for c in sorted({min(options.concurrencies), options.saturation})]
+            for transport, concurrency in plan:
+                target = LoadTarget(transport, gateway.url, model, input_size=spec.input_size)
+                point = {
+                    "path": "gateway-tensor" if transport == "http" else "gateway-image",
+                    "gateway_workers": workers,
+                    **_measure(target, concurrency, options, runtime.triton_http_url),
+                }
+                points.append(point)
+                _log_point(log, point)
+            memory[f"{workers}_after_load"] = tree_memory(gateway.process.pid).as_dict()
+        finally:
+            gateway.stop()
+    return points
+
+
+# -- summary ----------------------------------------------------------------------------------
+
+
+def summarize(rounds: list[RoundResult], options: BenchOptions) -> dict[str, Any]:
+    """Per-round ratios, then their median: the numbers issue 7 sets targets for."""
+    sat = options.saturation
+    per_round: list[dict[str, Any]] = []
+    for rnd in rounds:
+        ref = statistics.fmean([rnd.reference("before"), rnd.reference("after")])
+        row: dict[str, Any] = {"round": rnd.index, "inprocess_best_img_s": round(ref, 1)}
+        direct_sat = {p["transport"]: p for p in rnd.direct if p["concurrency"] == sat}
+        best_direct = max(rnd.direct, key=lambda p: p["throughput_img_s"], default=None)
+        if best_direct:
+            row["direct_best"] = _label(best_direct)
+            row["served_over_inprocess"] = _ratio(best_direct["throughput_img_s"], ref)
+        for transport, point in direct_sat.items():
+            row[f"direct_{transport}_over_inprocess"] = _ratio(point["throughput_img_s"], ref)
+            row[f"direct_{transport}_mean_batch"] = point["triton"]["mean_executed_batch"]
+        batch1 = [p for p in rnd.inprocess_before if p.batch_size == 1 and p.sessions == 1]
+        direct_c1 = next((p for p in rnd.direct if p["transport"] == "http" and p["concurrency"] == 1), None)
+        if batch1:
+            row["inprocess_batch1_p50_ms"] = batch1[0].p50_ms
+        if direct_c1 and batch1:
+            row["direct_batch1_p50_delta_ms"] = round(direct_c1["p50_ms"] - batch1[0].p50_ms, 3)
+        http_sat = direct_sat.get("http")
+        for workers in options.gateway_workers:
+            gw = [p for p in rnd.gateway if p["gateway_workers"] == workers]
+            tensor_sat = next(
+                (p for p in gw if p["path"] == "gateway-tensor" and p["concurrency"] == sat), None
+            )
+            image_sat = next(
+                (p for p in gw if p["path"] == "gateway-image" and p["concurrency"] == sat), None
+            )
+            tensor_c1 = next((p for p in gw if p["path"] == "gateway-tensor" and p["concurrency"] == 1), None)
+            image_c1 = next((p for p in gw if p["path"] == "gateway-image" and p["concurrency"] == 1), None)
+            key = f"gw{workers}"
+            if tensor_sat and http_sat:
+                row[f"{key}_tensor_over_direct"] = _ratio(
+                    tensor_sat["throughput_img_s"], http_sat["throughput_img_s"]
+                )
+                row[f"{key}_tensor_over_inprocess"] = _ratio(tensor_sat["throughput_img_s"], ref)
+            if image_sat and http_sat:
+                row[f"{key}_image_over_direct"] = _ratio(
+                    image_sat["throughput_img_s"], http_sat["throughput_img_s"]
+                )
+            if tensor_c1 and direct_c1:
+                row[f"{key}_tensor_p50_delta_ms"] = round(tensor_c1["p50_ms"] - direct_c1["p50_ms"], 3)
+            if image_c1 and direct_c1:
+                row[f"{key}_image_p50_delta_ms"] = round(image_c1["p50_ms"] - direct_c1["p50_ms"], 3)
+        per_round.append(row)
+    keys = sorted(
+        {k for row in per_round for k, v in row.items() if isinstance(v, int | float) and k != "round"}
+    )
+    medians = {k: round(statistics.median([r[k] for r in per_round if k in r]), 3) for k in keys}
+    return {"per_round": per_round, "median": medians, "targets": check_targets(medians, options)}
+
+
+TARGETS = {
+    "served_over_inprocess": (">=", 0.9),
+    "gw{w}_tensor_over_direct": (">=", 0.9),
+    "gw{w}_tensor_p50_delta_ms": ("<=", 2.0),
+}
+
+
+def check_targets(medians: dict[str, float], options: BenchOptions) -> dict[str, dict[str, Any]]:
+    """Issue 7 item 2: served ≥ 0.9x in-process; gateway ≥ 0.9x direct; gateway batch-1 p50 +≤ 2 ms."""
+    checks: dict[str, dict[str, Any]] = {}
+    for template, (op, limit) in TARGETS.items():
+        keys = [template.format(w=w) for w in options.gateway_workers] if "{w}" in template else [template]
+        for key in keys:
+            if key not in medians:
+                continue
+            value = medians[key]
+            met = value >= limit if op == ">=" else value <= limit
+            checks[key] = {"value": value, "target": f"{op} {limit}", "met": met}
+    return checks
+
+
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b else 0.0
+
+
+def _label(point: dict[str, Any]) -> str:
+    return f"{point['transport']} c={point['concurrency']}"
+
+
+def _log_ref(log: Log, what: str, points: list[InProcessPoint]) -> None:
+    parts = [f"b{p.batch_size} {p.layout}: {p.throughput_img_s:.0f} img/s" for p in points]
+    log(f"    {what}: " + ", ".join(parts))
+
+
+def _log_point(log: Log, point: dict[str, Any]) -> None:
+    workers = f" w={point['gateway_workers']}" if "gateway_workers" in point else ""
+    error = f" errors={point['errors']} ({point['first_error']})" if point["errors"] else ""
+    log(
+        f"    {point['path']}{workers} {point['transport']} c={point['concurrency']}: "
+        f"{point['throughput_img_s']:.0f} img/s p50 {point['p50_ms']:.2f} ms p99 {point['p99_ms']:.2f} ms "
+        f"mean batch {point['triton']['mean_executed_batch']:.2f}{error}"
+    )
+
+
+def machine_facts() -> dict[str, Any]:
+    """What a reader needs to compare runs: CPU, cores, load, library versions."""
+    import os
+
+    from services.modelzoo.repository import available_cores
+    from services.modelzoo.versions import library_versions
+
+    cpu = platform.processor()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": cpu,
+        "cores": available_cores(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "versions": library_versions(),
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def with_overrides(options: BenchOptions, **updates: Any) -> BenchOptions:
+    return replace(options, **{k: v for k, v in updates.items() if v is not None})

@@ -1,0 +1,76 @@
+"""`deploylab bench` machinery on a small model: every path measured, ratios computed, docs rendered.
+
+Not a benchmark: windows are a fraction of a second and nothing asserts speed, only that each path
+answered, Triton formed batches it reports, and the summary and Markdown carry the ratios.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from benchmarks.bench import BenchOptions, run_bench
+from benchmarks.report import BEGIN, END, render, update_docs
+
+MODEL = "mobilenet_v3_small"
+
+
+def test_tiny_bench_measures_every_path_and_reports_the_ratios(
+    model_repository: Path, tmp_path: Path
+) -> None:
+    repository = tmp_path / "repo"
+    shutil.copytree(model_repository / MODEL, repository / MODEL)
+    options = BenchOptions(
+        models=(MODEL,),
+        repository=repository,
+        threads=2,
+        rounds=1,
+        duration_s=0.5,
+        concurrencies=(1, 2),
+        direct_transports=("http", "http-shm"),
+        gateway_workers=(1,),
+        inprocess_batches=(1,),
+        state_dir=tmp_path / "state",
+    )
+
+    result = run_bench(options, log=lambda _msg: None)
+
+    record = result["models"][MODEL]
+    round_ = record["rounds"][0]
+    assert {(p["transport"], p["concurrency"]) for p in round_["direct"]} == {
+        ("http", 1),
+        ("http", 2),
+        ("http-shm", 2),
+    }
+    assert {(p["path"], p["concurrency"]) for p in round_["gateway"]} == {
+        ("gateway-tensor", 1),
+        ("gateway-tensor", 2),
+        ("gateway-image", 1),
+        ("gateway-image", 2),
+    }
+    for point in round_["direct"] + round_["gateway"]:
+        assert point["errors"] == 0, point["first_error"]
+        assert point["requests"] > 0 and point["triton"]["inference_count"] >= point["requests"]
+        assert point["triton"]["mean_executed_batch"] >= 1.0
+    median = record["summary"]["median"]
+    for key in (
+        "served_over_inprocess",
+        "gw1_tensor_over_direct",
+        "gw1_tensor_p50_delta_ms",
+        "gw1_image_over_direct",
+    ):
+        assert key in median
+    assert set(record["summary"]["targets"]) == {
+        "served_over_inprocess",
+        "gw1_tensor_over_direct",
+        "gw1_tensor_p50_delta_ms",
+    }
+    assert record["memory"]["triton"]["processes"] == 3  # tritonserver + one stub per instance
+    assert record["memory"]["gateway"]["1"]["rss_mib"] > 0
+
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text(f"# hand-written\n\n{BEGIN}\nold\n{END}\n\ntail stays\n")
+    update_docs(docs, render(result))
+    text = docs.read_text()
+    assert text.startswith("# hand-written") and text.endswith("tail stays\n") and "old" not in text
+    assert f"### {MODEL}" in text and "served_over_inprocess" in text
