@@ -15,8 +15,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from services import __version__
 
 from .context import GatewayContext
+from .drain import DRAIN, Drain
 from .errors import register_exception_handlers
-from .middleware import BodyLimitMiddleware, MetricsMiddleware
+from .middleware import BodyLimitMiddleware, DrainMiddleware, MetricsMiddleware
 from .routes import admin, classify, health, models, v2
 from .routing import RoutingError, RoutingTable
 from .settings import GatewaySettings, get_settings
@@ -30,14 +31,14 @@ Errors are always `{"error": {"code", "message", "status", "details"}}`.
 """
 
 
-def create_app(settings: GatewaySettings | None = None) -> FastAPI:
-    """The ASGI app (uvicorn calls this as a factory in every worker)."""
+def create_app(settings: GatewaySettings | None = None, drain: Drain = DRAIN) -> FastAPI:
+    """The ASGI app (uvicorn calls this as a factory in every worker); `drain`: this process's state."""
     settings = settings or get_settings()
     routing = load_routing(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        context = GatewayContext(settings, routing)
+        context = GatewayContext(settings, routing, drain)
         app.state.context = context
         await context.start()
         _install_sighup(context)
@@ -73,8 +74,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
         read_timeout_s=settings.body_read_timeout_s,
+        deadline_s=settings.body_deadline_s,
     )
-    app.add_middleware(MetricsMiddleware)  # outermost: sees every status, 413s included
+    app.add_middleware(DrainMiddleware, drain=drain, retry_after_s=settings.retry_after_s)
+    app.add_middleware(MetricsMiddleware)  # outermost: sees every status, 413s and 503s included
     return app
 
 

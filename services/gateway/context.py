@@ -18,6 +18,7 @@ from pathlib import Path
 from services.modelzoo.manifest import Manifest, read_repository
 from services.modelzoo.repository import available_cores
 
+from .drain import Drain
 from .errors import BackendUnavailableError, GatewayError, ModelNotFoundError, ModelNotReadyError
 from .limits import InFlightLimiter
 from .metrics import ROUTING_RELOADS, TRITON_UP
@@ -33,8 +34,9 @@ NOT_LOADED = "NOT_LOADED"
 
 
 class GatewayContext:
-    def __init__(self, settings: GatewaySettings, routing: RoutingTable) -> None:
+    def __init__(self, settings: GatewaySettings, routing: RoutingTable, drain: Drain | None = None) -> None:
         self.settings = settings
+        self.drain = drain or Drain()
         self.routing = routing
         self.client = TritonClient(
             settings.triton_url,
@@ -54,7 +56,7 @@ class GatewayContext:
         self.triton_ready = False
         self.model_states: dict[str, str] = {}
         self.last_probe = 0.0
-        self.draining = False
+        self._stopping = False
         self._max_batch: dict[str, int] = {}
         self._routing_mtime = _mtime(settings.routing_file)
         self._probe_task: asyncio.Task[None] | None = None
@@ -67,8 +69,13 @@ class GatewayContext:
         await self.probe()
         self._probe_task = asyncio.get_running_loop().create_task(self._probe_loop())
 
+    @property
+    def draining(self) -> bool:
+        """SIGTERM received (drain phase) or the app is shutting down: /readyz says so."""
+        return self._stopping or self.drain.draining
+
     async def stop(self) -> None:
-        self.draining = True
+        self._stopping = True
         if self._probe_task is not None:
             self._probe_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,4 +1,4 @@
-"""Pure-ASGI middleware: body limits (size and pace) and per-request metrics.
+"""Pure-ASGI middleware: body limits (size and pace), the shutdown drain, and per-request metrics.
 
 Pure ASGI rather than BaseHTTPMiddleware: these run on every request, and wrapping `receive`/`send`
 costs microseconds where a BaseHTTPMiddleware costs a task and a stream per request.
@@ -13,8 +13,18 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import PayloadTooLargeError, RequestTimeoutError, error_body, is_v2_path
+from .drain import EXEMPT_PATHS, Drain
+from .errors import (
+    PayloadTooLargeError,
+    RequestTimeoutError,
+    ShuttingDownError,
+    error_body,
+    is_v2_path,
+)
 from .metrics import ERRORS, REQUEST_DURATION, REQUESTS
+
+#: The rest of a body that was refused mid-way is not worth reading: answer, then drop the connection.
+_CLOSE = {"Connection": "close"}
 
 
 def route_kind(path: str) -> str:
@@ -41,10 +51,13 @@ def route_kind(path: str) -> str:
 class BodyLimitMiddleware:
     """413 before reading when Content-Length is over the limit; 413/408 while reading otherwise."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, read_timeout_s: float) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, read_timeout_s: float, deadline_s: float = 60.0
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.read_timeout_s = read_timeout_s
+        self.deadline_s = deadline_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,25 +81,82 @@ class BodyLimitMiddleware:
             return
         received = 0
         limit, timeout = self.max_body_bytes, self.read_timeout_s
+        # Both a gap between chunks and the whole body are bounded: a slow drip of one byte a second
+        # never trips the gap timeout, and would otherwise hold a connection for as long as it likes.
+        deadline = time.monotonic() + self.deadline_s
+
+        body_done = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, body_done
+            if body_done:  # only http.disconnect can follow: no limits on waiting for it
+                return await receive()
+            left = deadline - time.monotonic()
             try:
-                message = await asyncio.wait_for(receive(), timeout)
+                message = await asyncio.wait_for(receive(), min(timeout, max(left, 0.0)))
             except TimeoutError:
+                if left <= timeout:
+                    raise RequestTimeoutError(
+                        f"request body not complete within {self.deadline_s:g}s; send it at a normal pace",
+                        details={"body_deadline_s": self.deadline_s},
+                        headers=_CLOSE,
+                    ) from None
                 raise RequestTimeoutError(
-                    f"no request body data for {timeout:g}s; send the body at a normal pace"
+                    f"no request body data for {timeout:g}s; send the body at a normal pace", headers=_CLOSE
                 ) from None
             if message["type"] == "http.request":
+                body_done = not message.get("more_body", False)
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise PayloadTooLargeError(
                         f"request body exceeds the limit of {limit:,} bytes",
                         details={"max_body_bytes": limit},
+                        headers=_CLOSE,
                     )
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class DrainMiddleware:
+    """During a drain: refuse new requests (503 shutting_down), close connections after responses.
+
+    Counts the requests in progress so the server knows when the drain is done (see drain.py).
+    """
+
+    def __init__(self, app: ASGIApp, drain: Drain, retry_after_s: int) -> None:
+        self.app = app
+        self.drain = drain
+        self.retry_after = str(retry_after_s).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
+            await self.app(scope, receive, send)
+            return
+        drain = self.drain
+        drain.enter()
+        try:
+            if drain.draining:
+                scope.setdefault("state", {})["error_code"] = ShuttingDownError.code
+                body = error_body(
+                    503,
+                    ShuttingDownError.code,
+                    "the gateway is shutting down and takes no new requests; retry on another instance",
+                    v2=is_v2_path(scope["path"]),
+                )
+                await _send_json(send, 503, body, close=True, extra=[(b"retry-after", self.retry_after)])
+                return
+
+            async def closing_send(message: Message) -> None:
+                if message["type"] == "http.response.start" and drain.draining:
+                    # Started before the drain: finish it, but don't keep the connection for more.
+                    headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+                    message = {**message, "headers": [*headers, (b"connection", b"close")]}
+                await send(message)
+
+            await self.app(scope, receive, closing_send)
+        finally:
+            drain.leave()
 
 
 class MetricsMiddleware:
@@ -132,9 +202,16 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any], close: bool = False) -> None:
+async def _send_json(
+    send: Send,
+    status: int,
+    body: dict[str, Any],
+    close: bool = False,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     payload = orjson.dumps(body)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    headers += extra or []
     if close:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -80,6 +80,27 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+class V2ErrorResponse(BaseModel):
+    """Errors on `/v2/…`: the Open Inference Protocol's `{"error": "<message>"}`, plus code and status."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": "input shape must be [N, 3, 224, 224] with N >= 1, got [1, 3, 32, 32]",
+                    "code": "invalid_tensor",
+                    "status": 400,
+                }
+            ]
+        }
+    )
+
+    error: str = Field(description="human-readable message (tritonclient raises with it verbatim)")
+    code: str = Field(description="stable machine-readable code, e.g. invalid_tensor")
+    status: int
+    details: dict[str, object] | None = None
+
+
 class VariantInfo(BaseModel):
     name: str
     triton_model: str

@@ -33,6 +33,15 @@ class GatewaySettings(BaseSettings):
     body_read_timeout_s: float = Field(
         10.0, gt=0, description="max wait for the next body chunk; slower clients get 408"
     )
+    body_deadline_s: float = Field(
+        60.0, gt=0, description="max time for a whole request body, however it trickles in; then 408"
+    )
+    head_timeout_s: float = Field(
+        10.0, gt=0, description="max time for a request's line and headers to arrive (slowloris); then 408"
+    )
+    max_head_bytes: int = Field(
+        64 * 1024, ge=16 * 1024, description="request line + headers above this get 431"
+    )
     max_image_pixels: int = Field(
         40_000_000, ge=10_000, description="declared width*height above this is refused before decoding"
     )
@@ -45,9 +54,9 @@ class GatewaySettings(BaseSettings):
         description="adaptive: the in-flight bound follows latency and sheds overload as 429; "
         "static: a fixed bound, for capacity benchmarks",
     )
-    adaptive_min_inflight: int = Field(2, ge=1, description="adaptive admission never goes below this")
+    adaptive_min_inflight: int = Field(1, ge=1, description="adaptive admission never goes below this")
     adaptive_latency_tolerance: float = Field(
-        1.5, gt=1.0, description="shrink the bound when latency exceeds this x the no-load baseline"
+        1.2, gt=1.0, description="shrink the bound when latency exceeds this x the no-load baseline"
     )
     request_timeout_s: float = Field(10.0, gt=0, description="Triton round trip limit; beyond it 504")
     connect_timeout_s: float = Field(0.5, gt=0, description="TCP connect to Triton; beyond it 503")
@@ -62,6 +71,12 @@ class GatewaySettings(BaseSettings):
     )
     default_top_k: int = Field(5, ge=1, le=1000)
     drain_timeout_s: float = Field(20.0, ge=0, description="SIGTERM: time for in-flight requests")
+    drain_linger_s: float = Field(
+        0.0,
+        ge=0,
+        description="SIGTERM: keep refusing new requests with 503 (readyz: draining) at least this long "
+        "before closing the port, so load balancers notice (Kubernetes: a few seconds)",
+    )
 
     admin_api_key: SecretStr | None = Field(
         None, description="enables /admin endpoints (X-API-Key); admin is off when unset"

@@ -29,6 +29,7 @@ from .errors import (
     BackendUnavailableError,
     GatewayError,
     InvalidTensorError,
+    ModelNotFoundError,
     ModelNotReadyError,
     OverloadedError,
 )
@@ -147,11 +148,19 @@ class TritonClient:
 
     # -- inference -----------------------------------------------------------------------------
     async def infer(self, model: str, batch: np.ndarray, timeout_s: float | None = None) -> InferOutput:
-        """Run `batch` (N, 3, H, W float32) through `model`; binary tensors both ways."""
+        """Run `batch` (N, 3, H, W float32) through `model`; binary tensors both ways.
+
+        The request carries the gateway's deadline (Triton's `timeout` parameter, in µs): a model whose
+        queue policy honours it (the exporter's default) drops the request from its queue once the
+        gateway has answered 504, instead of computing a result nobody waits for.
+        """
+        limit = timeout_s if timeout_s is not None else self.request_timeout_s
         tensor = tritonhttp.InferInput(INPUT_NAME, list(batch.shape), "FP32")
         tensor.set_data_from_numpy(batch, binary_data=True)
         output = tritonhttp.InferRequestedOutput(OUTPUT_NAME, binary_data=True)
-        body, json_size = tritonhttp.InferenceServerClient.generate_request_body([tensor], outputs=[output])
+        body, json_size = tritonhttp.InferenceServerClient.generate_request_body(
+            [tensor], outputs=[output], timeout=max(1, int(limit * 1e6))
+        )
         headers = {"Content-Type": "application/octet-stream"}
         if json_size is not None:
             headers[HEADER_LENGTH] = str(json_size)
@@ -160,7 +169,7 @@ class TritonClient:
             f"/v2/models/{model}/infer",
             body=body,
             headers=headers,
-            timeout_s=timeout_s,
+            timeout_s=limit,
             model=model,
         )
         if response.status != 200:
@@ -250,6 +259,8 @@ def triton_error(response: RawResponse, model: str | None) -> GatewayError:
         message = response.body[:300].decode(errors="replace")
     lowered = message.lower()
     label = f"model {model!r}: " if model else ""
+    if "unknown model" in lowered and " version " in lowered:
+        return ModelNotFoundError(f"{label}no such version in Triton ({message})")
     if "unknown model" in lowered or "no available versions" in lowered:
         # The gateway 404s names it does not know before calling Triton: here the model exists
         # but is not loaded right now (unloaded, reloading, Triton restarted).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.gateway.errors import OverloadedError
+from services.gateway.errors import BackendTimeoutError, InvalidImageError, OverloadedError
 from services.gateway.limits import AdaptiveLimit, InFlightLimiter
 
 
@@ -54,12 +54,61 @@ def test_adaptive_bound_shrinks_when_latency_doubles_and_respects_floor_and_ceil
     assert limit.bound == 2  # floor
 
 
-def test_baseline_drifts_up_so_a_slower_machine_is_not_shed_forever() -> None:
-    limit = AdaptiveLimit(floor=2, ceiling=64)
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_baseline_follows_a_slower_machine_once_the_old_minimum_ages_out() -> None:
+    clock = FakeClock()
+    limit = AdaptiveLimit(floor=2, ceiling=64, baseline_horizon_s=10.0, clock=clock)
     feed(limit, 0.010, windows=2)
-    feed(limit, 0.014, windows=60)  # persistently 1.4x: under tolerance 1.5 → keeps growing
-    assert limit.bound > 10
-    assert limit.baseline_s is not None and limit.baseline_s > 0.010
+    for _ in range(60):  # persistently 1.4x slower, one window a second
+        clock.now += 1.0
+        feed(limit, 0.014, windows=1)
+    assert limit.baseline_s == pytest.approx(0.014)
+    assert limit.bound > 10  # shed for ~10 s, then growing again
+
+
+def test_sustained_overload_does_not_ratchet_the_baseline_up() -> None:
+    clock = FakeClock()
+    limit = AdaptiveLimit(floor=1, ceiling=64, baseline_horizon_s=10.0, clock=clock)
+    feed(limit, 0.010, windows=1)
+    for step in range(40):  # latency creeping up window after window, within the horizon
+        clock.now += 0.2
+        feed(limit, 0.012 + 0.001 * step, windows=1)
+    assert limit.baseline_s == pytest.approx(0.010)
+    assert limit.bound == 1
+
+
+def test_timeouts_shrink_the_bound_even_when_every_request_is_equally_slow() -> None:
+    limit = AdaptiveLimit(floor=1, ceiling=64)
+    feed(limit, 0.010, windows=8)
+    grown = limit.bound
+    for _ in range(3):
+        for _ in range(limit.window_size):
+            limit.observe(1.0, timed_out=True)
+    assert limit.bound < grown
+    assert limit.baseline_s == pytest.approx(0.010)  # timed-out windows never become the baseline
+
+
+def test_admit_feeds_completed_and_timed_out_blocks_but_not_fast_failures() -> None:
+    limiter = InFlightLimiter(64, "adaptive", adaptive_floor=1)
+    observed: list[tuple[float, bool]] = []
+    limiter.observe_latency = lambda model, latency, timed_out=False: observed.append(  # type: ignore[method-assign]
+        (latency, timed_out)
+    )
+    with limiter.admit("m"):
+        pass
+    with pytest.raises(InvalidImageError), limiter.admit("m"):
+        raise InvalidImageError("corrupt")
+    with pytest.raises(BackendTimeoutError), limiter.admit("m"):
+        raise BackendTimeoutError("slow")
+    assert [timed_out for _, timed_out in observed] == [False, True]
+    assert limiter.in_flight("m") == 0
 
 
 def test_limiter_in_adaptive_mode_uses_the_adaptive_bound() -> None:

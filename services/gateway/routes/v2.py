@@ -7,6 +7,7 @@ readiness and infer (JSON or binary tensors) keep Triton's wire format; only `{m
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -14,23 +15,41 @@ from fastapi import APIRouter, Request, Response
 
 from ..context import GatewayContext
 from ..deps import ContextDep
-from ..errors import BackendUnavailableError, InvalidTensorError, UnsupportedMediaTypeError
+from ..errors import (
+    BackendUnavailableError,
+    InvalidInputError,
+    InvalidTensorError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    UnsupportedMediaTypeError,
+)
 from ..metrics import IMAGES_PER_REQUEST, INFERENCE_DURATION
 from ..routing import Resolution
-from ..schemas import ErrorResponse
+from ..schemas import V2ErrorResponse
 from ..triton_client import HEADER_LENGTH, RawResponse, parse_infer_response, triton_error
 from ..v2_validation import validate_infer_request
 
 router = APIRouter(tags=["kserve-v2"])
 
+VERSION_PATTERN = re.compile(r"^[1-9][0-9]{0,18}$")
+
 _PASSTHROUGH_HEADERS = ("content-type", HEADER_LENGTH.lower())
 _ERRORS = {
-    400: {"model": ErrorResponse, "description": "invalid tensor (shape, dtype, sizes, NaN/Inf)"},
-    404: {"model": ErrorResponse, "description": "unknown model"},
-    429: {"model": ErrorResponse, "description": "too many requests in flight (Retry-After)"},
-    503: {"model": ErrorResponse, "description": "Triton or the model is unavailable"},
-    504: {"model": ErrorResponse, "description": "Triton did not answer in time"},
+    code: {"model": V2ErrorResponse, "description": description}
+    for code, description in {
+        400: "invalid tensor (shape, dtype, sizes, NaN/Inf) or version",
+        404: "unknown model",
+        408: "request body sent too slowly",
+        413: "body over the size limit",
+        415: "compressed body",
+        429: "too many requests in flight (Retry-After)",
+        502: "Triton answered with an error that is not the client's",
+        503: "Triton or the model is unavailable, or the gateway is shutting down (Retry-After)",
+        504: "Triton did not answer in time",
+    }.items()
 }
+#: Triton's health endpoints answer 200 with an empty body.
+_EMPTY_OK = {200: {"description": "ready/live (empty body)", "content": {"text/plain": {"schema": {}}}}}
 
 
 def _relay(response: RawResponse, resolution: Resolution | None = None) -> Response:
@@ -42,10 +61,18 @@ def _relay(response: RawResponse, resolution: Resolution | None = None) -> Respo
 
 
 async def _forward_get(context: GatewayContext, path: str, resolution: Resolution | None = None) -> Response:
+    """Relay Triton's 200; anything else becomes the gateway's error (v2 spelling, right status)."""
     model = resolution.target.triton_model if resolution else None
+    if resolution is not None:
+        context.check_servable(resolution.target)  # 404 not in the repository, 503 not loaded
     response = await context.client.forward("GET", path, None, {}, model)
-    if response.status >= 500:
-        raise triton_error(response, model)
+    if response.status != 200:
+        error = triton_error(response, model)
+        version = path.split("/versions/")[1].split("/")[0] if "/versions/" in path else None
+        if version and isinstance(error, ModelNotReadyError) and model in context.served_models():
+            # The model is up; it is this version that Triton does not serve.
+            raise ModelNotFoundError(f"model {model!r} has no served version {version!r}")
+        raise error
     return _relay(response, resolution)
 
 
@@ -61,12 +88,22 @@ async def server_metadata(context: ContextDep) -> Response:
     return await _forward_get(context, "/v2")
 
 
-@router.get("/v2/health/live", summary="Server liveness (Triton's)")
+@router.get(
+    "/v2/health/live",
+    summary="Server liveness (Triton's)",
+    response_class=Response,
+    responses={**_EMPTY_OK, 503: _ERRORS[503]},  # type: ignore[dict-item]
+)
 async def server_live(context: ContextDep) -> Response:
     return await _forward_get(context, "/v2/health/live")
 
 
-@router.get("/v2/health/ready", summary="Server readiness (Triton's)")
+@router.get(
+    "/v2/health/ready",
+    summary="Server readiness (Triton's)",
+    response_class=Response,
+    responses={**_EMPTY_OK, 503: _ERRORS[503]},  # type: ignore[dict-item]
+)
 async def server_ready(context: ContextDep) -> Response:
     response = await context.client.forward("GET", "/v2/health/ready", None, {}, None)
     if response.status != 200:
@@ -74,38 +111,40 @@ async def server_ready(context: ContextDep) -> Response:
     return _relay(response)
 
 
-def _version_path(version: str | None) -> str:
-    return f"/versions/{version}" if version else ""
+def _version_path(request: Request) -> str:
+    """`/versions/<n>` for the versioned routes, only for a plain version number: nothing a client
+    sends reaches Triton's URL unchecked (`1?x=y`, `..` or `%2F` would otherwise rewrite the path)."""
+    version = request.path_params.get("version")
+    if version is None:
+        return ""
+    if not VERSION_PATTERN.match(version):
+        shown = version if len(version) <= 32 else version[:32] + "…"
+        raise InvalidInputError(f"model version must be a positive integer, got {shown!r}")
+    return f"/versions/{version}"
 
 
 @router.get("/v2/models/{model}", summary="Model metadata", responses=_ERRORS)  # type: ignore[arg-type]
 @router.get("/v2/models/{model}/versions/{version}", include_in_schema=False)
-async def model_metadata(
-    request: Request, model: str, context: ContextDep, version: str | None = None
-) -> Response:
+async def model_metadata(request: Request, model: str, context: ContextDep) -> Response:
     resolution = _resolve(request, context, model)
     name = resolution.target.triton_model
-    return await _forward_get(context, f"/v2/models/{name}{_version_path(version)}", resolution)
+    return await _forward_get(context, f"/v2/models/{name}{_version_path(request)}", resolution)
 
 
 @router.get("/v2/models/{model}/config", summary="Model configuration", responses=_ERRORS)  # type: ignore[arg-type]
 @router.get("/v2/models/{model}/versions/{version}/config", include_in_schema=False)
-async def model_config(
-    request: Request, model: str, context: ContextDep, version: str | None = None
-) -> Response:
+async def model_config(request: Request, model: str, context: ContextDep) -> Response:
     resolution = _resolve(request, context, model)
     name = resolution.target.triton_model
-    return await _forward_get(context, f"/v2/models/{name}{_version_path(version)}/config", resolution)
+    return await _forward_get(context, f"/v2/models/{name}{_version_path(request)}/config", resolution)
 
 
 @router.get("/v2/models/{model}/ready", summary="Model readiness", responses=_ERRORS)  # type: ignore[arg-type]
 @router.get("/v2/models/{model}/versions/{version}/ready", include_in_schema=False)
-async def model_ready(
-    request: Request, model: str, context: ContextDep, version: str | None = None
-) -> Response:
+async def model_ready(request: Request, model: str, context: ContextDep) -> Response:
     resolution = _resolve(request, context, model)
     name = resolution.target.triton_model
-    return await _forward_get(context, f"/v2/models/{name}{_version_path(version)}/ready", resolution)
+    return await _forward_get(context, f"/v2/models/{name}{_version_path(request)}/ready", resolution)
 
 
 @router.post(
@@ -140,9 +179,10 @@ async def model_ready(
     },
 )
 @router.post("/v2/models/{model}/versions/{version}/infer", include_in_schema=False)
-async def infer(request: Request, model: str, context: ContextDep, version: str | None = None) -> Response:
+async def infer(request: Request, model: str, context: ContextDep) -> Response:
     resolution = _resolve(request, context, model)
     target = resolution.target
+    version_path = _version_path(request)
     if request.headers.get("content-encoding", "identity").lower() != "identity":
         raise UnsupportedMediaTypeError("compressed request bodies are not supported; send identity")
     context.check_servable(target)
@@ -157,12 +197,10 @@ async def infer(request: Request, model: str, context: ContextDep, version: str 
         headers = {"Content-Type": request.headers.get("content-type", "application/json")}
         if header_length is not None:
             headers[HEADER_LENGTH] = str(header_length)
-        path = f"/v2/models/{target.triton_model}{_version_path(version)}/infer"
+        path = f"/v2/models/{target.triton_model}{version_path}/infer"
         started = time.perf_counter()
         response = await context.client.forward("POST", path, body, headers, target.triton_model)
-        elapsed = time.perf_counter() - started
-        INFERENCE_DURATION.labels(target.model, target.variant).observe(elapsed)
-        context.limiter.observe_latency(target.triton_model, elapsed)
+        INFERENCE_DURATION.labels(target.model, target.variant).observe(time.perf_counter() - started)
     if response.status != 200:
         raise triton_error(response, target.triton_model)
     IMAGES_PER_REQUEST.labels("v2_infer", target.model).observe(info.batch_size)

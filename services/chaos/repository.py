@@ -1,0 +1,61 @@
+"""Model repositories for chaos scenarios: the served models, plus a slow stand-in when asked.
+
+The gateway only routes catalog names, so a slow backend must sit in Triton under a catalog name:
+`write_slow_model(repository, "mobilenet_v3_small", …)` puts the sleeping model in that directory of a
+scratch repository, and requests for `mobilenet_v3_small` reach it through the normal path.
+"""
+
+from __future__ import annotations
+
+import shutil
+from importlib import resources
+from pathlib import Path
+
+from services.modelzoo.catalog import get_spec, resolve_triton_name
+from services.modelzoo.export import ExportOptions, export_model
+from services.modelzoo.manifest import read_repository
+from services.modelzoo.repository import (
+    CONFIG_FILENAME,
+    MODEL_VERSION,
+    PYTHON_MODEL_FILENAME,
+    ServingConfig,
+    model_dir,
+    render_triton_config,
+)
+
+
+def write_slow_model(repository: Path, name: str, delay_s: float, *, max_batch_size: int = 8) -> Path:
+    """A Triton model called `name` (a catalog Triton name) answering zeros after `delay_s`.
+
+    Its queue honours per-request timeouts (as the exported models' does), so requests the gateway
+    gave up on are dropped from Triton's queue instead of piling up behind the sleeping instance.
+    """
+    spec, _ = resolve_triton_name(name)
+    serving = ServingConfig(
+        backend="python",
+        max_batch_size=max_batch_size,
+        instance_count=1,
+        warmup=False,
+        extra_parameters={"delay_ms": str(round(delay_s * 1000))},
+    )
+    directory = model_dir(repository, name)
+    shutil.rmtree(directory, ignore_errors=True)
+    (directory / MODEL_VERSION).mkdir(parents=True)
+    config = render_triton_config(name, spec.input_size, spec.num_classes, serving)
+    (directory / CONFIG_FILENAME).write_text(config)
+    source = resources.files("services.chaos").joinpath("slow_model.py").read_text()
+    (directory / MODEL_VERSION / PYTHON_MODEL_FILENAME).write_text(source)
+    return directory
+
+
+def ensure_exported(repository: Path, models: list[str]) -> list[str]:
+    """Export the catalog models (default variants) that `repository` lacks; Triton names to serve."""
+    exported = read_repository(repository)
+    names = []
+    for model in models:
+        spec = get_spec(model)
+        name = spec.triton_name(spec.default_variant)
+        if name not in exported:
+            export_model(spec, spec.default_variant, repository, ExportOptions())
+        names.append(name)
+    return names

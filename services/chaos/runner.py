@@ -1,0 +1,182 @@
+"""Stand up real stacks for the chaos scenarios, run them in a safe order, tear everything down.
+
+Order matters: overload and unload run first on a fresh stack; SIGTERM hits a second gateway in front
+of the same Triton (the main one must live on); kill -9 Triton comes last because it restarts the
+server under the main gateway. The slow backend needs its own Triton with a sleeping model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from services.gateway.settings import GatewaySettings
+from services.gateway.stack import GatewayProcess, ServingStack
+from services.modelzoo.catalog import get_spec
+from services.perf.ports import free_ports
+from services.runtime.settings import RuntimeSettings
+
+from .load import RequestTemplate
+from .repository import ensure_exported, write_slow_model
+from .scenarios import (
+    OverloadPlan,
+    ScenarioResult,
+    gateway_sigterm,
+    model_unload,
+    overload,
+    slow_backend,
+    triton_kill,
+)
+
+SCENARIOS = ("overload", "model_unload", "gateway_sigterm", "triton_kill", "slow_backend")
+
+
+@dataclass(frozen=True)
+class ChaosPlan:
+    model: str = "mobilenet_v3_small"
+    repository: Path = Path("model_repository")
+    scenarios: tuple[str, ...] = SCENARIOS
+    overload: OverloadPlan = OverloadPlan()
+    slow_delay_s: float = 3.0
+    slow_timeout_s: float = 1.0
+    slow_bound: int = 4
+
+
+def sample_jpeg(width: int = 320, height: int = 240) -> bytes:
+    """A photo-sized JPEG with structure (gradients + noise), so decoding does real work."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 / width, y * 255 / height, (x + y) * 127 / (width + height)], axis=-1)
+    pixels = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _runtime(repository: Path, state_dir: Path) -> RuntimeSettings:
+    http, grpc, metrics = free_ports(3)
+    return RuntimeSettings(
+        model_repository=repository,
+        state_dir=state_dir,
+        triton_http_port=http,
+        triton_grpc_port=grpc,
+        triton_metrics_port=metrics,
+    )
+
+
+def _gateway(runtime: RuntimeSettings, routing: Path, **overrides: object) -> GatewaySettings:
+    values: dict[str, object] = {
+        "port": free_ports(1)[0],
+        "triton_url": f"{runtime.triton_host}:{runtime.triton_http_port}",
+        "model_repository": runtime.model_repository,
+        "routing_file": routing,
+        "health_interval_s": 0.25,
+        "request_timeout_s": 2.0,
+        "drain_timeout_s": 10.0,
+    }
+    values.update(overrides)
+    return GatewaySettings.model_validate(values)
+
+
+def run_chaos(
+    plan: ChaosPlan, on_result: Callable[[ScenarioResult], None] | None = None
+) -> list[ScenarioResult]:
+    """Every scenario in `plan.scenarios`, each against freshly started real processes."""
+    unknown = sorted(set(plan.scenarios) - set(SCENARIOS))
+    if unknown:
+        raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    triton_names = ensure_exported(plan.repository, [plan.model])
+    request = RequestTemplate.classify(plan.model, sample_jpeg())
+    results: list[ScenarioResult] = []
+
+    def record(result: ScenarioResult) -> None:
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+
+    workdir = Path(tempfile.mkdtemp(prefix="deploylab-chaos-"))
+    try:
+        routing = workdir / "routing.yaml"
+        routing.write_text("routes: []\n")
+        main = {"overload", "model_unload", "gateway_sigterm", "triton_kill"} & set(plan.scenarios)
+        if main:
+            _run_main_stack(plan, triton_names, request, workdir, routing, record)
+        if "slow_backend" in plan.scenarios:
+            _run_slow_stack(plan, request, workdir, routing, record)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
+def _run_main_stack(
+    plan: ChaosPlan,
+    triton_names: list[str],
+    request: RequestTemplate,
+    workdir: Path,
+    routing: Path,
+    record: Callable[[ScenarioResult], None],
+) -> None:
+    runtime = _runtime(plan.repository, workdir / "main")
+    admin_key = secrets.token_urlsafe(24)
+    settings = _gateway(runtime, routing, admin_api_key=admin_key)  # adaptive admission: the default
+    with ServingStack(runtime, settings, triton_names, log_dir=workdir / "main" / "logs") as stack:
+        if "overload" in plan.scenarios:
+            pid = stack.gateway.process.pid if stack.gateway.process else 0
+            record(asyncio.run(overload(stack.gateway_url, pid, request, plan.overload)))
+        if "model_unload" in plan.scenarios:
+            model = triton_names[0]
+            record(asyncio.run(model_unload(stack.gateway_url, admin_key, model, request)))
+        if "gateway_sigterm" in plan.scenarios:
+            second = GatewayProcess(
+                _gateway(runtime, routing, admission="static"), workdir / "main" / "logs" / "second.log"
+            )
+            second.start()
+            try:
+                record(asyncio.run(gateway_sigterm(second, request)))
+            finally:
+                second.stop()
+        if "triton_kill" in plan.scenarios:
+            record(asyncio.run(triton_kill(stack, request)))
+
+
+def _run_slow_stack(
+    plan: ChaosPlan,
+    request: RequestTemplate,
+    workdir: Path,
+    routing: Path,
+    record: Callable[[ScenarioResult], None],
+) -> None:
+    repository = workdir / "slow_repository"
+    spec = get_spec(plan.model)
+    spec_name = spec.triton_name(spec.default_variant)
+    write_slow_model(repository, spec_name, plan.slow_delay_s)
+    runtime = _runtime(repository, workdir / "slow")
+    settings = _gateway(
+        runtime,
+        routing,
+        admission="static",
+        max_inflight_per_model=plan.slow_bound,
+        request_timeout_s=plan.slow_timeout_s,
+        connect_timeout_s=min(0.5, plan.slow_timeout_s),
+    )
+    with ServingStack(runtime, settings, [spec_name], log_dir=workdir / "slow" / "logs") as stack:
+        record(
+            asyncio.run(
+                slow_backend(
+                    stack.gateway_url,
+                    request,
+                    spec_name,
+                    timeout_s=plan.slow_timeout_s,
+                    bound=plan.slow_bound,
+                )
+            )
+        )
