@@ -86,6 +86,11 @@ class SweepDisplay:
             self.console.print(description)
         self._refresh()
 
+    def describe(self, text: str) -> None:
+        """New words for the current bar, same work (no reset)."""
+        self.progress.update(self.current, description=text)
+        self._refresh()
+
     def session_message(self, message: dict[str, Any], estimates: dict[str, float]) -> None:
         """A `progress` line from the Locust session: live numbers for the running window."""
         if message.get("type") != "progress":

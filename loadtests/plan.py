@@ -100,6 +100,8 @@ class Profile(BaseModel):
     inprocess_engines: list[Literal["onnxruntime", "torch"]]
     inprocess_duration_s: float
     inprocess_threads: int = 2
+    paired_rounds: int = Field(0, ge=0, description="interleaved rounds per claim pair (0: none)")
+    paired_duration_s: float = Field(1.0, gt=0)
 
 
 def _closed(target: TargetKind, api: ApiKind, users: int) -> PointTemplate:
@@ -134,6 +136,8 @@ PROFILES: dict[str, Profile] = {
             inprocess_batch_sizes=[1, 8],
             inprocess_engines=["onnxruntime", "torch"],
             inprocess_duration_s=1.5,
+            paired_rounds=3,
+            paired_duration_s=0.7,
         ),
         Profile(
             name="quick",
@@ -147,11 +151,13 @@ PROFILES: dict[str, Profile] = {
                 _open("gateway", "classify", 0.7),
             ],
             warmup_s=1.0,
-            window_s=3.0,
+            window_s=2.5,
             ramp_step_s=2.0,
             inprocess_batch_sizes=[1],
             inprocess_engines=["onnxruntime", "torch"],
-            inprocess_duration_s=1.0,
+            inprocess_duration_s=0.7,
+            paired_rounds=1,
+            paired_duration_s=0.5,
         ),
         Profile(
             name="smoke",

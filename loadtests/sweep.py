@@ -25,6 +25,8 @@ from loadtests.baselines import measure_baselines
 from loadtests.live import SweepDisplay
 from loadtests.machine import machine_info
 from loadtests.model_facts import collect_facts
+from loadtests.paired import estimate_seconds as estimate_paired
+from loadtests.paired import measure_pairs, pairs_among
 from loadtests.payloads import Target
 from loadtests.plan import Endpoints, PointPlan, Profile, SessionPlan, estimated_seconds, plan_points
 from services.report.csv_files import write_csv_files
@@ -155,9 +157,15 @@ class Sweep:
         plans = [session_plan(config, target) for target in config.targets]
         per_model_inprocess = inprocess_estimate(config.profile) if config.inprocess else 0.0
         total = sum(estimated_seconds(plan.points) + per_model_inprocess + 2.0 for plan in plans)
-        self.display.plan(total)
+        pairs = pairs_among([t.triton_model for t in config.targets]) if config.inprocess else []
+        rounds, pair_s = config.profile.paired_rounds, config.profile.paired_duration_s
+        paired_estimate = estimate_paired(pairs, rounds, pair_s) if pairs and rounds else 0.0
+        self.display.plan(total + paired_estimate)
         self.save()
         try:
+            if paired_estimate:
+                self.run_paired(pairs, paired_estimate)
+                self.done_s += paired_estimate
             for target, plan in zip(config.targets, plans, strict=True):
                 if config.inprocess:
                     self.run_baselines(target)
@@ -179,6 +187,25 @@ class Sweep:
             self.results.duration_s = round(time.monotonic() - self.started, 1)
             self.save()
         return self.results
+
+    def run_paired(self, pairs: list[tuple[str, str]], estimate: float) -> None:
+        """The claims' model pairs, in-process and interleaved, before anything is loaded by traffic."""
+        profile = self.config.profile
+        self.display.phase(f"interleaved in-process baselines for {len(pairs)} claim pairs", estimate)
+        self.results.paired = measure_pairs(
+            pairs,
+            self.config.repository,
+            profile.paired_rounds,
+            profile.paired_duration_s,
+            profile.inprocess_threads,
+            progress=self.display.describe,
+        )
+        for pair in self.results.paired:
+            self.display.note(
+                f"{pair.fast} vs {pair.slow}: latency {pair.latency_ratio:.2f}×, "
+                f"throughput {pair.throughput_ratio:.2f}× (interleaved, median of {pair.rounds})"
+            )
+        self.save()
 
     def run_baselines(self, target: Target) -> None:
         profile = self.config.profile

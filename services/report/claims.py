@@ -25,7 +25,7 @@ from .analysis import (
 )
 from .results import ModelFacts, RunResults
 
-Verdict = Literal["confirmed", "partly confirmed", "not confirmed", "not measured"]
+Verdict = Literal["confirmed", "partly confirmed", "inconclusive", "not confirmed", "not measured"]
 Kind = Literal["fact", "bound", "speed"]  # bound: measured must not exceed the textbook value
 Assessment = Literal["matches", "off", "holds", "holds, size differs", "contradicted", "not measured"]
 
@@ -94,6 +94,8 @@ def verdict_of(comparisons: tuple[Comparison, ...]) -> Verdict:
     holding = [c for c in speed if c.assessment in ("holds", "holds, size differs")]
     if not holding:
         return "not confirmed"
+    if len(holding) < len(speed):
+        return "inconclusive"  # the measurements disagree with each other
     exact = all(c.assessment == "holds" for c in speed) and all(c.assessment == "matches" for c in facts)
     return "confirmed" if exact else "partly confirmed"
 
@@ -128,6 +130,16 @@ class Pair:
 
     slow: str  # Triton model names
     fast: str
+
+
+VGG_RESNET = Pair("vgg16", "resnet50")
+RESNET_MOBILENET = Pair("resnet50", "mobilenet_v3_large")
+REPVGG_TRAIN_DEPLOY = Pair("repvgg_a0_train", "repvgg_a0_deploy")
+CONVNEXT_RESNET = Pair("convnext_tiny", "resnet50")
+#: (slow, fast) Triton model names of every claim, for measurements that serve the claims.
+CLAIM_PAIRS: tuple[tuple[str, str], ...] = tuple(
+    (p.slow, p.fast) for p in (VGG_RESNET, RESNET_MOBILENET, REPVGG_TRAIN_DEPLOY, CONVNEXT_RESNET)
+)
 
 
 def _facts(results: RunResults, model: str) -> ModelFacts | None:
@@ -176,9 +188,34 @@ def static_comparisons(results: RunResults, pair: Pair, with_gmacs: bool = True)
     return rows
 
 
-def speed_comparisons(results: RunResults, pair: Pair, predicted: float | None) -> list[Comparison]:
-    """Latency and throughput ratios, in-process (engine alone) and served (through the stack)."""
+def paired_comparisons(results: RunResults, pair: Pair, predicted: float | None) -> list[Comparison] | None:
+    """In-process ratios from the interleaved measurement of this pair, when the run has one."""
+    paired = results.paired_for(pair.slow, pair.fast)
+    if paired is None:
+        return None
+    how = f"in-process {paired.engine}, {paired.rounds} interleaved rounds, median ratio"
     return [
+        Comparison(
+            "latency ratio, in-process", predicted, paired.latency_ratio, f"p50 at batch 1, {how}", "speed"
+        ),
+        Comparison(
+            "throughput ratio, in-process",
+            predicted,
+            paired.throughput_ratio,
+            f"img/s at batch 1, {how}",
+            "speed",
+        ),
+    ]
+
+
+def speed_comparisons(results: RunResults, pair: Pair, predicted: float | None) -> list[Comparison]:
+    """Latency and throughput ratios, in-process (engine alone) and served (through the stack).
+
+    In-process ratios come from the interleaved pair measurement when there is one (robust to the
+    machine's drift), else from each model's own baselines.
+    """
+    paired = paired_comparisons(results, pair, predicted)
+    rows = [
         _speed(
             "latency ratio, in-process",
             inprocess_latency(results, pair.slow),
@@ -208,6 +245,9 @@ def speed_comparisons(results: RunResults, pair: Pair, predicted: float | None) 
             higher_is_better=True,
         ),
     ]
+    if paired is not None:
+        rows[0], rows[2] = paired
+    return rows
 
 
 def _gmacs_ratio(slow: str, fast: str) -> float | None:
@@ -239,7 +279,8 @@ def _claim(key: str, title: str, statement: str, comparisons: list[Comparison], 
 
 
 def vgg_vs_resnet(results: RunResults) -> Claim:
-    pair, predicted = Pair("vgg16", "resnet50"), _gmacs_ratio("vgg16", "resnet50")
+    pair = VGG_RESNET
+    predicted = _gmacs_ratio(pair.slow, pair.fast)
     comparisons = static_comparisons(results, pair) + speed_comparisons(results, pair, predicted)
     return _claim(
         "vgg16-vs-resnet50",
@@ -252,8 +293,8 @@ def vgg_vs_resnet(results: RunResults) -> Claim:
 
 
 def mobilenet_vs_resnet(results: RunResults) -> Claim:
-    pair = Pair("resnet50", "mobilenet_v3_large")
-    predicted = _gmacs_ratio("resnet50", "mobilenet_v3_large")
+    pair = RESNET_MOBILENET
+    predicted = _gmacs_ratio(pair.slow, pair.fast)
     comparisons = static_comparisons(results, pair) + speed_comparisons(results, pair, predicted)
     return _claim(
         "mobilenet-vs-resnet50",
@@ -266,7 +307,7 @@ def mobilenet_vs_resnet(results: RunResults) -> Claim:
 
 
 def repvgg_deploy_vs_train(results: RunResults) -> Claim:
-    pair = Pair("repvgg_a0_train", "repvgg_a0_deploy")
+    pair = REPVGG_TRAIN_DEPLOY
     deploy = _facts(results, "repvgg_a0_deploy")
     comparisons = static_comparisons(results, pair, with_gmacs=False)
     train = _facts(results, "repvgg_a0_train")
@@ -301,7 +342,8 @@ def repvgg_deploy_vs_train(results: RunResults) -> Claim:
 
 
 def convnext_vs_resnet(results: RunResults) -> Claim:
-    pair, predicted = Pair("convnext_tiny", "resnet50"), _gmacs_ratio("convnext_tiny", "resnet50")
+    pair = CONVNEXT_RESNET
+    predicted = _gmacs_ratio(pair.slow, pair.fast)
     comparisons = static_comparisons(results, pair) + speed_comparisons(results, pair, predicted)
     return _claim(
         "convnext-vs-resnet50",

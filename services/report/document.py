@@ -15,6 +15,8 @@ from .tables import Table, build_tables, times
 VERDICT_WORDS = {
     "confirmed": "the measurement agrees with the claim, in direction and size",
     "partly confirmed": "the direction holds, but not every number is what the textbook predicts",
+    "inconclusive": "the measurements disagree with each other (machine noise, or the serving path changes "
+    "the answer): rerun with longer windows before quoting them",
     "not confirmed": "the measurement contradicts the claim on this machine",
     "not measured": "the run has no latency or throughput for both sides",
 }
@@ -30,6 +32,7 @@ LAYOUT: tuple[tuple[str, str], ...] = (
     ("plot", "triton-time"),
     ("table", "checks"),
     ("table", "inprocess"),
+    ("table", "paired"),
     ("table", "served-vs-inprocess"),
     ("plot", "served-vs-inprocess"),
     ("table", "gateway-overhead"),

@@ -20,7 +20,7 @@ th { background: #f4f4f6; } tr:nth-child(even) td { background: #fafafa; }
 .flag { background: #fde8e8; border: 1px solid #e0a0a0; padding: .6rem 1rem; }
 .ok { background: #e8f6ea; border: 1px solid #a6d4ae; padding: .6rem 1rem; }
 .verdict { font-weight: 600; } .confirmed { color: #1a7f37; } .partly-confirmed { color: #9a6700; }
-.not-confirmed { color: #cf222e; } .not-measured { color: #666; }
+.not-confirmed { color: #cf222e; } .not-measured { color: #666; } .inconclusive { color: #8250df; }
 figure { margin: 1rem 0 2rem; } figcaption { color: #555; max-width: 70rem; } img { max-width: 100%; }
 """
 

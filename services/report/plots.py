@@ -59,6 +59,7 @@ def throughput_latency(results: RunResults) -> Plot | None:
         return None
     axis.set_xlabel("throughput (req/s)")
     axis.set_ylabel("p95 latency (ms)")
+    axis.set_xscale("log")  # the zoo spans two orders of magnitude
     axis.set_yscale("log")
     axis.grid(True, alpha=0.3)
     axis.legend(fontsize=7, ncol=2)
@@ -96,10 +97,10 @@ def ramp_curves(results: RunResults) -> Plot | None:
         )
     for axis, label in ((left, "throughput (req/s)"), (right, "p95 latency (ms)")):
         axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
         axis.set_xlabel("concurrent users")
         axis.set_ylabel(label)
         axis.grid(True, alpha=0.3)
-    right.set_yscale("log")
     left.legend(fontsize=7)
     return Plot(
         "ramp",

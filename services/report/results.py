@@ -175,6 +175,27 @@ class InProcessResult(BaseModel):
     iterations: int
 
 
+class PairedBaseline(BaseModel):
+    """Two models measured in-process in alternation (A, B, B, A, …) so machine drift hits both alike.
+
+    `slow` is the side a claim calls costlier. Ratios are medians over rounds: latency slow/fast at
+    batch 1 on one session of every thread, throughput fast/slow at batch 1 on single-thread sessions
+    side by side.
+    """
+
+    slow: str  # Triton model names
+    fast: str
+    engine: str
+    rounds: int
+    duration_s: float
+    latency_ratio: float
+    throughput_ratio: float
+    slow_p50_ms: list[float]
+    fast_p50_ms: list[float]
+    slow_img_s: list[float]
+    fast_img_s: list[float]
+
+
 class ModelFacts(BaseModel):
     """What the export recorded about a served model, beside the published numbers."""
 
@@ -217,6 +238,7 @@ class RunResults(BaseModel):
     machine: MachineInfo
     models: list[ModelFacts] = Field(default_factory=list)
     inprocess: list[InProcessResult] = Field(default_factory=list)
+    paired: list[PairedBaseline] = Field(default_factory=list)
     points: list[PointResult] = Field(default_factory=list)
     ramps: list[RampResult] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
@@ -226,6 +248,9 @@ class RunResults(BaseModel):
         found = [f"{p.id}: {flag}" for p in self.points for flag in p.flags]
         found += [f"{r.id}: {flag}" for r in self.ramps for flag in r.flags]
         return found
+
+    def paired_for(self, slow: str, fast: str) -> PairedBaseline | None:
+        return next((p for p in self.paired if (p.slow, p.fast) == (slow, fast)), None)
 
     def facts_for(self, triton_model: str) -> ModelFacts | None:
         return next((m for m in self.models if m.triton_model == triton_model), None)

@@ -249,6 +249,41 @@ def inprocess_table(results: RunResults) -> Table:
     )
 
 
+def paired_table(results: RunResults) -> Table:
+    rows = []
+    for p in results.paired:
+        rows.append(
+            (
+                f"{p.slow} vs {p.fast}",
+                f"{p.rounds} × {p.duration_s:g} s",
+                " ".join(num(v) for v in p.slow_p50_ms),
+                " ".join(num(v) for v in p.fast_p50_ms),
+                times(p.latency_ratio),
+                " ".join(num(v) for v in p.slow_img_s),
+                " ".join(num(v) for v in p.fast_img_s),
+                times(p.throughput_ratio),
+            )
+        )
+    return _table(
+        "paired",
+        "Claim pairs, in-process and interleaved",
+        "Each pair measured in alternating rounds (ONNX Runtime alone, same threads), so the machine's drift "
+        "hits both sides of a round alike; ratios are medians of the per-round ratios. Latency: batch 1, "
+        "one session of every thread; throughput: batch 1, single-thread sessions side by side.",
+        (
+            "pair (slow vs fast)",
+            "rounds",
+            "slow p50 ms",
+            "fast p50 ms",
+            "latency ratio",
+            "slow img/s",
+            "fast img/s",
+            "throughput ratio",
+        ),
+        rows,
+    )
+
+
 def served_vs_inprocess_table(results: RunResults) -> Table:
     rows = []
     for model in served_models(results):
@@ -418,6 +453,7 @@ def build_tables(results: RunResults) -> list[Table]:
         server_table(results),
         checks_table(results),
         inprocess_table(results),
+        paired_table(results),
         served_vs_inprocess_table(results),
         gateway_overhead_table(results),
         repvgg_table(results),

@@ -11,6 +11,7 @@ from services.report.results import (
     LatencyMs,
     MachineInfo,
     ModelFacts,
+    PairedBaseline,
     PointResult,
     RunResults,
 )
@@ -210,3 +211,38 @@ def test_equal_speed_everywhere_contradicts_every_claim_of_a_speed_difference() 
         "repvgg-deploy-vs-train": "not confirmed",
         "convnext-vs-resnet50": "confirmed",  # that claim is one of similar cost
     }
+
+
+def test_served_and_in_process_disagreeing_in_direction_is_inconclusive() -> None:
+    results = run({**BASE, "repvgg_a0_deploy": 14.0})
+    for point in results.points:  # served: the deploy form now answers slower than the train form
+        if point.triton_model == "repvgg_a0_deploy":
+            point.latency_ms.p50 = 60.0
+            point.throughput_rps = 5.0
+    result = claim(results, "repvgg-deploy-vs-train")
+    assert result.verdict == "inconclusive"
+    assert {c.quantity: c.assessment for c in result.comparisons}["latency ratio, served"] == "contradicted"
+
+
+def test_interleaved_pair_measurement_replaces_the_separate_baselines() -> None:
+    results = run({**BASE, "vgg16": 40.0, "repvgg_a0_deploy": 15.0})  # separate baselines: no difference
+    results.paired.append(
+        PairedBaseline(
+            slow="vgg16",
+            fast="resnet50",
+            engine="onnxruntime",
+            rounds=3,
+            duration_s=1.0,
+            latency_ratio=3.6,
+            throughput_ratio=3.5,
+            slow_p50_ms=[144.0] * 3,
+            fast_p50_ms=[40.0] * 3,
+            slow_img_s=[7.0] * 3,
+            fast_img_s=[24.5] * 3,
+        )
+    )
+    comparisons = {c.quantity: c for c in claim(results, "vgg16-vs-resnet50").comparisons}
+    assert comparisons["latency ratio, in-process"].measured == 3.6
+    assert comparisons["throughput ratio, in-process"].measured == 3.5
+    assert "interleaved" in comparisons["latency ratio, in-process"].source
+    assert comparisons["latency ratio, served"].measured == pytest.approx(1.0)  # served points unchanged

@@ -1,0 +1,123 @@
+"""Report generation from a recorded run (tests/data/results_fixture): every table, every plot, the claims."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from services.cli import app
+from services.report.claims import check_claims
+from services.report.csv_files import INPROCESS_CSV, MODELS_CSV, POINTS_CSV
+from services.report.plots import build_plots
+from services.report.results import CounterCheck, load_results, save_results
+from services.report.tables import build_tables
+from services.report.writer import write_report
+
+FIXTURE = Path(__file__).resolve().parents[1] / "data" / "results_fixture"
+EXPECTED_PLOTS = {"throughput-latency", "ramp", "served-vs-inprocess", "triton-time"}
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "run"
+    shutil.copytree(FIXTURE, target)
+    return target
+
+
+def test_the_fixture_is_a_complete_recorded_run() -> None:
+    results = load_results(FIXTURE)
+    assert results.status == "complete"
+    assert {p.loop for p in results.points} == {"closed", "open"} and results.ramps
+    assert {p.path for p in results.points} >= {"gateway classify", "gateway v2", "triton v2"}
+    assert {r.engine for r in results.inprocess} == {"onnxruntime", "torch"}
+
+
+def test_html_report_is_self_contained_with_every_table_and_plot(run_dir: Path) -> None:
+    files = write_report(run_dir)
+    html = files.html.read_text()
+    results = load_results(run_dir)
+    for table in build_tables(results):
+        assert f'id="table-{table.key}"' in html, table.key
+        assert table.rows, f"the recorded run should fill the {table.key} table"
+    images = re.findall(r'<figure id="plot-([\w-]+)">.*?src="data:image/png;base64,([^"]+)"', html, re.S)
+    assert {key for key, _ in images} == EXPECTED_PLOTS
+    assert all(base64.b64decode(data).startswith(b"\x89PNG") for _, data in images)
+    assert not re.search(r'(src|href)="(https?:)?//', html), "the report must load nothing from the network"
+
+
+def test_claims_section_shows_textbook_and_measured_numbers_with_a_verdict(run_dir: Path) -> None:
+    html = write_report(run_dir).html.read_text()
+    claims = check_claims(load_results(run_dir))
+    assert [c.key for c in claims] == [
+        "vgg16-vs-resnet50",
+        "mobilenet-vs-resnet50",
+        "repvgg-deploy-vs-train",
+        "convnext-vs-resnet50",
+    ]
+    for claim in claims:
+        assert claim.verdict != "not measured", claim.key
+        assert f'id="claim-{claim.key}"' in html and f'id="table-claim-{claim.key}"' in html
+        measured = [c for c in claim.comparisons if c.kind == "speed" and c.measured is not None]
+        assert len(measured) == 4, claim.key  # latency and throughput, in-process and served
+
+
+def test_every_number_says_which_loop_it_comes_from(run_dir: Path) -> None:
+    markdown = write_report(run_dir).markdown.read_text()
+    latency = next(t for t in build_tables(load_results(run_dir)) if t.key == "latency")
+    loops = {row[latency.columns.index("loop")] for row in latency.rows}
+    assert loops == {"closed loop, constant users", "open loop, constant arrival rate"}
+    assert "step ramp (closed loop, users stepped up)" in markdown
+
+
+def test_markdown_report_links_plot_files_written_beside_it(run_dir: Path) -> None:
+    files = write_report(run_dir)
+    markdown = files.markdown.read_text()
+    links = re.findall(r"!\[[^]]*\]\((plots/[\w-]+\.png)\)", markdown)
+    assert {Path(link).stem for link in links} == EXPECTED_PLOTS
+    assert all((run_dir / link).read_bytes().startswith(b"\x89PNG") for link in links)
+    for table in build_tables(load_results(run_dir)):
+        assert f"## {table.title}" in markdown
+    for name in (POINTS_CSV, INPROCESS_CSV, MODELS_CSV):
+        assert (run_dir / name).read_text().count("\n") > 1, name
+
+
+def test_a_cross_check_mismatch_is_flagged_at_the_top(run_dir: Path) -> None:
+    results = load_results(run_dir)
+    point = results.points[0]
+    point.checks = [CounterCheck.compare("triton", "nv_inference_request_success", 100, 120)]
+    point.flags = ["triton counted 120 requests, Locust 100 (20.0% apart, over 5%)"]
+    results.status = "interrupted"
+    save_results(results, run_dir)
+    files = write_report(run_dir)
+    html, markdown = files.html.read_text(), files.markdown.read_text()
+    assert 'class="flag"' in html and point.id in html.split('id="claims"')[0]
+    assert "Cross-check mismatches" in markdown and "MISMATCH" in markdown
+    assert "This run is interrupted" in markdown
+
+
+def test_plots_are_left_out_when_the_run_has_no_data_for_them(run_dir: Path) -> None:
+    results = load_results(run_dir)
+    results.ramps = []
+    results.inprocess = []
+    keys = {plot.key for plot in build_plots(results)}
+    assert "ramp" not in keys and "throughput-latency" in keys
+
+
+def test_report_command_renders_a_run_directory(run_dir: Path) -> None:
+    result = CliRunner().invoke(app, ["report", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert (run_dir / "report.html").is_file() and str(run_dir / "report.html") in result.output
+
+
+def test_report_command_fails_clearly_without_results(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "results.json not found" in result.output
+    (tmp_path / "results.json").write_text("{}")
+    with pytest.raises(ValueError, match="not a deploylab results file"):
+        load_results(tmp_path)
