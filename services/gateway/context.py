@@ -32,6 +32,11 @@ log = logging.getLogger("deploylab.gateway")
 #: Triton's repository index lists never-loaded models (explicit mode) without a state.
 NOT_LOADED = "NOT_LOADED"
 
+#: Health probes that may time out in a row before Triton counts as not ready, and their timeout:
+#: generous, because on a busy machine (a model loading, a load test) a healthy answer can be late.
+SLOW_PROBES_TOLERATED = 3
+PROBE_TIMEOUT_S = 1.0
+
 
 class GatewayContext:
     def __init__(self, settings: GatewaySettings, routing: RoutingTable, drain: Drain | None = None) -> None:
@@ -56,6 +61,7 @@ class GatewayContext:
         self.triton_ready = False
         self.model_states: dict[str, str] = {}
         self.last_probe = 0.0
+        self._slow_probes = 0
         self._stopping = False
         self._max_batch: dict[str, int] = {}
         self._routing_mtime = _mtime(settings.routing_file)
@@ -86,12 +92,27 @@ class GatewayContext:
 
     # -- Triton health -----------------------------------------------------------------------
     async def probe(self) -> None:
-        """Refresh Triton readiness and model states (one index call covers every model)."""
-        ready = await self.client.server_ready(timeout_s=min(1.0, self.settings.health_interval_s))
+        """Refresh Triton readiness and model states (one index call covers every model).
+
+        A refused connection or a "not ready" answer flips readiness at once (fast 503s after a
+        crash); a probe that merely timed out does not, until it happens SLOW_PROBES_TOLERATED times
+        in a row: a busy server (loading a model on a small machine) answers late but is not down,
+        and flapping readiness would turn its slowness into 503s.
+        """
+        answer = await self.client.server_readiness(timeout_s=PROBE_TIMEOUT_S)
+        if answer is None:
+            self._slow_probes += 1
+            if self._slow_probes < SLOW_PROBES_TOLERATED:
+                return
+        else:
+            self._slow_probes = 0
+        ready = bool(answer)
         states: dict[str, str] = {}
         if ready:
-            with contextlib.suppress(GatewayError):
+            try:
                 states = await self.client.repository_index()
+            except GatewayError:
+                states = self.model_states  # keep what we knew rather than forget every model
         elif self.triton_ready:
             log.warning("Triton at %s is not ready", self.settings.triton_url)
         if states != self.model_states:

@@ -9,9 +9,10 @@ Two modes:
   dynamic batcher see every request and form the largest batches.
 - `adaptive` (default): the bound follows latency, in the spirit of TCP Vegas / Netflix's
   concurrency-limits. Each window of completed requests is compared with the best latency seen
-  recently (the no-load baseline): above `tolerance` x baseline the bound shrinks multiplicatively,
-  otherwise, if requests were actually queueing at the bound, it grows by one. Under overload the
-  accepted requests therefore keep close to their unloaded latency and the excess is shed as 429.
+  recently (the no-load baseline): above `tolerance` x baseline the bound shrinks multiplicatively;
+  below half that margin, if requests were actually queueing at the bound, it grows by one; in
+  between it holds (TCP Vegas' alpha/beta band). Under overload the accepted requests therefore keep
+  close to their unloaded latency and the excess is shed as 429.
 
 Defaults (floor 1, tolerance 1.2) were chosen by measurement (docs/reliability.md): on 2 shared
 cores, open-loop arrivals at 2x capacity kept the accepted p99 at 2.4-2.8x the unloaded p99 with
@@ -65,6 +66,11 @@ class AdaptiveLimit:
         return int(self.limit)
 
     @property
+    def grow_below(self) -> float:
+        """Grow only while latency is within half the tolerance band of the baseline."""
+        return 1.0 + (self.tolerance - 1.0) / 2
+
+    @property
     def baseline_s(self) -> float | None:
         return self._minima[0][1] if self._minima else None
 
@@ -86,9 +92,11 @@ class AdaptiveLimit:
             self._remember(typical)
         baseline = self.baseline_s
         if congested or (baseline is not None and typical > self.tolerance * baseline):
-            self.limit = max(float(self.floor), self.limit * 0.8)
-        elif self._saturated:
+            # At least one whole slot: 2.6 x 0.8 would still be 2, and one more slow window.
+            self.limit = max(float(self.floor), min(self.limit * 0.8, self.limit - 1.0))
+        elif self._saturated and (baseline is None or typical <= self.grow_below * baseline):
             self.limit = min(float(self.ceiling), self.limit + 1.0)
+        # Between grow_below and tolerance: hold (Vegas' alpha/beta band), no probing into the knee.
         self._saturated = False
 
     def _remember(self, median_s: float) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 
+import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
@@ -56,10 +57,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._stop_head()
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self.max_head_bytes:  # arrived complete in one read: too large all the same
+            self._refuse(431, "headers_too_large", f"request head over {self.max_head_bytes:,} bytes")
+            raise httptools.HttpParserError("request head too large")  # stop parsing this connection
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
-        self._refuse(400, "invalid_request", msg)
+        if not self.transport.is_closing():  # not after our own refusal
+            self._refuse(400, "invalid_request", msg)
 
     # -- internals ---------------------------------------------------------------------------------
     def _start_head(self) -> None:

@@ -184,8 +184,14 @@ class TritonClient:
 
     # -- health and control --------------------------------------------------------------------
     async def server_ready(self, timeout_s: float = 1.0) -> bool:
+        return bool(await self.server_readiness(timeout_s))
+
+    async def server_readiness(self, timeout_s: float = 1.0) -> bool | None:
+        """True ready, False not ready or unreachable, None: no answer in time (busy or hung)."""
         try:
             response = await self.request("GET", "/v2/health/ready", timeout_s=timeout_s, control=True)
+        except BackendTimeoutError:
+            return None
         except GatewayError:
             return False
         return response.status == 200

@@ -1,0 +1,128 @@
+"""Faults against real processes on loopback, under load, with every request accounted for.
+
+One supervised stack (tritonserver + gateway) serves mobilenet_v3_small for the module; the fault that
+restarts Triton runs last. A second stack serves a deliberately slow model under the same catalog name.
+Each scenario returns named checks (services/chaos/scenarios.py); the assertions below name the
+behaviour each test defines, and a failing check prints what was observed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.chaos.load import RequestTemplate
+from services.chaos.repository import write_slow_model
+from services.chaos.scenarios import (
+    ScenarioResult,
+    gateway_sigterm,
+    model_unload,
+    slow_backend,
+    triton_kill,
+)
+from services.gateway.settings import GatewaySettings
+from services.gateway.stack import ServingStack, python_backend_regions
+from services.runtime.settings import RuntimeSettings
+from tests.conftest import TEST_ADMIN_KEY, make_gateway_settings, running_gateway
+from tests.support import images
+from tests.support.ports import free_ports
+from tests.support.processes import descendants, groups_of, leftovers
+
+MODEL = "mobilenet_v3_small"
+REQUEST = RequestTemplate.classify(MODEL, images.jpeg())
+
+
+def runtime_for(repository: Path, state_dir: Path) -> RuntimeSettings:
+    http, grpc, metrics = free_ports(3)
+    return RuntimeSettings(
+        model_repository=repository,
+        state_dir=state_dir,
+        triton_http_port=http,
+        triton_grpc_port=grpc,
+        triton_metrics_port=metrics,
+    )
+
+
+@contextlib.contextmanager
+def serving(runtime: RuntimeSettings, gateway: GatewaySettings, log_dir: Path) -> Iterator[ServingStack]:
+    """A supervised stack; on the way out, nothing it started may still be running."""
+    before = descendants()
+    stack = ServingStack(runtime, gateway, [MODEL], log_dir=log_dir)
+    stack.start()
+    groups: set[int] = set()
+    try:
+        yield stack
+    finally:
+        groups = groups_of(descendants() - before)
+        stack.stop()
+    assert not leftovers(before, groups), "processes outlived the stack"
+
+
+def assert_passed(result: ScenarioResult) -> None:
+    assert result.passed, f"{result.name}: " + "; ".join(result.failures())
+
+
+@pytest.fixture(scope="module")
+def stack(model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServingStack]:
+    runtime = runtime_for(model_repository, tmp_path_factory.mktemp("faults-state"))
+    gateway = make_gateway_settings(runtime, request_timeout_s=2.0, health_interval_s=0.25)
+    with serving(runtime, gateway, tmp_path_factory.mktemp("faults-logs")) as started:
+        yield started
+
+
+def test_slow_model_times_out_with_504_at_the_configured_timeout_and_bounded_in_flight(
+    tmp_path: Path,
+) -> None:
+    repository = tmp_path / "slow_repository"
+    write_slow_model(repository, MODEL, delay_s=3.0)  # slower than the gateway's 1 s timeout
+    runtime = runtime_for(repository, tmp_path / "state")
+    gateway = make_gateway_settings(
+        runtime, request_timeout_s=1.0, connect_timeout_s=0.5, max_inflight_per_model=4
+    )
+    with serving(runtime, gateway, tmp_path / "logs") as slow:
+        result = asyncio.run(
+            slow_backend(slow.gateway_url, REQUEST, MODEL, timeout_s=1.0, bound=4, duration_s=3.5)
+        )
+    assert_passed(result)
+    assert result.summary.by_kind.get("504 backend_timeout", 0) >= 4
+    assert result.numbers["peak_in_flight"] <= 4
+    assert 0.95 <= result.numbers["first_504_s"] and result.numbers["last_504_s"] <= 2.0
+
+
+def test_model_unloaded_mid_traffic_answers_clean_503s_then_serves_again(stack: ServingStack) -> None:
+    result = asyncio.run(model_unload(stack.gateway_url, TEST_ADMIN_KEY, MODEL, REQUEST, concurrency=4))
+    assert_passed(result)
+    assert result.summary.lost == 0
+    assert result.summary.by_kind.get("503 model_not_ready", 0) > 0
+    assert not {k for k in result.summary.by_kind if k.startswith("5")} - {"503 model_not_ready"}
+
+
+def test_sigterm_under_load_finishes_in_flight_refuses_new_and_exits_0(
+    stack: ServingStack, tmp_path: Path
+) -> None:
+    settings = stack.gateway_settings.model_copy(update={"port": free_ports(1)[0], "drain_timeout_s": 10.0})
+    with running_gateway(settings, tmp_path) as gateway:
+        result = asyncio.run(gateway_sigterm(gateway, REQUEST, concurrency=6, before_s=1.5))
+        assert gateway.process is not None and gateway.process.returncode == 0
+    assert_passed(result)
+    assert result.numbers["in_flight_at_sigterm"] >= 1
+    assert result.summary.lost == 0
+
+
+def test_kill_9_triton_under_load_fails_fast_then_recovers_without_a_gateway_restart(
+    stack: ServingStack,
+) -> None:
+    assert stack.triton is not None
+    regions = python_backend_regions(stack.triton.pid)
+    assert regions, "the Python backend maps shared memory: the leak check below needs some"
+    result = asyncio.run(triton_kill(stack, REQUEST, concurrency=8, before_s=1.5, after_s=1.5))
+    assert_passed(result)
+    assert result.summary.sent == result.summary.answered, "a request went unanswered"
+    assert result.summary.by_kind.get("503 backend_unavailable", 0) > 0
+    assert result.recovery_s is not None and result.recovery_s < 60
+    leaked = [r for r in regions if (Path("/dev/shm") / r).exists()]
+    assert not leaked, f"the killed server's shared memory was left behind: {leaked}"
