@@ -59,8 +59,12 @@ class SweepDisplay:
 
     def render(self) -> Group:
         table = Table(title="finished points", expand=False, show_edge=False, pad_edge=False)
-        for column in ("point", "loop", "users/rate", "req/s", "p50 ms", "p99 ms", "fails", "check"):
-            table.add_column(column, justify="left" if column in ("point", "loop", "check") else "right")
+        table.add_column("model", no_wrap=True, overflow="ellipsis", max_width=20)
+        for column in ("path", "loop"):
+            table.add_column(column, no_wrap=True)
+        for column in ("load", "req/s", "p50 ms", "p99 ms"):
+            table.add_column(column, justify="right", no_wrap=True)
+        table.add_column("check", no_wrap=True)
         for row in self.rows[-SUMMARY_ROWS:]:
             table.add_row(*row)
         return Group(self.progress, table)
@@ -109,18 +113,19 @@ class SweepDisplay:
         self._refresh()
 
     def point(self, result: PointResult) -> None:
-        load = f"{result.arrival_rate:g}/s" if result.arrival_rate else str(result.users)
+        load = f"{result.arrival_rate:.0f}/s" if result.arrival_rate else f"{result.users}u"
         check = "[red]MISMATCH[/red]" if result.flags else "ok" if result.checks else "–"
-        fails = f"[red]{result.failures}[/red]" if result.failures else "0"
+        if result.failures:
+            check = f"[red]{result.failures} fail[/red] {check}"
         self.rows.append(
             (
-                result.id,
+                result.triton_model,
+                result.path.replace("gateway", "gw"),
                 result.loop,
                 load,
                 f"{result.throughput_rps:.1f}",
                 _ms(result.latency_ms.p50),
                 _ms(result.latency_ms.p99),
-                fails,
                 check,
             )
         )
