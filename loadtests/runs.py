@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from rich.console import Console
@@ -18,6 +18,8 @@ from services.gateway.stack import GatewayStartError
 from services.modelzoo.catalog import CATALOG, ModelSpec, resolve_model_set, resolve_triton_name
 from services.modelzoo.errors import TritonError
 from services.modelzoo.export import ExportOptions, export_model
+from services.modelzoo.manifest import read_manifest
+from services.modelzoo.repository import ServingConfig, model_dir
 from services.report.writer import ReportFiles, write_report
 
 from .live import SweepDisplay
@@ -70,8 +72,25 @@ def customize_profile(
     return profile.model_copy(update=updates) if updates else profile
 
 
+def existing_serving(repository: Path, triton_model: str) -> ServingConfig | None:
+    """The serving config the repository already holds for a model (e.g. one `deploylab tune` chose)."""
+    manifest = read_manifest(model_dir(repository, triton_model))
+    if manifest is None:
+        return None
+    known = {f.name for f in fields(ServingConfig)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in manifest.serving.items() if k in known}
+    try:
+        return ServingConfig(**values)
+    except (TypeError, ValueError):
+        return None
+
+
 def export_targets(targets: Sequence[Target], repository: Path, console: Console) -> None:
-    """Export every target (unchanged models are skipped in a moment), with a progress bar."""
+    """Export every target (unchanged models are skipped in a moment), with a progress bar.
+
+    A model already in the repository keeps its serving config: the comparison measures what is
+    deployed, and a tuned config is not silently reset to the defaults.
+    """
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("export", total=len(targets))
@@ -81,7 +100,9 @@ def export_targets(targets: Sequence[Target], repository: Path, console: Console
             def step(model: str, message: str) -> None:
                 progress.update(task, description=f"export {model}: {message}")
 
-            outcome = export_model(CATALOG[target.model], target.variant, repository, ExportOptions(), step)
+            serving = existing_serving(repository, target.triton_model) or ServingConfig()
+            options = ExportOptions(serving=serving)
+            outcome = export_model(CATALOG[target.model], target.variant, repository, options, step)
             progress.console.print(f"{target.triton_model}: {outcome.status}")
             progress.advance(task)
 

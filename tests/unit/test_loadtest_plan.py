@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
 from loadtests.paired import estimate_seconds as estimate_paired
 from loadtests.paired import pairs_among
 from loadtests.plan import PROFILES, PointTemplate, estimated_seconds, get_profile, plan_points
-from loadtests.runs import customize_profile, resolve_targets
+from loadtests.runs import customize_profile, existing_serving, resolve_targets
 from loadtests.stages import parse_users, stage_at, step_ramp_stages
 from loadtests.sweep import inprocess_estimate
 from services.modelzoo.catalog import MODEL_SETS
+from services.modelzoo.manifest import Manifest, ParityRecord, write_manifest
+from services.modelzoo.repository import ServingConfig
 
 
 def test_points_run_closed_loop_first_so_open_loop_rates_can_use_them() -> None:
@@ -94,3 +98,32 @@ def test_ramp_users_parse_from_the_command_line_form() -> None:
 
 def test_every_profile_is_described() -> None:
     assert all(p.description and p.templates for p in PROFILES.values())
+
+
+def test_compare_keeps_the_serving_config_a_model_was_exported_with(tmp_path: Path) -> None:
+    """A tuned config (instances, batch sizes) survives `deploylab compare`'s export step."""
+    assert existing_serving(tmp_path, "resnet50") is None
+    manifest = Manifest(
+        model="resnet50",
+        catalog_name="resnet50",
+        variant="default",
+        family="resnet",
+        params=1,
+        gmacs=1.0,
+        input_size=224,
+        num_classes=1000,
+        onnx_bytes=1,
+        onnx_sha256="0",
+        opset=18,
+        parity=ParityRecord(batch_sizes=[1], max_abs_error=0.0, max_scaled_error=0.0, rtol=1e-3, atol=1e-5),
+        weights=None,
+        versions={},
+        onnx_fingerprint="0",
+        exported_at="2026-01-01",
+        export_seconds=1.0,
+        serving={"instance_count": 1, "max_batch_size": 4, "preferred_batch_sizes": [4], "retired_knob": 3},
+    )
+    (tmp_path / "resnet50").mkdir()
+    write_manifest(tmp_path / "resnet50", manifest)
+    kept = existing_serving(tmp_path, "resnet50")
+    assert kept == ServingConfig(instance_count=1, max_batch_size=4, preferred_batch_sizes=(4,))
