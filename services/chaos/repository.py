@@ -11,6 +11,8 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
+from google.protobuf import text_format
+
 from services.modelzoo.catalog import get_spec, resolve_triton_name
 from services.modelzoo.export import ExportOptions, export_model
 from services.modelzoo.manifest import read_repository
@@ -19,16 +21,19 @@ from services.modelzoo.repository import (
     MODEL_VERSION,
     PYTHON_MODEL_FILENAME,
     ServingConfig,
+    build_model_config,
     model_dir,
-    render_triton_config,
 )
+
+#: Queue timeout default of the slow model: requests carry shorter ones (the gateway's deadline).
+QUEUE_TIMEOUT_US = 60_000_000
 
 
 def write_slow_model(repository: Path, name: str, delay_s: float, *, max_batch_size: int = 8) -> Path:
     """A Triton model called `name` (a catalog Triton name) answering zeros after `delay_s`.
 
-    Its queue honours per-request timeouts (as the exported models' does), so requests the gateway
-    gave up on are dropped from Triton's queue instead of piling up behind the sleeping instance.
+    Its queue honours per-request timeouts, so requests the gateway gave up on (it sends its deadline)
+    are dropped from Triton's queue instead of piling up behind the sleeping instance.
     """
     spec, _ = resolve_triton_name(name)
     serving = ServingConfig(
@@ -41,8 +46,11 @@ def write_slow_model(repository: Path, name: str, delay_s: float, *, max_batch_s
     directory = model_dir(repository, name)
     shutil.rmtree(directory, ignore_errors=True)
     (directory / MODEL_VERSION).mkdir(parents=True)
-    config = render_triton_config(name, spec.input_size, spec.num_classes, serving)
-    (directory / CONFIG_FILENAME).write_text(config)
+    config = build_model_config(name, spec.input_size, spec.num_classes, serving)
+    # NOTE: Triton applies a request's own timeout only below a non-zero default (a default of 0 means
+    # "no timeout" and silently ignores overrides, measured with this Triton): give it a long one.
+    config.dynamic_batching.default_queue_policy.default_timeout_microseconds = QUEUE_TIMEOUT_US
+    (directory / CONFIG_FILENAME).write_text(text_format.MessageToString(config))
     source = resources.files("services.chaos").joinpath("slow_model.py").read_text()
     (directory / MODEL_VERSION / PYTHON_MODEL_FILENAME).write_text(source)
     return directory

@@ -177,6 +177,7 @@ def _run_slow_stack(
                     spec_name,
                     timeout_s=plan.slow_timeout_s,
                     bound=plan.slow_bound,
+                    triton_metrics_url=runtime.triton_metrics_url,
                 )
             )
         )

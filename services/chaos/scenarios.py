@@ -292,8 +292,10 @@ async def slow_backend(
     bound: int,
     concurrency: int = 12,
     duration_s: float = 4.0,
+    triton_metrics_url: str | None = None,
 ) -> ScenarioResult:
-    """A backend slower than the gateway's timeout: 504 at the timeout, in-flight never past the bound."""
+    """A backend slower than the gateway's timeout: 504 at the timeout, in-flight never past the bound,
+    and (given Triton's metrics URL) the abandoned requests dropped from Triton's queue, not computed."""
     state = {"done": False}
 
     async with LoadClient(gateway_url) as client:
@@ -314,6 +316,7 @@ async def slow_backend(
         )
     timeouts = [o for o in outcomes if o.status == 504]
     shed = [o for o in outcomes if o.status == 429]
+    triton = await _triton_outcomes(triton_metrics_url, model) if triton_metrics_url else {}
     peak = max((s.value for s in gauge if not math.isnan(s.value)), default=math.nan)
     early = min((o.latency_s for o in timeouts), default=math.nan)
     late = max((o.latency_s for o in timeouts), default=math.nan)
@@ -335,6 +338,15 @@ async def slow_backend(
             f"{len(shed)} x 429, all with Retry-After: {all(o.retry_after for o in shed)}",
         ),
     ]
+    if triton:
+        checks.append(
+            _check(
+                "Triton drops what the gateway gave up on (the deadline travels with the request)",
+                triton["rejected"] > 0,
+                f"Triton computed {triton['succeeded']:g} and dropped {triton['rejected']:g} from its queue "
+                f"of the {len(timeouts)} requests that timed out",
+            )
+        )
     return ScenarioResult(
         name="slow_backend",
         fault=f"backend slower than the {timeout_s:g}s timeout",
@@ -342,9 +354,33 @@ async def slow_backend(
         summary=LoadSummary.of(outcomes),
         recovery_s=None,
         checks=checks,
-        numbers={"peak_in_flight": peak, "first_504_s": early, "last_504_s": late},
+        numbers={
+            "peak_in_flight": peak,
+            "first_504_s": early,
+            "last_504_s": late,
+            **{f"triton_{k}": v for k, v in triton.items()},
+        },
         outcomes=outcomes,
     )
+
+
+async def _triton_outcomes(metrics_url: str, model: str, settle_s: float = 1.5) -> dict[str, float]:
+    """Requests Triton completed vs rejected (queue timeout) for `model`, from its Prometheus metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    await asyncio.sleep(settle_s)  # queued requests past their deadline are swept periodically
+    async with LoadClient(metrics_url.removesuffix("/metrics")) as client:
+        text = await client.get_text("/metrics")
+    totals = {"succeeded": 0.0, "rejected": 0.0}
+    for family in text_string_to_metric_families(text):  # counters: samples are named <family>_total
+        for sample in family.samples:
+            if sample.labels.get("model") != model or sample.name != f"{family.name}_total":
+                continue
+            if family.name == "nv_inference_request_success":
+                totals["succeeded"] += sample.value
+            elif family.name == "nv_inference_request_failure" and sample.labels.get("reason") == "REJECTED":
+                totals["rejected"] += sample.value
+    return totals
 
 
 # -- gateway SIGTERM ------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ def test_the_fuzzed_schema_is_the_one_the_gateway_serves(gateway_url: str) -> No
 
 @schema.parametrize()
 @settings(
-    max_examples=30,
+    max_examples=60,
     deadline=None,
     database=None,
     suppress_health_check=list(HealthCheck),

@@ -85,9 +85,18 @@ def test_slow_model_times_out_with_504_at_the_configured_timeout_and_bounded_in_
     )
     with serving(runtime, gateway, tmp_path / "logs") as slow:
         result = asyncio.run(
-            slow_backend(slow.gateway_url, REQUEST, MODEL, timeout_s=1.0, bound=4, duration_s=3.5)
+            slow_backend(
+                slow.gateway_url,
+                REQUEST,
+                MODEL,
+                timeout_s=1.0,
+                bound=4,
+                duration_s=3.5,
+                triton_metrics_url=runtime.triton_metrics_url,
+            )
         )
     assert_passed(result)
+    assert result.numbers["triton_rejected"] > 0, "the gateway's deadline must reach Triton's queue"
     assert result.summary.by_kind.get("504 backend_timeout", 0) >= 4
     assert result.numbers["peak_in_flight"] <= 4
     assert 0.95 <= result.numbers["first_504_s"] and result.numbers["last_504_s"] <= 2.0
