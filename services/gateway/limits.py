@@ -34,6 +34,9 @@ from .metrics import ADMISSION_LIMIT, IN_FLIGHT
 
 Mode = Literal["adaptive", "static"]
 
+#: At most this many good windows between growth probes once growing keeps overshooting the knee.
+MAX_PROBE_PENALTY = 32
+
 
 @dataclass
 class AdaptiveLimit:
@@ -44,6 +47,10 @@ class AdaptiveLimit:
     old minimum ages out, but it cannot creep up under sustained overload: every decrease brings the
     bound back near the floor, whose windows re-measure the no-load latency and keep the minimum low.
     (A baseline that drifted up per window — the first design — let latency ratchet up with it.)
+
+    Growing is a probe: when a growth is followed by a slow window, the next growth waits twice as
+    many good windows (up to MAX_PROBE_PENALTY), so sustained overload at the knee costs a slow window
+    now and then instead of every other one; a growth that holds up halves the wait again.
     """
 
     floor: int
@@ -57,6 +64,9 @@ class AdaptiveLimit:
     _timeouts: int = field(default=0, init=False)
     _saturated: bool = field(default=False, init=False)
     _minima: deque[tuple[float, float]] = field(default_factory=deque, init=False)
+    _probing: bool = field(default=False, init=False)  # the bound grew after the last window
+    _penalty: int = field(default=1, init=False)  # good windows to wait after a failed growth
+    _wait: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self.limit = float(max(self.floor, min(self.ceiling, 2 * self.floor)))
@@ -91,11 +101,21 @@ class AdaptiveLimit:
         if not congested:
             self._remember(typical)
         baseline = self.baseline_s
+        probed, self._probing = self._probing, False
         if congested or (baseline is not None and typical > self.tolerance * baseline):
             # At least one whole slot: 2.6 x 0.8 would still be 2, and one more slow window.
             self.limit = max(float(self.floor), min(self.limit * 0.8, self.limit - 1.0))
+            if probed:  # the last growth went past the knee: probe half as often
+                self._penalty = min(self._penalty * 2, MAX_PROBE_PENALTY)
+            self._wait = self._penalty
         elif self._saturated and (baseline is None or typical <= self.grow_below * baseline):
-            self.limit = min(float(self.ceiling), self.limit + 1.0)
+            if probed:
+                self._penalty = max(1, self._penalty // 2)
+            if self._wait > 0:
+                self._wait -= 1
+            else:
+                self.limit = min(float(self.ceiling), self.limit + 1.0)
+                self._probing = True
         # Between grow_below and tolerance: hold (Vegas' alpha/beta band), no probing into the knee.
         self._saturated = False
 

@@ -84,6 +84,28 @@ def test_sustained_overload_does_not_ratchet_the_baseline_up() -> None:
     assert limit.bound == 1
 
 
+def test_growth_that_overshoots_the_knee_is_probed_ever_more_rarely() -> None:
+    """Knee at 1: latency doubles whenever two are in flight. Growing is a probe that costs one slow
+    window; after each failed probe the next one waits twice as long."""
+    limit = AdaptiveLimit(floor=1, ceiling=64)
+    feed(limit, 0.010, windows=1)
+    slow_windows = 0
+    for _ in range(200):
+        slow = limit.bound >= 2
+        slow_windows += slow
+        feed(limit, 0.020 if slow else 0.010, windows=1)
+    assert slow_windows <= 12, f"{slow_windows} of 200 windows past the knee"
+    assert limit.bound == 1 or slow_windows > 0
+
+
+def test_growth_that_holds_up_keeps_growing_every_window() -> None:
+    limit = AdaptiveLimit(floor=1, ceiling=64)
+    feed(limit, 0.010, windows=1)
+    start = limit.bound
+    feed(limit, 0.010, windows=20)
+    assert limit.bound == start + 20
+
+
 def test_timeouts_shrink_the_bound_even_when_every_request_is_equally_slow() -> None:
     limit = AdaptiveLimit(floor=1, ceiling=64)
     feed(limit, 0.010, windows=8)
