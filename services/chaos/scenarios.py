@@ -412,10 +412,21 @@ async def gateway_sigterm(
             await asyncio.sleep(after_s)
             state["done"] = True
 
-        outcomes, _ = await asyncio.gather(
-            closed_loop(client, request, concurrency=concurrency, stop=lambda: state["done"]), inject()
+        async def watch_readiness() -> list[Outcome]:
+            probes = []
+            while not state["done"]:
+                probes.append(await client.send(RequestTemplate("GET", "/readyz")))
+                await asyncio.sleep(0.05)
+            return probes
+
+        outcomes, _, probes = await asyncio.gather(
+            closed_loop(client, request, concurrency=concurrency, stop=lambda: state["done"]),
+            inject(),
+            watch_readiness(),
         )
     fault_at = state["fault_at"]
+    # Readiness after the signal: 503 (draining) while the port is open, then no answer at all.
+    draining = [o for o in probes if o.sent_at > fault_at]
     in_flight = [o for o in outcomes if o.sent_at < fault_at < o.finished_at]
     later = [o for o in outcomes if o.sent_at > fault_at]
     exit_s = state["exit_at"] - fault_at
@@ -433,6 +444,11 @@ async def gateway_sigterm(
             "new requests are refused",
             bool(later) and all(o.status == 503 or o.transport_error == "refused" for o in later),
             f"after SIGTERM: {LoadSummary.of(later).by_kind}",
+        ),
+        _check(
+            "/readyz says not ready from the signal on",
+            any(o.status == 503 for o in draining) and all(o.status in (None, 503) for o in draining),
+            f"/readyz after SIGTERM: {LoadSummary.of(draining).by_kind}",
         ),
         _check(
             "exit code 0 within the drain timeout",
