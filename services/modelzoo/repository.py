@@ -45,6 +45,9 @@ class ServingConfig:
     preferred_batch_sizes: tuple[int, ...] = ()
     max_queue_delay_us: int = 0
     max_queue_size: int = 0  # 0: unbounded; past it Triton rejects instead of queueing
+    # Triton honours a request's own timeout only when the policy has a non-zero default; this one
+    # is a backstop for clients that send none, the gateway sends its (shorter) deadline.
+    default_queue_timeout_us: int = 60_000_000
     instance_count: int = 2
     instance_kind: InstanceKind = "cpu"
     intra_op_threads: int = 1
@@ -60,8 +63,8 @@ class ServingConfig:
             raise ValueError("instance_count must be >= 1")
         if self.intra_op_threads < 0 or self.inter_op_threads < 0:
             raise ValueError("thread counts must be >= 0 (0 lets ONNX Runtime decide)")
-        if self.max_queue_delay_us < 0 or self.max_queue_size < 0:
-            raise ValueError("max_queue_delay_us and max_queue_size must be >= 0")
+        if self.max_queue_delay_us < 0 or self.max_queue_size < 0 or self.default_queue_timeout_us < 0:
+            raise ValueError("max_queue_delay_us, max_queue_size and default_queue_timeout_us must be >= 0")
         too_big = [b for b in self.preferred_batch_sizes if b < 1 or b > self.max_batch_size]
         if too_big:
             raise ValueError(f"preferred batch sizes {too_big} outside 1..max_batch_size")
@@ -115,6 +118,7 @@ def build_model_config(
         policy.timeout_action = mc.ModelQueuePolicy.REJECT
         policy.allow_timeout_override = True
         policy.max_queue_size = serving.max_queue_size
+        policy.default_timeout_microseconds = serving.default_queue_timeout_us
     # Same parameter names as Triton's native onnxruntime backend, so both backends read one vocabulary.
     parameters = {
         "intra_op_thread_count": str(serving.intra_op_threads),

@@ -62,6 +62,10 @@ def test_batched_config_omits_batch_dim_and_sets_dynamic_batching() -> None:
     assert list(config.dynamic_batching.preferred_batch_size) == [4, 8]
     assert config.dynamic_batching.max_queue_delay_microseconds == 100
     assert config.model_warmup[0].batch_size == 1
+    policy = config.dynamic_batching.default_queue_policy
+    assert policy.allow_timeout_override and policy.timeout_action == mc.ModelQueuePolicy.REJECT
+    # Triton ignores a request's own timeout unless the default is non-zero.
+    assert policy.default_timeout_microseconds > 0
 
 
 def test_unbatched_config_spells_out_a_variable_batch_dim() -> None:
