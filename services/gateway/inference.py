@@ -20,11 +20,14 @@ async def infer_batch(context: GatewayContext, target: Target, batch: np.ndarray
     started = time.perf_counter()
     limit = await context.max_batch_size(target.triton_model)
     if limit <= 0 or len(batch) <= limit:
-        output = await context.client.infer(target.triton_model, batch)
+        output = await context.client.infer(target.triton_model, batch, num_classes=target.spec.num_classes)
         logits, version = output.logits, output.model_version
     else:
         chunks = [batch[i : i + limit] for i in range(0, len(batch), limit)]
-        outputs = await asyncio.gather(*(context.client.infer(target.triton_model, c) for c in chunks))
+        classes = target.spec.num_classes
+        outputs = await asyncio.gather(
+            *(context.client.infer(target.triton_model, c, num_classes=classes) for c in chunks)
+        )
         logits = np.concatenate([o.logits for o in outputs])
         version = outputs[0].model_version
     INFERENCE_DURATION.labels(target.model, target.variant).observe(time.perf_counter() - started)

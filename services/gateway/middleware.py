@@ -93,7 +93,9 @@ class BodyLimitMiddleware:
                 return await receive()
             left = deadline - time.monotonic()
             try:
-                message = await asyncio.wait_for(receive(), min(timeout, max(left, 0.0)))
+                # asyncio.timeout, not wait_for: wait_for wraps every chunk in a new task.
+                async with asyncio.timeout(min(timeout, max(left, 0.0))):
+                    message = await receive()
             except TimeoutError:
                 if left <= timeout:
                     raise RequestTimeoutError(

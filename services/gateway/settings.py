@@ -62,6 +62,12 @@ class GatewaySettings(BaseSettings):
     connect_timeout_s: float = Field(0.5, gt=0, description="TCP connect to Triton; beyond it 503")
     retry_after_s: int = Field(1, ge=1, description="Retry-After on 429/503")
     triton_pool_size: int = Field(128, ge=1, description="pooled keep-alive connections to Triton")
+    triton_shared_memory_slots: int = Field(
+        32,
+        ge=0,
+        description="requests in flight that pass tensors to a Triton on this host through system "
+        "shared memory instead of HTTP bodies (0: off; ignored for a remote Triton)",
+    )
     health_interval_s: float = Field(1.0, gt=0, description="Triton health probe period")
     preprocess_threads: int = Field(
         0, ge=0, description="threads decoding images off the event loop (0: one per core)"

@@ -12,6 +12,7 @@ closed) is retried once. Timeouts are never retried — that would double the lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+import orjson
 import tritonclient.http as tritonhttp
 
 from services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME
@@ -33,6 +35,7 @@ from .errors import (
     ModelNotReadyError,
     OverloadedError,
 )
+from .triton_shm import SharedMemoryPool, Slot, is_local
 
 log = logging.getLogger("deploylab.gateway.triton")
 
@@ -67,12 +70,17 @@ class TritonClient:
         pool_size: int = 128,
         connect_timeout_s: float = 0.5,
         request_timeout_s: float = 10.0,
+        shared_memory_slots: int = 0,
     ) -> None:
         self.base_url = f"http://{url}"
         self.pool_size = pool_size
         self.connect_timeout_s = connect_timeout_s
         self.request_timeout_s = request_timeout_s
         self._session: aiohttp.ClientSession | None = None
+        #: System shared memory to a Triton on this host (None: plain HTTP bodies).
+        self.shm: SharedMemoryPool | None = (
+            SharedMemoryPool(shared_memory_slots) if shared_memory_slots > 0 and is_local(url) else None
+        )
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -88,6 +96,15 @@ class TritonClient:
         )
 
     async def close(self) -> None:
+        if self.shm is not None and self._session is not None:
+            names = [
+                r.name for slot in self.shm.slots() if slot.registered for r in (slot.input, slot.output)
+            ]
+            for name in names + self.shm.retired:
+                with contextlib.suppress(GatewayError):
+                    await self._unregister(name)
+        if self.shm is not None:
+            self.shm.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -147,7 +164,9 @@ class TritonClient:
         raise AssertionError("unreachable")
 
     # -- inference -----------------------------------------------------------------------------
-    async def infer(self, model: str, batch: np.ndarray, timeout_s: float | None = None) -> InferOutput:
+    async def infer(
+        self, model: str, batch: np.ndarray, timeout_s: float | None = None, num_classes: int = 1000
+    ) -> InferOutput:
         """Run `batch` (N, 3, H, W float32) through `model`; binary tensors both ways.
 
         The request carries the gateway's deadline (Triton's `timeout` parameter, in µs): a model whose
@@ -155,6 +174,9 @@ class TritonClient:
         gateway has answered 504, instead of computing a result nobody waits for.
         """
         limit = timeout_s if timeout_s is not None else self.request_timeout_s
+        shared = await self.infer_shared(model, batch, list(batch.shape), num_classes, timeout_s=limit)
+        if shared is not None:
+            return shared
         tensor = tritonhttp.InferInput(INPUT_NAME, list(batch.shape), "FP32")
         tensor.set_data_from_numpy(batch, binary_data=True)
         output = tritonhttp.InferRequestedOutput(OUTPUT_NAME, binary_data=True)
@@ -175,6 +197,117 @@ class TritonClient:
         if response.status != 200:
             raise triton_error(response, model)
         return parse_infer_response(response, model)
+
+    async def infer_shared(
+        self,
+        model: str,
+        inputs: np.ndarray | memoryview,
+        shape: list[int],
+        num_classes: int,
+        *,
+        path: str | None = None,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> InferOutput | None:
+        """Infer through system shared memory; None when it is not available (use HTTP bodies).
+
+        `inputs` is the FP32 tensor (an array, or the raw little-endian bytes of a v2 request).
+        The slot is returned to the pool only after Triton answered: until then Triton may still
+        read the input or write the output, so an abandoned slot is discarded, never reused.
+        """
+        pool = self.shm
+        if pool is None:
+            return None
+        input_bytes = inputs.nbytes
+        output_bytes = shape[0] * num_classes * 4
+        slot = pool.checkout(input_bytes, output_bytes)
+        if slot is None:
+            return None  # every slot busy: this request goes over HTTP
+        answered = False
+        try:
+            if not await self._ensure_registered(slot):
+                answered = True
+                return None
+            data = (
+                inputs
+                if isinstance(inputs, memoryview)
+                else memoryview(np.ascontiguousarray(inputs, dtype=np.float32))  # type: ignore[arg-type]
+            )
+            view = slot.input.view()
+            try:
+                view[:input_bytes] = data.cast("B")
+            finally:
+                view.release()
+            limit = timeout_s if timeout_s is not None else self.request_timeout_s
+            request: dict[str, Any] = {
+                "inputs": [{
+                    "name": INPUT_NAME, "shape": shape, "datatype": "FP32",
+                    "parameters": {"shared_memory_region": slot.input.name,
+                                   "shared_memory_byte_size": input_bytes},
+                }],
+                "outputs": [{
+                    "name": OUTPUT_NAME,
+                    "parameters": {"shared_memory_region": slot.output.name,
+                                   "shared_memory_byte_size": output_bytes},
+                }],
+                "parameters": {"timeout": max(1, int(limit * 1e6))},
+            }  # fmt: skip
+            if request_id is not None:
+                request["id"] = request_id
+            body = orjson.dumps(request)
+            target = path or f"/v2/models/{model}/infer"
+            headers = {"Content-Type": "application/json"}
+            response = await self.request("POST", target, body=body, headers=headers, timeout_s=limit,
+                                          model=model)  # fmt: skip
+            if response.status != 200 and _lost_region(response):
+                # Triton restarted and forgot our regions: register again, once.
+                pool.forget_registrations()
+                if not await self._ensure_registered(slot):
+                    answered = True
+                    return None
+                response = await self.request("POST", target, body=body, headers=headers,
+                                              timeout_s=limit, model=model)  # fmt: skip
+            answered = True
+            if response.status != 200:
+                raise triton_error(response, model)
+            answer = orjson.loads(response.body)
+            logits = np.frombuffer(slot.output.read(output_bytes), dtype=np.float32)
+            return InferOutput(logits.reshape(shape[0], num_classes), str(answer.get("model_version", "")))
+        finally:
+            if answered:
+                pool.checkin(slot)
+            else:
+                pool.discard(slot)
+
+    async def _ensure_registered(self, slot: Slot) -> bool:
+        """Register the slot's regions; on failure turn shared memory off for good (HTTP still works)."""
+        pool = self.shm
+        if pool is None:
+            return False
+        if slot.registered:
+            return True
+        while pool.retired:
+            with contextlib.suppress(GatewayError):
+                await self._unregister(pool.retired.pop())
+        for region in (slot.input, slot.output):
+            await self._unregister(region.name)  # a stale registration of the same name (restart)
+            body = orjson.dumps({"key": region.key, "offset": 0, "byte_size": region.size})
+            response = await self.request(
+                "POST", f"/v2/systemsharedmemory/region/{region.name}/register", body=body, control=True
+            )
+            if response.status != 200:
+                log.warning(
+                    "Triton cannot map the gateway's shared memory (%s); sending tensors over HTTP",
+                    response.body[:200].decode(errors="replace"),
+                )
+                self.shm = None
+                pool.close()
+                return False
+        slot.registered = True
+        return True
+
+    async def _unregister(self, name: str) -> None:
+        await self.request("POST", f"/v2/systemsharedmemory/region/{name}/unregister", body=b"", control=True)
 
     async def forward(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str], model: str | None
@@ -255,6 +388,11 @@ def parse_infer_response(response: RawResponse, model: str) -> InferOutput:
     if logits is None:
         raise BackendError(f"Triton's answer for {model!r} has no {OUTPUT_NAME!r} output")
     return InferOutput(logits, str(result.get_response().get("model_version", "")))
+
+
+def _lost_region(response: RawResponse) -> bool:
+    text = response.body[:300].decode(errors="replace").lower()
+    return "shared memory region" in text and ("unable to find" in text or "not found" in text)
 
 
 def triton_error(response: RawResponse, model: str | None) -> GatewayError:

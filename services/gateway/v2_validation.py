@@ -23,6 +23,39 @@ from .errors import InvalidTensorError
 class InferRequestInfo:
     batch_size: int
     binary: bool
+    shape: list[int]
+    header: dict[str, Any]  # the parsed JSON part
+    json_size: int  # where the binary tensor starts
+
+
+#: Request fields the shared-memory fast path knows how to carry over; anything else goes over HTTP.
+_PLAIN_REQUEST_KEYS = {"id", "inputs", "outputs", "parameters"}
+_PLAIN_REQUEST_PARAMETERS = {"binary_data_output", "timeout"}
+
+
+def wants_plain_binary_answer(info: InferRequestInfo) -> bool:
+    """True for a binary-tensor request asking for the logits as binary and nothing unusual.
+
+    Those are the requests the gateway may run through shared memory and answer itself in the
+    binary format Triton would have used; everything else is forwarded byte for byte.
+    """
+    header = info.header
+    if not info.binary or set(header) - _PLAIN_REQUEST_KEYS:
+        return False
+    parameters = header.get("parameters") or {}
+    if not isinstance(parameters, dict) or set(parameters) - _PLAIN_REQUEST_PARAMETERS:
+        return False
+    if set(header["inputs"][0].get("parameters") or {}) - {"binary_data_size"}:
+        return False
+    outputs = header.get("outputs")
+    if outputs is None:
+        return parameters.get("binary_data_output") is True
+    if len(outputs) != 1:
+        return False
+    output_parameters = outputs[0].get("parameters") or {}
+    if not isinstance(output_parameters, dict) or set(output_parameters) - {"binary_data"}:
+        return False
+    return output_parameters.get("binary_data", parameters.get("binary_data_output")) is True
 
 
 def _header(body: bytes, header_length: int | None) -> tuple[dict[str, Any], int]:
@@ -89,7 +122,7 @@ def validate_infer_request(
             )
         values = np.frombuffer(body, dtype="<f4", count=elements, offset=json_size)
         _check_finite(values)
-        return InferRequestInfo(batch, binary=True)
+        return InferRequestInfo(batch, True, shape, header, json_size)
     data = tensor.get("data")
     if not isinstance(data, list):
         raise InvalidTensorError("input has neither 'data' nor binary_data_size")
@@ -100,7 +133,7 @@ def validate_infer_request(
     if values.size != elements:
         raise InvalidTensorError(f"input 'data' holds {values.size} values, shape {shape} needs {elements}")
     _check_finite(values)
-    return InferRequestInfo(batch, binary=False)
+    return InferRequestInfo(batch, False, shape, header, json_size)
 
 
 def _check_finite(values: np.ndarray) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,3 +96,51 @@ def test_nan_input_is_refused_with_a_readable_message(via_gateway: tritonhttp.In
 def test_unknown_model_is_404_for_tritonclient(via_gateway: tritonhttp.InferenceServerClient) -> None:
     with pytest.raises(tritonhttp.InferenceServerException, match="unknown model 'resnet51'"):
         via_gateway.get_model_metadata("resnet51")
+
+
+def triton_shm_regions(runtime_settings: RuntimeSettings) -> list[str]:
+    import httpx
+
+    status = httpx.get(f"{runtime_settings.triton_http_url}/v2/systemsharedmemory/status").json()
+    return [region["name"] for region in status if region["name"].startswith("deploylab_gw_")]
+
+
+def test_tensors_reach_a_local_triton_through_shared_memory(
+    via_gateway: tritonhttp.InferenceServerClient,
+    direct: tritonhttp.InferenceServerClient,
+    runtime_settings: RuntimeSettings,
+) -> None:
+    batch = random_batch(3, 224, seed=8)
+    through = infer(via_gateway, "resnet18", batch)
+    assert triton_shm_regions(runtime_settings), "the gateway registered no shared memory with Triton"
+    np.testing.assert_array_equal(
+        through.as_numpy("logits"), infer(direct, "resnet18", batch).as_numpy("logits")
+    )
+    response = through.get_response()
+    assert (response["model_name"], response["model_version"]) == ("resnet18", "1")
+
+
+def test_without_shared_memory_tensors_travel_over_http(
+    triton: object,
+    runtime_settings: RuntimeSettings,
+    direct: tritonhttp.InferenceServerClient,
+    tmp_path: Path,
+) -> None:
+    import httpx
+
+    from tests.conftest import make_gateway_settings, running_gateway
+    from tests.support import images
+    from tests.support.http import classify
+
+    settings = make_gateway_settings(runtime_settings, triton_shared_memory_slots=0)
+    with running_gateway(settings, tmp_path) as gateway:
+        before = set(triton_shm_regions(runtime_settings))
+        client = tritonhttp.InferenceServerClient(gateway.url.removeprefix("http://"))
+        batch = random_batch(2, 224, seed=9)
+        np.testing.assert_array_equal(
+            infer(client, "resnet18", batch).as_numpy("logits"),
+            infer(direct, "resnet18", batch).as_numpy("logits"),
+        )
+        with httpx.Client(base_url=gateway.url) as http:
+            assert classify(http, "resnet18", images.jpeg()).status_code == 200
+        assert set(triton_shm_regions(runtime_settings)) == before

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
@@ -118,9 +119,9 @@ def test_admin_key_is_compared_with_a_constant_time_compare(monkeypatch: pytest.
     monkeypatch.setattr(hmac, "compare_digest", recording)
     key = "k" * 24
     context = SimpleNamespace(settings=GatewaySettings(admin_api_key=SecretStr(key)))
-    deps.require_admin(context, key)  # type: ignore[arg-type]
+    asyncio.run(deps.require_admin(context, key))  # type: ignore[arg-type]
     with pytest.raises(UnauthorizedError):
-        deps.require_admin(context, "k" * 23 + "x")  # type: ignore[arg-type]
+        asyncio.run(deps.require_admin(context, "k" * 23 + "x"))  # type: ignore[arg-type]
     assert compared == [(key.encode(), key.encode()), (("k" * 23 + "x").encode(), key.encode())]
 
 

@@ -11,7 +11,10 @@ import re
 import time
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, Request, Response
+
+from services.modelzoo.repository import OUTPUT_NAME
 
 from ..context import GatewayContext
 from ..deps import ContextDep
@@ -26,8 +29,8 @@ from ..errors import (
 from ..metrics import IMAGES_PER_REQUEST, INFERENCE_DURATION
 from ..routing import Resolution
 from ..schemas import V2ErrorResponse
-from ..triton_client import HEADER_LENGTH, RawResponse, parse_infer_response, triton_error
-from ..v2_validation import validate_infer_request
+from ..triton_client import HEADER_LENGTH, InferOutput, RawResponse, parse_infer_response, triton_error
+from ..v2_validation import validate_infer_request, wants_plain_binary_answer
 
 router = APIRouter(tags=["kserve-v2"])
 
@@ -199,14 +202,34 @@ async def infer(request: Request, model: str, context: ContextDep) -> Response:
             headers[HEADER_LENGTH] = str(header_length)
         path = f"/v2/models/{target.triton_model}{version_path}/infer"
         started = time.perf_counter()
-        response = await context.client.forward("POST", path, body, headers, target.triton_model)
+        shared = None
+        if context.client.shm is not None and wants_plain_binary_answer(info):
+            # Same host: hand Triton the tensor through shared memory and answer in the binary
+            # format it would have used (see triton_shm.py); everything else goes byte for byte.
+            request_id = info.header.get("id")
+            shared = await context.client.infer_shared(
+                target.triton_model,
+                memoryview(body)[info.json_size :],
+                info.shape,
+                target.spec.num_classes,
+                path=path,
+                request_id=request_id if isinstance(request_id, str) else None,
+            )
+        response = None
+        if shared is None:
+            response = await context.client.forward("POST", path, body, headers, target.triton_model)
         INFERENCE_DURATION.labels(target.model, target.variant).observe(time.perf_counter() - started)
-    if response.status != 200:
+    if response is not None and response.status != 200:
         raise triton_error(response, target.triton_model)
     IMAGES_PER_REQUEST.labels("v2_infer", target.model).observe(info.batch_size)
     shadow = resolution.shadow
     if shadow is not None:
-        primary_top1 = np.argmax(parse_infer_response(response, target.triton_model).logits, axis=1)
+        if shared is not None:
+            logits = shared.logits
+        else:
+            assert response is not None
+            logits = parse_infer_response(response, target.triton_model).logits
+        primary_top1 = np.argmax(logits, axis=1)
         shadow_path = f"/v2/models/{shadow.triton_model}/infer"
 
         async def run_shadow() -> np.ndarray:
@@ -216,7 +239,39 @@ async def infer(request: Request, model: str, context: ContextDep) -> Response:
             return parse_infer_response(answer, shadow.triton_model).logits
 
         context.shadows.submit(target, shadow, primary_top1, run_shadow)
+    if shared is not None:
+        request_id = info.header.get("id")
+        return _binary_answer(target.triton_model, shared, request_id, resolution)
+    assert response is not None
     return _relay(response, resolution)
+
+
+def _binary_answer(model: str, output: InferOutput, request_id: object, resolution: Resolution) -> Response:
+    """The answer Triton gives a binary-output request, built from logits read out of shared memory."""
+    data = output.logits.tobytes()
+    header: dict[str, object] = {}
+    if isinstance(request_id, str) and request_id:
+        header["id"] = request_id
+    header["model_name"] = model
+    header["model_version"] = output.model_version
+    header["outputs"] = [
+        {
+            "name": OUTPUT_NAME,
+            "datatype": "FP32",
+            "shape": list(output.logits.shape),
+            "parameters": {"binary_data_size": len(data)},
+        }
+    ]
+    encoded = orjson.dumps(header)
+    return Response(
+        encoded + data,
+        media_type="application/octet-stream",
+        headers={
+            HEADER_LENGTH: str(len(encoded)),
+            "X-Deploylab-Model": resolution.target.triton_model,
+            "X-Deploylab-Variant": resolution.target.variant,
+        },
+    )
 
 
 def _header_length(request: Request) -> int | None:
