@@ -6,12 +6,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.deploylab-installed
 PYTEST_ARGS ?=
 
-.PHONY: help install system-deps test test-unit test-integration lint compare compare-quick export serve bench dashboards clean
+.PHONY: help install system-deps test test-unit test-integration lint compare compare-quick export serve bench chaos dashboards clean
 
 help:
 	@echo "make compare   export the default model set, serve it, run the load sweep, write the report"
 	@echo "make test      lint, type-check, unit + integration tests (real Triton, gateway, Prometheus)"
 	@echo "make install   create .venv/ and install the pinned project"
+	@echo "also: compare-quick, export, serve, bench, chaos, dashboards, test-unit, test-integration, clean"
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +52,9 @@ serve: install
 
 bench: install
 	$(BIN)/deploylab bench
+
+chaos: install
+	$(BIN)/deploylab chaos
 
 # Regenerate the Grafana dashboards JSON and the k8s PrometheusRule from code (services/dashboards).
 dashboards: install
