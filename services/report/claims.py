@@ -326,7 +326,8 @@ def repvgg_deploy_vs_train(results: RunResults) -> Claim:
             "max |Δ logits| deploy vs train",
             REPARAM_TOLERANCE,
             deploy.reparam_max_abs_error if deploy else None,
-            "export parity check on randomized BN statistics (absolute, must stay within float tolerance)",
+            "export: train vs fused deploy form on one random batch (the test suite repeats it with "
+            "randomized BN statistics); absolute, must stay within float tolerance",
             "bound",
         )
     )

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
+from services.runtime.settings import RuntimeSettings
+from tests.conftest import make_gateway_settings, running_gateway
 from tests.support import images
 from tests.support.http import classify
 from tests.support.metrics import scrape, value
@@ -110,3 +114,24 @@ def test_label_values_come_from_closed_sets(client: httpx.Client) -> None:
             "other",
         }
     assert "passwd" not in text and "xxxxxxxx" not in text
+
+
+def test_several_workers_report_one_aggregated_set_of_metrics(
+    triton: object, runtime_settings: RuntimeSettings, tmp_path: Path
+) -> None:
+    """With 2 uvicorn workers every scrape, whichever worker answers it, counts all requests."""
+    settings = make_gateway_settings(runtime_settings, workers=2)
+    with running_gateway(settings, tmp_path) as gateway:
+        for _ in range(12):
+            with httpx.Client(base_url=gateway.url, timeout=30) as fresh:  # new connection each time
+                response = classify(fresh, "mobilenet_v3_small")
+                assert response.status_code == 200
+        for _ in range(6):
+            with httpx.Client(base_url=gateway.url, timeout=30) as fresh:
+                text = fresh.get("/metrics").text
+                labels = {"route": "classify", "model": "mobilenet_v3_small", "status": "200"}
+                assert value(text, "deploylab_gateway_requests_total", **labels) == 12
+                assert value(text, "deploylab_gateway_in_flight_requests", model="mobilenet_v3_small") == 0
+        assert gateway.process is not None
+        pids = {p.pid for p in psutil.Process(gateway.process.pid).children(recursive=True)}
+        assert len(pids) >= 2, "expected two worker processes"
