@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from services.modelzoo.errors import TritonError
+from services.runtime.processes import stop_process_group
 from services.runtime.settings import RuntimeSettings
 from services.runtime.triton import TritonServer, die_with_parent, http_ok, port_in_use
 
@@ -94,21 +94,7 @@ class GatewayProcess:
 
     def stop(self, timeout_s: float | None = None) -> int | None:
         """SIGTERM (uvicorn drains in-flight requests), then SIGKILL after the drain timeout."""
-        process = self.process
-        if process is None:
-            return None
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=timeout_s or self.settings.drain_timeout_s + 10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)  # uvicorn workers, if any survived
-        return process.returncode
+        return stop_process_group(self.process, timeout_s or self.settings.drain_timeout_s + 10)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from services.modelzoo.errors import TritonError
 
+from .processes import stop_process_group
 from .settings import RuntimeSettings
 
 _STUB = "triton_python_backend_stub"
@@ -226,23 +227,8 @@ class TritonServer:
 
     def stop(self, timeout_s: float | None = None) -> int | None:
         """SIGTERM, wait for Triton's own graceful exit, then SIGKILL; returns the exit code."""
-        process = self.process
-        if process is None:
-            return None
-        if process.poll() is None:
-            grace = timeout_s if timeout_s is not None else self.settings.triton_exit_timeout_s + 5
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-        # The Python-backend stubs are Triton's children in its session: make sure none outlive it.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        return process.returncode
+        grace = timeout_s if timeout_s is not None else self.settings.triton_exit_timeout_s + 5
+        return stop_process_group(self.process, grace)
 
     @property
     def pid(self) -> int | None:

@@ -1,0 +1,30 @@
+"""Ending child process groups in order: a polite signal, a grace period, then nothing left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+
+
+def stop_process_group(process: subprocess.Popen[bytes] | None, grace_s: float) -> int | None:
+    """SIGTERM the leader, wait `grace_s` for its own graceful exit, then SIGKILL the whole group.
+
+    The group is killed even after a clean exit: children of the leader (Triton's Python-backend
+    stubs, uvicorn's workers) must never outlive it. Returns the leader's exit code (None: not started).
+    """
+    if process is None:
+        return None
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    return process.returncode
