@@ -53,6 +53,7 @@ def _errors_and_load(sel: str) -> list[Panel]:
                  f"[{q.RATE_WINDOW}]))")
     by_kind = f"sum by (kind) (rate(deploylab_gateway_errors_total{{{q.MODEL}}}[{q.RATE_WINDOW}]))"
     in_flight = f"sum by (model) (deploylab_gateway_in_flight_requests{{{q.MODEL}}})"
+    bound = f"max by (model) (deploylab_gateway_admission_limit{{{q.MODEL}}})"
     return [
         timeseries_panel("Error ratio (5xx + 429)", "Share of failed inference requests; the alert fires "
                          "above 1%.", "percentunit", (f"{q.ERROR_RATIO}{{{sel}}}", BY_MODEL_VARIANT),
@@ -62,8 +63,9 @@ def _errors_and_load(sel: str) -> list[Panel]:
         timeseries_panel("Errors by kind", "Error responses per second by error code "
                          "(services/gateway/errors.py).", "reqps", (by_kind, "{{kind}}"),
                          span=8, stacked=True),
-        timeseries_panel("In flight by model", "Admitted requests per model; beyond the per-model limit "
-                         "the gateway answers 429.", "short", (in_flight, "{{model}}"), span=24),
+        timeseries_panel("In flight by model", "Admitted requests per model, and the admission bound in "
+                         "use (adaptive: it follows latency); beyond the bound the gateway answers 429.",
+                         "short", (in_flight, "{{model}}"), (bound, "{{model}} bound"), span=24),
     ]
 
 

@@ -196,8 +196,8 @@ class InFlightLimiter:
             gauge.dec()
 
     def observe_latency(self, model: str, latency_s: float, timed_out: bool = False) -> None:
-        """Feed one admitted request's duration into the adaptive bound."""
+        """Feed one admitted request's duration into the adaptive bound; publish the bound in use."""
         if self.mode == "adaptive":
             limit = self._limit_for(model)
             limit.observe(latency_s, timed_out)
-            ADMISSION_LIMIT.labels(model).set(limit.bound)
+        ADMISSION_LIMIT.labels(model).set(self.bound(model))
