@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from services import __version__
+from services.common.allocator import tune_this_process
 
 from .context import GatewayContext
 from .drain import DRAIN, Drain
@@ -35,6 +36,7 @@ def create_app(settings: GatewaySettings | None = None, drain: Drain = DRAIN) ->
     """The ASGI app (uvicorn calls this as a factory in every worker); `drain`: this process's state."""
     settings = settings or get_settings()
     routing = load_routing(settings)
+    tune_this_process()  # 600 KB bodies: keep their blocks in the heap (services/common/allocator.py)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +38,7 @@ from .errors import (
     OverloadedError,
 )
 from .triton_shm import SharedMemoryPool, Slot, is_local
+from .triton_wire import WireChannel
 
 log = logging.getLogger("deploylab.gateway.triton")
 
@@ -52,6 +55,15 @@ class RawResponse:
     status: int
     body: bytes
     headers: dict[str, str]
+
+
+@dataclass
+class SlotLease:
+    """A shared-memory slot checked out for one request (see `TritonClient.lease_slot`)."""
+
+    slot: Slot
+    #: True while Triton holds a request naming this slot and has not answered it.
+    in_flight: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,11 @@ class TritonClient:
         self.shm: SharedMemoryPool | None = (
             SharedMemoryPool(shared_memory_slots) if shared_memory_slots > 0 and is_local(url) else None
         )
+        #: The lean channel for shared-memory inference requests (a few hundred bytes each way).
+        self._wire: WireChannel | None = None
+        if self.shm is not None:
+            host, port = url.rsplit(":", 1)
+            self._wire = WireChannel(host.strip("[]"), int(port), connect_timeout_s=connect_timeout_s)
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -105,6 +122,8 @@ class TritonClient:
                     await self._unregister(name)
         if self.shm is not None:
             self.shm.close()
+        if self._wire is not None:
+            self._wire.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -211,73 +230,112 @@ class TritonClient:
     ) -> InferOutput | None:
         """Infer through system shared memory; None when it is not available (use HTTP bodies).
 
-        `inputs` is the FP32 tensor (an array, or the raw little-endian bytes of a v2 request).
-        The slot is returned to the pool only after Triton answered: until then Triton may still
-        read the input or write the output, so an abandoned slot is discarded, never reused.
+        `inputs` is the FP32 tensor (an array, or the raw little-endian bytes of a v2 request),
+        copied into a leased slot.
         """
-        pool = self.shm
-        if pool is None:
-            return None
         input_bytes = inputs.nbytes
-        output_bytes = shape[0] * num_classes * 4
-        slot = pool.checkout(input_bytes, output_bytes)
-        if slot is None:
-            return None  # every slot busy: this request goes over HTTP
-        answered = False
-        try:
-            if not await self._ensure_registered(slot):
-                answered = True
+        with self.lease_slot(input_bytes, shape[0] * num_classes * 4) as lease:
+            if lease is None:
                 return None
             data = (
                 inputs
                 if isinstance(inputs, memoryview)
                 else memoryview(np.ascontiguousarray(inputs, dtype=np.float32))  # type: ignore[arg-type]
             )
-            view = slot.input.view()
+            view = lease.slot.input.view()
             try:
                 view[:input_bytes] = data.cast("B")
             finally:
                 view.release()
-            limit = timeout_s if timeout_s is not None else self.request_timeout_s
-            request: dict[str, Any] = {
-                "inputs": [{
-                    "name": INPUT_NAME, "shape": shape, "datatype": "FP32",
-                    "parameters": {"shared_memory_region": slot.input.name,
-                                   "shared_memory_byte_size": input_bytes},
-                }],
-                "outputs": [{
-                    "name": OUTPUT_NAME,
-                    "parameters": {"shared_memory_region": slot.output.name,
-                                   "shared_memory_byte_size": output_bytes},
-                }],
-                "parameters": {"timeout": max(1, int(limit * 1e6))},
-            }  # fmt: skip
-            if request_id is not None:
-                request["id"] = request_id
-            body = orjson.dumps(request)
-            target = path or f"/v2/models/{model}/infer"
-            headers = {"Content-Type": "application/json"}
-            response = await self.request("POST", target, body=body, headers=headers, timeout_s=limit,
-                                          model=model)  # fmt: skip
-            if response.status != 200 and _lost_region(response):
-                # Triton restarted and forgot our regions: register again, once.
-                pool.forget_registrations()
-                if not await self._ensure_registered(slot):
-                    answered = True
-                    return None
-                response = await self.request("POST", target, body=body, headers=headers,
-                                              timeout_s=limit, model=model)  # fmt: skip
-            answered = True
-            if response.status != 200:
-                raise triton_error(response, model)
-            answer = orjson.loads(response.body)
-            logits = np.frombuffer(slot.output.read(output_bytes), dtype=np.float32)
-            return InferOutput(logits.reshape(shape[0], num_classes), str(answer.get("model_version", "")))
+            return await self.infer_leased(
+                lease, model, 0, shape, num_classes, path=path, request_id=request_id, timeout_s=timeout_s
+            )
+
+    @contextlib.contextmanager
+    def lease_slot(self, input_bytes: int, output_bytes: int) -> Iterator[SlotLease | None]:
+        """A shared-memory slot for one request, or None (no shared memory, or every slot busy).
+
+        The slot goes back to the pool when the block ends, unless a request using it is still
+        unanswered (timeout, cancellation): Triton may yet read its input or write its output, so
+        such a slot is discarded, never reused.
+        """
+        pool = self.shm
+        slot = pool.checkout(input_bytes, output_bytes) if pool is not None else None
+        if pool is None or slot is None:
+            yield None
+            return
+        lease = SlotLease(slot)
+        try:
+            yield lease
         finally:
-            if answered:
-                pool.checkin(slot)
-            else:
+            if lease.in_flight:
                 pool.discard(slot)
+            else:
+                pool.checkin(slot)
+
+    async def infer_leased(
+        self,
+        lease: SlotLease,
+        model: str,
+        offset: int,
+        shape: list[int],
+        num_classes: int,
+        *,
+        path: str | None = None,
+        request_id: str | None = None,
+        timeout_s: float | None = None,
+    ) -> InferOutput | None:
+        """Infer the FP32 tensor already in the lease's input region at `offset`; None: use HTTP."""
+        pool, slot = self.shm, lease.slot
+        if pool is None or not await self._ensure_registered(slot):
+            return None
+        input_bytes = math.prod(shape) * 4
+        output_bytes = shape[0] * num_classes * 4
+        limit = timeout_s if timeout_s is not None else self.request_timeout_s
+        request: dict[str, Any] = {
+            "inputs": [{
+                "name": INPUT_NAME, "shape": shape, "datatype": "FP32",
+                "parameters": {"shared_memory_region": slot.input.name,
+                               "shared_memory_offset": offset,
+                               "shared_memory_byte_size": input_bytes},
+            }],
+            "outputs": [{
+                "name": OUTPUT_NAME,
+                "parameters": {"shared_memory_region": slot.output.name,
+                               "shared_memory_byte_size": output_bytes},
+            }],
+            "parameters": {"timeout": max(1, int(limit * 1e6))},
+        }  # fmt: skip
+        if request_id is not None:
+            request["id"] = request_id
+        body = orjson.dumps(request)
+        target = path or f"/v2/models/{model}/infer"
+        lease.in_flight = True
+        response = await self._post_shared(target, body, limit, model)
+        lease.in_flight = False
+        if response.status != 200 and _lost_region(response):
+            # Triton restarted and forgot our regions: register again, once.
+            pool.forget_registrations()
+            if not await self._ensure_registered(slot):
+                return None
+            lease.in_flight = True
+            response = await self._post_shared(target, body, limit, model)
+            lease.in_flight = False
+        if response.status != 200:
+            raise triton_error(response, model)
+        answer = orjson.loads(response.body)
+        logits = np.frombuffer(slot.output.read(output_bytes), dtype=np.float32)
+        return InferOutput(logits.reshape(shape[0], num_classes), str(answer.get("model_version", "")))
+
+    async def _post_shared(self, path: str, body: bytes, timeout_s: float, model: str) -> RawResponse:
+        """A shared-memory inference request: a few hundred bytes each way, over the lean channel."""
+        if self._wire is None:
+            return await self.request("POST", path, body=body, headers={"Content-Type": "application/json"},
+                                      timeout_s=timeout_s, model=model)  # fmt: skip
+        status, payload, headers = await self._wire.post(
+            path, body, content_type="application/json", timeout_s=timeout_s, what=f" for model {model!r}"
+        )
+        return RawResponse(status, payload, headers)
 
     async def _ensure_registered(self, slot: Slot) -> bool:
         """Register the slot's regions; on failure turn shared memory off for good (HTTP still works)."""

@@ -58,7 +58,7 @@ def wants_plain_binary_answer(info: InferRequestInfo) -> bool:
     return output_parameters.get("binary_data", parameters.get("binary_data_output")) is True
 
 
-def _header(body: bytes, header_length: int | None) -> tuple[dict[str, Any], int]:
+def _header(body: bytes | memoryview, header_length: int | None) -> tuple[dict[str, Any], int]:
     if header_length is not None and not 0 < header_length <= len(body):
         raise InvalidTensorError(
             f"Inference-Header-Content-Length {header_length} does not fit a {len(body)}-byte body"
@@ -74,7 +74,7 @@ def _header(body: bytes, header_length: int | None) -> tuple[dict[str, Any], int
 
 
 def validate_infer_request(
-    body: bytes, header_length: int | None, *, input_size: int, max_batch_size: int
+    body: bytes | memoryview, header_length: int | None, *, input_size: int, max_batch_size: int
 ) -> InferRequestInfo:
     """Check the one input tensor against the model's contract; raise InvalidTensorError otherwise."""
     header, json_size = _header(body, header_length)

@@ -144,3 +144,34 @@ def test_without_shared_memory_tensors_travel_over_http(
         with httpx.Client(base_url=gateway.url) as http:
             assert classify(http, "resnet18", images.jpeg()).status_code == 200
         assert set(triton_shm_regions(runtime_settings)) == before
+
+
+@pytest.mark.parametrize("request_id", ["", "a", "req-0042", "x" * 61], ids=lambda s: f"id{len(s)}")
+def test_bodies_read_into_shared_memory_answer_like_direct_triton(
+    gateway_url: str, direct: tritonhttp.InferenceServerClient, request_id: str
+) -> None:
+    """The body lands in a shared-memory slot with the tensor aligned after a JSON header of any
+    length; slots are reused across batch sizes, so a stale byte would show as a wrong logit."""
+    import httpx
+
+    with httpx.Client(base_url=gateway_url) as http:
+        for n, seed in ((1, 21), (4, 22), (2, 23)):
+            batch = random_batch(n, 224, seed=seed)
+            body, json_size = tritonhttp.InferenceServerClient.generate_request_body(
+                [_input(batch)],
+                outputs=[tritonhttp.InferRequestedOutput("logits", binary_data=True)],
+                request_id=request_id,
+            )
+            response = http.post(
+                "/v2/models/resnet18/infer",
+                content=body,
+                headers={"Inference-Header-Content-Length": str(json_size)},
+            )
+            assert response.status_code == 200, response.text
+            result = tritonhttp.InferenceServerClient.parse_response_body(
+                response.content, header_length=int(response.headers["Inference-Header-Content-Length"])
+            )
+            assert result.get_response().get("id", "") == request_id
+            np.testing.assert_array_equal(
+                result.as_numpy("logits"), infer(direct, "resnet18", batch).as_numpy("logits")
+            )
