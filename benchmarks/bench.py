@@ -34,7 +34,7 @@ from services.modelzoo.manifest import read_manifest
 from services.modelzoo.repository import model_dir
 from services.perf.client import Transport
 from services.perf.inprocess import InProcessPoint, Layout, layouts_for, measure_inprocess, resolve_model_name
-from services.perf.load import LoadTarget, run_load
+from services.perf.load import LoadTarget, paired_latency, run_load
 from services.perf.memory import tree_memory
 from services.perf.ports import free_ports
 from services.perf.triton_admin import model_statistics
@@ -252,6 +252,14 @@ def _gateway_points(
                 }
                 points.append(point)
                 _log_point(log, point)
+            direct = LoadTarget("http", runtime.triton_http_url, model, input_size=spec.input_size)
+            through = LoadTarget("http", gateway.url, model, input_size=spec.input_size)
+            paired = paired_latency(direct, through, options.duration_s)
+            points.append({"path": "paired-batch1", "gateway_workers": workers, **paired.as_dict()})
+            log(
+                f"    paired batch 1 ({workers}w, {paired.pairs} pairs): direct p50 {paired.a_p50_ms:.2f}"
+                f" ms, gateway {paired.b_p50_ms:.2f} ms, overhead {paired.delta_p50_ms:+.2f} ms"
+            )
             memory[f"{workers}_after_load"] = tree_memory(gateway.process.pid).as_dict()
         finally:
             gateway.stop()
@@ -292,6 +300,7 @@ def summarize(rounds: list[RoundResult], options: BenchOptions) -> dict[str, Any
                 (p for p in gw if p["path"] == "gateway-image" and p["concurrency"] == sat), None
             )
             tensor_c1 = next((p for p in gw if p["path"] == "gateway-tensor" and p["concurrency"] == 1), None)
+            paired = next((p for p in gw if p["path"] == "paired-batch1"), None)
             image_c1 = next((p for p in gw if p["path"] == "gateway-image" and p["concurrency"] == 1), None)
             key = f"gw{workers}"
             if tensor_sat and http_sat:
@@ -304,7 +313,11 @@ def summarize(rounds: list[RoundResult], options: BenchOptions) -> dict[str, Any
                     image_sat["throughput_img_s"], http_sat["throughput_img_s"]
                 )
             if tensor_c1 and direct_c1:
-                row[f"{key}_tensor_p50_delta_ms"] = round(tensor_c1["p50_ms"] - direct_c1["p50_ms"], 3)
+                unpaired = round(tensor_c1["p50_ms"] - direct_c1["p50_ms"], 3)
+                row[f"{key}_tensor_p50_delta_unpaired_ms"] = unpaired
+                row[f"{key}_tensor_p50_delta_ms"] = unpaired
+            if paired:  # interleaved with direct requests: the machine's drift cancels (load.py)
+                row[f"{key}_tensor_p50_delta_ms"] = paired["delta_p50_ms"]
             if image_c1 and direct_c1:
                 row[f"{key}_image_p50_delta_ms"] = round(image_c1["p50_ms"] - direct_c1["p50_ms"], 3)
         per_round.append(row)

@@ -79,13 +79,26 @@ def _model_section(model: str, record: dict[str, Any], options: dict[str, Any]) 
             f"| {p['throughput_img_s']:.1f} "
             f"| {p['p50_ms']:.2f} | {p['p99_ms']:.2f} | – | – |"
         )
-    for p in last["direct"] + last["gateway"]:
+    paired = [p for p in last["gateway"] if p["path"] == "paired-batch1"]
+    for p in last["direct"] + [p for p in last["gateway"] if p["path"] != "paired-batch1"]:
         path = p["path"] + (f" ({p['gateway_workers']}w)" if "gateway_workers" in p else "")
         lines.append(
             f"| {path} | {p['transport']} | {p['concurrency']} | {p['throughput_img_s']:.1f} "
             f"| {p['p50_ms']:.2f} "
             f"| {p['p99_ms']:.2f} | {p['triton']['mean_executed_batch']:.2f} | {p['errors']} |"
         )
+    if paired:
+        lines += [
+            "",
+            "Batch-1 overhead measured paired (one client, one request direct and one through the "
+            "gateway in turn): "
+            + "; ".join(
+                f"{p['gateway_workers']} worker(s): direct p50 {p['a_p50_ms']:.2f} ms, gateway "
+                f"{p['b_p50_ms']:.2f} ms, **{p['delta_p50_ms']:+.2f} ms** over {p['pairs']} pairs"
+                for p in paired
+            )
+            + ".",
+        ]
     memory = record.get("memory", {})
     triton = memory.get("triton", {})
     lines += [

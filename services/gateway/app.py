@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -44,6 +45,7 @@ def create_app(settings: GatewaySettings | None = None, drain: Drain = DRAIN) ->
         app.state.context = context
         await context.start()
         _install_sighup(context)
+        _settle_garbage_collector()
         log.info(
             "gateway ready: Triton %s (%s), %d routes",
             settings.triton_url,
@@ -60,6 +62,7 @@ def create_app(settings: GatewaySettings | None = None, drain: Drain = DRAIN) ->
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        telemetry=None if settings.opentelemetry else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.retry_after_s = settings.retry_after_s
     register_exception_handlers(app)
@@ -92,6 +95,25 @@ def load_routing(settings: GatewaySettings) -> RoutingTable:
         return RoutingTable.from_file(settings.routing_file)
     except RoutingError as exc:
         raise SystemExit(f"error: invalid routing table: {exc}") from None
+
+
+#: Allocations between young-generation collections (CPython's default: 700).
+GC_GEN0_THRESHOLD = 20_000
+
+
+def _settle_garbage_collector() -> None:
+    """Freeze what start-up built and collect the young generation less often.
+
+    A request allocates hundreds of short-lived containers (ASGI messages, coroutines, dicts), so
+    with CPython's default the cyclic collector ran about once per request and walked the objects
+    of every request in flight: 5–7 % of the gateway's CPU at saturation (perf). Almost all of them
+    are freed by reference counting anyway. Frozen start-up objects (FastAPI, pydantic, numpy) are
+    never walked again.
+    """
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 def _install_sighup(context: GatewayContext) -> None:

@@ -7,11 +7,15 @@ complete within `head_timeout_s` of its first byte (or of the connection, for a 
 fit in `max_head_bytes`; otherwise the client gets a JSON 408 or 431 and the connection is closed.
 Malformed HTTP gets the gateway's JSON error shape too, instead of uvicorn's plain-text 400.
 Body pace and size are the body middleware's job (middleware.py).
+
+Writes made in one event-loop iteration leave in one send (`CoalescingTransport`): uvicorn writes a
+response's head and its body separately, two system calls and two segments the client wakes up for.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httptools
 import orjson
@@ -36,7 +40,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
             settings = get_settings()
             configure_protocol(settings.head_timeout_s, settings.max_head_bytes)
-        super().connection_made(transport)
+        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
         self._start_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -98,6 +102,40 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         ]
         self.transport.write(b"".join(head))
         self.transport.close()
+
+
+class CoalescingTransport:
+    """A transport whose writes within one loop iteration are joined and sent once, at its end.
+
+    Everything else (close, flow control, extra info) is the wrapped transport's; `close` sends what
+    is pending first, so a response followed by a close still arrives whole.
+    """
+
+    __slots__ = ("_transport", "_loop", "_pending")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def configure_protocol(head_timeout_s: float, max_head_bytes: int) -> type[GuardedHttpToolsProtocol]:

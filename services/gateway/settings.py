@@ -88,6 +88,11 @@ class GatewaySettings(BaseSettings):
         None, description="enables /admin endpoints (X-API-Key); admin is off when unset"
     )
     cors_origins: list[str] = Field(default_factory=list, description="CORS allow-list; empty: off")
+    opentelemetry: bool = Field(
+        default=False,
+        description="FastAPI's native OpenTelemetry spans and metrics (needs a configured provider); "
+        "off, FastAPI skips its per-request provider checks. Prometheus metrics are always on",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("triton_url")

@@ -7,11 +7,9 @@ processes the same way. Triton is restarted by a supervisor thread if it dies (t
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -107,69 +105,34 @@ class GatewayProcess:
         return f"log {self.log_path}: " + " | ".join(line.strip()[:300] for line in text[-lines:])
 
 
-_SHM_REGION = re.compile(r"/dev/shm/(triton_python_backend_shm_region_[0-9A-Za-z_-]+)")
-
-
-def python_backend_regions(pid: int | None) -> set[str]:
-    """Shared-memory regions of Triton's Python backend that process `pid` has mapped (Linux)."""
-    if pid is None:
-        return set()
-    try:
-        return set(_SHM_REGION.findall(Path(f"/proc/{pid}/maps").read_text()))
-    except OSError:
-        return set()
-
-
-def remove_regions(names: set[str]) -> int:
-    """Unlink the given /dev/shm regions; returns how many were still there."""
-    removed = 0
-    for name in names:
-        with contextlib.suppress(FileNotFoundError, PermissionError):
-            (Path("/dev/shm") / name).unlink()
-            removed += 1
-    return removed
-
-
 class TritonSupervisor(threading.Thread):
     """Restart Triton when it dies unexpectedly (exponential backoff, 1 s … 30 s).
 
     A Triton killed hard (kill -9, the OOM killer) never unlinks its Python backend's shared-memory
     regions (16 MB+ per model instance in /dev/shm, itself often only 64 MB in a container): after a
-    few crashes the restart would fail for want of shared memory. So the supervisor keeps track of the
-    regions the live server maps, and removes them once that server and its stubs are gone.
+    few crashes the restart would fail for want of shared memory. `TritonServer.stop` removes them
+    (they carry the server's own name prefix) once the server and its stubs are gone.
     """
 
     def __init__(self, triton: TritonServer) -> None:
         super().__init__(name="triton-supervisor", daemon=True)
         self.triton = triton
         self.restarts = 0
-        self.regions_removed = 0
-        self._regions: set[str] = set()
         self._stopping = threading.Event()
 
     def run(self) -> None:
         backoff = 1.0
-        ticks = 0
         while not self._stopping.wait(0.5):
             if self.triton.alive():
                 backoff = 1.0
-                if ticks % 4 == 0:  # models may load later and map regions of their own
-                    self._regions |= python_backend_regions(self.triton.pid)
-                ticks += 1
                 continue
             code = self.triton.process.returncode if self.triton.process else None
             log.error("tritonserver exited (code %s); restarting in %.0fs", code, backoff)
             if self._stopping.wait(backoff):
                 return
             try:
-                self.triton.stop()  # reap it and any stubs it left behind
-                removed = remove_regions(self._regions)
-                self.regions_removed += removed
-                self._regions.clear()
-                if removed:
-                    log.warning("removed %d shared-memory regions the dead tritonserver left", removed)
+                self.triton.stop()  # reap it and any stubs it left behind, remove its shared memory
                 self.triton.start()
-                self._regions = python_backend_regions(self.triton.pid)
                 self.restarts += 1
                 log.warning("tritonserver restarted (%d restarts so far)", self.restarts)
             except TritonError as exc:

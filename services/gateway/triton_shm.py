@@ -17,18 +17,16 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
-import re
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
-SHM_DIR = Path("/dev/shm")
+from services.common.shm_regions import SHM_DIR, remove_orphans
+
 #: Regions grow in steps of this many bytes, so a batch of 1 and one of 2 don't both reallocate.
 _GRANULE = 1 << 20
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 PREFIX = "deploylab_gw"
-_OWNED = re.compile(rf"^{PREFIX}_(\d+)_")
 
 
 def is_local(triton_url: str) -> bool:
@@ -165,26 +163,7 @@ class SharedMemoryPool:
 
 def remove_orphaned_regions() -> list[str]:
     """Unlink regions left by gateway processes that died without cleaning up (kill -9, OOM)."""
-    removed = []
-    with contextlib.suppress(OSError):
-        for path in SHM_DIR.iterdir():
-            match = _OWNED.match(path.name)
-            if match is None or _alive(int(match.group(1))):
-                continue
-            with contextlib.suppress(OSError):
-                path.unlink()
-                removed.append(path.name)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return remove_orphans(PREFIX)
 
 
 def _round_up(size: int) -> int:

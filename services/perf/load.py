@@ -220,3 +220,57 @@ def _run_processes(
     for worker in workers:
         worker.join(timeout=30)
     return start, outcomes
+
+
+@dataclass(frozen=True)
+class PairedLatency:
+    """Batch-1 latency of two targets measured request by request in alternation, one client."""
+
+    pairs: int
+    a_p50_ms: float
+    b_p50_ms: float
+    delta_p50_ms: float  # b − a: what the second path adds at the median
+    delta_median_ms: float  # median over pairs of (b − a), a second view of the same thing
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def paired_latency(a: LoadTarget, b: LoadTarget, duration_s: float) -> PairedLatency:
+    """One request to `a`, one to `b`, and again (the order flips every pair), for `duration_s`.
+
+    Measured apart, two batch-1 latencies are seconds apart, and a shared or frequency-scaling machine
+    drifts by more than the difference of interest (resnet50's direct p50 moved 35 ms between rounds
+    on 2 cores). Interleaved, both paths see the same machine state, so the drift cancels.
+    """
+    batch = np.random.default_rng(1).standard_normal((1, 3, a.input_size, a.input_size), dtype=np.float32)
+    clients = [
+        make_client(t.transport, t.url, t.model, grpc_url=t.grpc_url,
+                    sample_shape=(3, t.input_size, t.input_size), max_batch=max(t.max_batch, 1))
+        for t in (a, b)
+    ]  # fmt: skip
+    try:
+        for client in clients:
+            for _ in range(WARMUP_CALLS):
+                client.infer(batch)
+        times: tuple[list[float], list[float]] = ([], [])
+        deadline = time.perf_counter() + duration_s
+        flip = False
+        while time.perf_counter() < deadline or not times[0]:
+            order = (1, 0) if flip else (0, 1)
+            for index in order:
+                started = time.perf_counter()
+                clients[index].infer(batch)
+                times[index].append(time.perf_counter() - started)
+            flip = not flip
+    finally:
+        for client in clients:
+            client.close()
+    first, second = (np.array(t) * 1e3 for t in times)
+    return PairedLatency(
+        pairs=int(first.size),
+        a_p50_ms=round(float(np.median(first)), 3),
+        b_p50_ms=round(float(np.median(second)), 3),
+        delta_p50_ms=round(float(np.median(second) - np.median(first)), 3),
+        delta_median_ms=round(float(np.median(second - first)), 3),
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import shutil
 import signal
@@ -24,12 +25,18 @@ from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
+from services.common.allocator import child_environment
+from services.common.shm_regions import SHM_DIR, remove_orphans, remove_with_prefix
 from services.modelzoo.errors import TritonError
 
 from .processes import stop_process_group
 from .settings import RuntimeSettings
 
+logger = logging.getLogger("deploylab.triton")
+
 _STUB = "triton_python_backend_stub"
+#: Python-backend regions of a Triton started here: `<this>_<launcher pid>_<http port>_…`.
+PYTHON_SHM_PREFIX = "deploylab_triton"
 _PY_BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
 
 
@@ -74,7 +81,7 @@ def locate_triton(settings: RuntimeSettings) -> TritonInstall:
 def _system_install(binary: Path) -> TritonInstall:
     # /opt/tritonserver/bin/tritonserver → /opt/tritonserver/backends
     backend_dir = binary.resolve().parent.parent / "backends"
-    return TritonInstall(binary, backend_dir, dict(os.environ))
+    return TritonInstall(binary, backend_dir, child_environment(dict(os.environ)))
 
 
 def _pytriton_install(root: Path, settings: RuntimeSettings) -> TritonInstall:
@@ -106,7 +113,8 @@ def _pytriton_install(root: Path, settings: RuntimeSettings) -> TritonInstall:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site_packages), env.get("PYTHONPATH", "")) if p)
     scripts = sysconfig.get_path("scripts")
     env["PATH"] = os.pathsep.join((scripts, env.get("PATH", "")))
-    return TritonInstall(binary, backend_dir, env)
+    # 602 KB request bodies: keep their blocks in the heap instead of fresh pages per request.
+    return TritonInstall(binary, backend_dir, child_environment(env))
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -161,6 +169,7 @@ class TritonServer:
             "--allow-gpu-metrics=false" if not _has_nvidia_gpu() else "--allow-gpu-metrics=true",
             f"--backend-config=python,shm-default-byte-size={s.triton_python_shm_mb * 1024 * 1024}",
             f"--backend-config=python,shm-growth-byte-size={s.triton_python_shm_mb * 1024 * 1024}",
+            f"--backend-config=python,shm-region-prefix-name={self.python_shm_prefix}",
         ]
         if s.triton_model_control == "explicit":
             names = self.models if self.models is not None else ["*"]
@@ -185,6 +194,9 @@ class TritonServer:
                     f"stop what holds it or set DEPLOYLAB_TRITON_{label.upper()}_PORT"
                 )
         install = locate_triton(s)
+        # What an earlier Triton of ours left in /dev/shm (killed, or this is a supervisor restart).
+        remove_orphans(PYTHON_SHM_PREFIX)
+        remove_with_prefix(self.python_shm_prefix)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         try:
@@ -228,7 +240,21 @@ class TritonServer:
     def stop(self, timeout_s: float | None = None) -> int | None:
         """SIGTERM, wait for Triton's own graceful exit, then SIGKILL; returns the exit code."""
         grace = timeout_s if timeout_s is not None else self.settings.triton_exit_timeout_s + 5
-        return stop_process_group(self.process, grace)
+        code = stop_process_group(self.process, grace)
+        if self.process is not None:
+            removed = remove_with_prefix(self.python_shm_prefix)  # a clean exit removed them; kill -9 not
+            if removed:
+                logger.warning("removed %d shared-memory regions the stopped tritonserver left", len(removed))
+        return code
+
+    @property
+    def python_shm_prefix(self) -> str:
+        """Name prefix of this server's Python-backend regions in /dev/shm (16 MiB per instance)."""
+        return f"{PYTHON_SHM_PREFIX}_{os.getpid()}_{self.settings.triton_http_port}_"
+
+    def python_shm_regions(self) -> list[str]:
+        """This server's Python-backend regions now in /dev/shm."""
+        return sorted(p.name for p in SHM_DIR.glob(f"{self.python_shm_prefix}*"))
 
     @property
     def pid(self) -> int | None:

@@ -42,21 +42,26 @@ def test_tiny_bench_measures_every_path_and_reports_the_ratios(
         ("http", 2),
         ("http-shm", 2),
     }
-    assert {(p["path"], p["concurrency"]) for p in round_["gateway"]} == {
+    measured = [p for p in round_["gateway"] if p["path"] != "paired-batch1"]
+    assert {(p["path"], p["concurrency"]) for p in measured} == {
         ("gateway-tensor", 1),
         ("gateway-tensor", 2),
         ("gateway-image", 1),
         ("gateway-image", 2),
     }
-    for point in round_["direct"] + round_["gateway"]:
+    (paired,) = [p for p in round_["gateway"] if p["path"] == "paired-batch1"]
+    assert paired["pairs"] > 0 and paired["a_p50_ms"] > 0 and paired["b_p50_ms"] > 0
+    for point in round_["direct"] + measured:
         assert point["errors"] == 0, point["first_error"]
         assert point["requests"] > 0 and point["triton"]["inference_count"] >= point["requests"]
         assert point["triton"]["mean_executed_batch"] >= 1.0
     median = record["summary"]["median"]
+    assert median["gw1_tensor_p50_delta_ms"] == paired["delta_p50_ms"]  # the target uses the paired one
     for key in (
         "served_over_inprocess",
         "gw1_tensor_over_direct",
         "gw1_tensor_p50_delta_ms",
+        "gw1_tensor_p50_delta_unpaired_ms",
         "gw1_image_over_direct",
     ):
         assert key in median
@@ -74,3 +79,4 @@ def test_tiny_bench_measures_every_path_and_reports_the_ratios(
     text = docs.read_text()
     assert text.startswith("# hand-written") and text.endswith("tail stays\n") and "old" not in text
     assert f"### {MODEL}" in text and "served_over_inprocess" in text
+    assert "Batch-1 overhead measured paired" in text

@@ -25,7 +25,7 @@ from services.chaos.scenarios import (
     triton_kill,
 )
 from services.gateway.settings import GatewaySettings
-from services.gateway.stack import ServingStack, python_backend_regions
+from services.gateway.stack import ServingStack
 from services.runtime.settings import RuntimeSettings
 from tests.conftest import TEST_ADMIN_KEY, make_gateway_settings, running_gateway
 from tests.support import images
@@ -126,7 +126,7 @@ def test_kill_9_triton_under_load_fails_fast_then_recovers_without_a_gateway_res
     stack: ServingStack,
 ) -> None:
     assert stack.triton is not None
-    regions = python_backend_regions(stack.triton.pid)
+    regions = stack.triton.python_shm_regions()
     assert regions, "the Python backend maps shared memory: the leak check below needs some"
     result = asyncio.run(triton_kill(stack, REQUEST, concurrency=8, before_s=1.5, after_s=1.5))
     assert_passed(result)

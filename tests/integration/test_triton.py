@@ -141,3 +141,36 @@ def test_server_stops_cleanly_and_leaves_no_stub_processes(model_repository: Pat
     assert server.stop() == 0
     assert not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in children)
     assert "Started HTTPService" in server.log_path.read_text()
+
+
+def test_shared_memory_of_a_killed_server_is_removed_by_stop_and_by_the_next_start(
+    model_repository: Path, tmp_path: Path
+) -> None:
+    """kill -9 leaves the Python backend's /dev/shm regions (16 MiB per instance) behind for good."""
+    import os
+    import signal
+
+    from services.common.shm_regions import SHM_DIR
+
+    http, grpc, metrics = free_ports(3)
+    settings = RuntimeSettings(
+        model_repository=model_repository,
+        state_dir=tmp_path,
+        triton_http_port=http,
+        triton_grpc_port=grpc,
+        triton_metrics_port=metrics,
+    )
+    server = TritonServer(settings, models=["mobilenet_v3_small"])
+    server.start()
+    first = server.python_shm_regions()
+    assert first, "the Python backend maps shared memory named after this server"
+    assert server.pid is not None
+    os.killpg(server.pid, signal.SIGKILL)
+    server.process.wait()  # type: ignore[union-attr]
+    assert all((SHM_DIR / name).exists() for name in first), "kill -9 should have left them"
+    server.start()  # a restart clears what the killed one left
+    assert not set(first) & set(server.python_shm_regions())
+    assert not any((SHM_DIR / name).exists() for name in first)
+    os.killpg(server.pid, signal.SIGKILL)
+    server.stop()  # and so does stop() after a crash
+    assert server.python_shm_regions() == []
