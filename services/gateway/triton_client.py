@@ -385,6 +385,8 @@ class TritonClient:
             return None
         except GatewayError:
             return False
+        if response.status == 200 and self._wire is not None and self.shm is not None:
+            self._wire.keep_warm()
         return response.status == 200
 
     async def repository_index(self, timeout_s: float = 2.0) -> dict[str, str]:

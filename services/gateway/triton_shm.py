@@ -15,6 +15,7 @@ loopback address: a remote Triton cannot see this host's /dev/shm.
 from __future__ import annotations
 
 import contextlib
+import logging
 import mmap
 import os
 import uuid
@@ -27,6 +28,8 @@ _GRANULE = 1 << 20
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 PREFIX = "deploylab_gw"
+
+log = logging.getLogger("deploylab.gateway.shm")
 
 
 def is_local(triton_url: str) -> bool:
@@ -48,7 +51,9 @@ class Region:
         path = SHM_DIR / name
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
         try:
-            os.ftruncate(fd, size)
+            # Reserve the pages now: a sparse file on a full /dev/shm would kill the process with
+            # SIGBUS at the first write; this raises ENOSPC here instead (the caller falls back to HTTP).
+            os.posix_fallocate(fd, 0, size)
             mapping = mmap.mmap(fd, size)
         except BaseException:
             os.close(fd)
@@ -104,31 +109,53 @@ class SharedMemoryPool:
         return Region.create(f"{self.prefix}_{kind}{self._counter}", _round_up(size))
 
     def checkout(self, input_bytes: int, output_bytes: int) -> Slot | None:
-        """A slot at least this large (maybe still to be registered), or None when all are busy."""
+        """A slot at least this large (maybe still to be registered), or None when all are busy or
+        /dev/shm has no room (the request then goes over HTTP)."""
+        try:
+            return self._checkout(input_bytes, output_bytes)
+        except OSError as exc:
+            log.warning("no shared memory for a request (%s): sending it over HTTP", exc.strerror or exc)
+            return None
+
+    def _checkout(self, input_bytes: int, output_bytes: int) -> Slot | None:
         slot = next((s for s in self._free if s.input.size >= input_bytes and s.output.size >= output_bytes),
                     None)  # fmt: skip
         if slot is None and self._free:
             slot = self._free[-1]  # grow the most recently used one
         if slot is not None:
             self._free.remove(slot)
-            self._grow(slot, input_bytes, output_bytes)
+            try:
+                self._grow(slot, input_bytes, output_bytes)
+            except OSError:
+                self._free.append(slot)  # unchanged or grown in part, consistent either way
+                raise
             return slot
         if len(self._all) >= self.max_slots:
             return None
-        slot = Slot(self._region("in", input_bytes), self._region("out", output_bytes))
+        region_in = self._region("in", input_bytes)
+        try:
+            region_out = self._region("out", output_bytes)
+        except OSError:
+            region_in.close()
+            raise
+        slot = Slot(region_in, region_out)
         self._all.append(slot)
         return slot
 
     def _grow(self, slot: Slot, input_bytes: int, output_bytes: int) -> None:
-        """Replace a region that is too small (the new one must be registered again)."""
+        """Replace a region that is too small (the slot must then be registered again).
+
+        The new region exists before the old one is retired, so a failure leaves the slot usable.
+        """
+        was_registered = slot.registered
         if slot.input.size < input_bytes:
-            self._retire_region(slot.input, slot.registered)
-            slot.input = self._region("in", input_bytes)
-            slot.registered = False
+            region = self._region("in", input_bytes)
+            self._retire_region(slot.input, was_registered)
+            slot.input, slot.registered = region, False
         if slot.output.size < output_bytes:
-            self._retire_region(slot.output, slot.registered)
-            slot.output = self._region("out", output_bytes)
-            slot.registered = False
+            region = self._region("out", output_bytes)
+            self._retire_region(slot.output, was_registered)
+            slot.output, slot.registered = region, False
 
     def _retire_region(self, region: Region, registered: bool) -> None:
         region.close()  # unlinked; Triton's own mapping stays valid until it unregisters

@@ -22,7 +22,7 @@ import httptools
 
 from .errors import BackendTimeoutError, BackendUnavailableError
 
-#: status, body, headers (lower-case names as Triton sent them)
+#: status, body, headers (names as Triton sent them)
 Answer = tuple[int, bytes, dict[str, str]]
 
 
@@ -41,7 +41,6 @@ class _Connection(asyncio.Protocol):
         self.answered_bytes = 0
         self._body: list[bytes] = []
         self._headers: dict[str, str] = {}
-        self._name = b""
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -104,6 +103,7 @@ class WireChannel:
         self.connect_timeout_s = connect_timeout_s
         self.max_idle = max_idle
         self._idle: list[_Connection] = []
+        self._warming: asyncio.Task[None] | None = None
         self.address = f"{host}:{port}"
         self._host_header = self.address.encode()
 
@@ -158,6 +158,27 @@ class WireChannel:
             ) from None
         return connection, False  # asyncio and uvloop set TCP_NODELAY on TCP sockets
 
+    def keep_warm(self, connect_timeout_s: float = 1.0) -> None:
+        """Open one idle connection in the background when none is pooled.
+
+        The first request after start-up, or after a timeout closed the pooled socket, would otherwise
+        pay the TCP connect inside its own deadline — and the connect timeout, whose 503 means "Triton
+        is not accepting", is meant for a Triton that is down, not for a busy host's slow connect.
+        """
+        if self._idle or (self._warming is not None and not self._warming.done()):
+            return
+
+        async def warm() -> None:
+            loop = asyncio.get_running_loop()
+            try:
+                async with asyncio.timeout(connect_timeout_s):
+                    _, connection = await loop.create_connection(_Connection, self.host, self.port)
+            except (OSError, TimeoutError):
+                return  # the next request connects itself and reports what happens
+            self._release(connection)
+
+        self._warming = asyncio.get_running_loop().create_task(warm())
+
     def _release(self, connection: _Connection) -> None:
         if connection.closed or len(self._idle) >= self.max_idle:
             connection.close()
@@ -165,5 +186,7 @@ class WireChannel:
             self._idle.append(connection)
 
     def close(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
         while self._idle:
             self._idle.pop().close()

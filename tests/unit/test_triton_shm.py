@@ -89,3 +89,26 @@ def test_regions_of_dead_gateways_are_removed_and_live_ones_kept() -> None:
 def test_only_a_loopback_triton_gets_shared_memory() -> None:
     assert is_local("127.0.0.1:8000") and is_local("localhost:8000")
     assert not is_local("triton:8000") and not is_local("10.0.0.5:8000")
+
+
+def test_growing_both_regions_of_a_registered_slot_retires_both(pool: SharedMemoryPool) -> None:
+    slot = pool.checkout(100, 100)
+    assert slot is not None
+    slot.registered = True
+    old = {slot.input.name, slot.output.name}
+    pool.checkin(slot)
+    assert pool.checkout(2 * MB, 2 * MB) is slot and not slot.registered
+    assert set(pool.retired) == old, "Triton would keep a registration of an unlinked region"
+
+
+def test_no_room_in_dev_shm_falls_back_to_http_and_leaves_nothing_behind(pool: SharedMemoryPool) -> None:
+    slot = pool.checkout(100, 100)
+    assert slot is not None
+    pool.checkin(slot)
+    too_big = 1 << 50  # more than any /dev/shm: the space is reserved up front, so ENOSPC comes here
+    assert pool.checkout(100, too_big) is None  # growing fails: the slot stays as it was
+    assert pool.checkout(too_big, 100) is None
+    assert pool.checkout(100, 100) is slot and slot.input.size == MB
+    other = pool.checkout(too_big, 100)  # a new slot that cannot be made
+    assert other is None and len(pool.slots()) == 1
+    assert files(pool) == {slot.input.name, slot.output.name}

@@ -188,3 +188,25 @@ def test_malformed_http_is_503_and_connection_close_is_honoured() -> None:
             assert server.connections == 2  # "Connection: close" was not reused
 
     run(scenario())
+
+
+def test_keep_warm_pools_a_connection_before_the_first_request() -> None:
+    async def scenario() -> None:
+        async def answer(n: int, body: bytes) -> bytes:
+            return ok(b"{}")
+
+        async with Server(answer) as server:
+            channel = WireChannel("127.0.0.1", server.port, connect_timeout_s=1.0)
+            channel.keep_warm()
+            channel.keep_warm()  # one is enough
+            for _ in range(50):
+                if server.connections:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
+            assert server.connections == 1
+            await post(channel, timeout_s=1.0)
+            assert server.connections == 1, "the request should have used the warm connection"
+            channel.close()
+
+    run(scenario())

@@ -201,10 +201,10 @@ async def infer(request: Request, model: str, context: ContextDep) -> Response:
     context.check_servable(target)
     context.limiter.try_admit(target.triton_model)  # shed overload before reading the body
     header_length = _header_length(request)
-    with _body_lease(request, context, resolution, header_length) as lease:
+    max_batch = await context.max_batch_size(target.triton_model)
+    with _body_lease(request, context, resolution, header_length, max_batch) as lease:
         body = await _read_body(request, lease)
         with context.limiter.admit(target.triton_model):
-            max_batch = await context.max_batch_size(target.triton_model)
             info = validate_infer_request(
                 body, header_length, input_size=target.spec.input_size, max_batch_size=max_batch
             )
@@ -276,14 +276,19 @@ class _BodyLease:
 
 @contextlib.contextmanager
 def _body_lease(
-    request: Request, context: GatewayContext, resolution: Resolution, header_length: int | None
+    request: Request,
+    context: GatewayContext,
+    resolution: Resolution,
+    header_length: int | None,
+    max_batch_size: int,
 ) -> Iterator[_BodyLease | None]:
     """A slot to read a binary-tensor body straight into, when one fits; None: read it into memory.
 
     Reading into the slot saves joining the body's chunks and copying the tensor into shared memory
     afterwards (two copies of 602 KB per image). The body is placed so that the tensor, which
     follows the JSON header, starts 64-byte aligned. Not for shadowed routes: the shadow request is
-    sent after the answer, when the slot may already hold the next request's body.
+    sent after the answer, when the slot may already hold the next request's body. Nor for a batch
+    over the model's limit: that body gets its 400 after reading, and must not grow a slot first.
     """
     declared = _declared_length(request)
     per_image = 3 * resolution.target.spec.input_size**2 * 4
@@ -294,6 +299,7 @@ def _body_lease(
         or declared is None
         or not 0 < header_length < declared
         or (declared - header_length) % per_image
+        or 0 < max_batch_size < (declared - header_length) // per_image
     ):
         yield None
         return
