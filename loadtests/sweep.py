@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -31,6 +29,7 @@ from loadtests.payloads import Target
 from loadtests.plan import Endpoints, PointPlan, Profile, SessionPlan, estimated_seconds, plan_points
 from services.report.csv_files import write_csv_files
 from services.report.results import PointResult, RampResult, RunResults, save_results
+from services.runtime.processes import stop_process_group
 from services.runtime.triton import die_with_parent
 
 PLANS_DIR = "plans"
@@ -105,24 +104,9 @@ def session_process(plan_path: Path, log_path: Path) -> Iterator[subprocess.Pope
     try:
         yield process
     finally:
-        end_process_group(process)
-
-
-def end_process_group(process: subprocess.Popen[str], grace_s: float = 15.0) -> None:
-    """SIGTERM the session (it stops its users and workers), then SIGKILL whatever is left of its group."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            pass
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=5)
-    if process.stdout is not None:
-        process.stdout.close()
+        stop_process_group(process, grace_s=15.0)  # it stops its users and workers; then the group
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 class Sweep:

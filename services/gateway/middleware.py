@@ -63,7 +63,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
+        declared = declared_length(scope)
         if declared is not None and declared > self.max_body_bytes:
             scope.setdefault("state", {})["error_code"] = PayloadTooLargeError.code
             await _send_json(
@@ -194,7 +194,8 @@ class MetricsMiddleware:
                 ERRORS.labels(route, model, state.get("error_code", f"http_{status}")).inc()
 
 
-def _content_length(scope: Scope) -> int | None:
+def declared_length(scope: Scope) -> int | None:
+    """The request's Content-Length header; None when absent or not a number (chunked, malformed)."""
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:

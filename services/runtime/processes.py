@@ -6,9 +6,10 @@ import contextlib
 import os
 import signal
 import subprocess
+from typing import Any
 
 
-def stop_process_group(process: subprocess.Popen[bytes] | None, grace_s: float) -> int | None:
+def stop_process_group(process: subprocess.Popen[Any] | None, grace_s: float) -> int | None:
     """SIGTERM the leader, wait `grace_s` for its own graceful exit, then SIGKILL the whole group.
 
     The group is killed even after a clean exit: children of the leader (Triton's Python-backend

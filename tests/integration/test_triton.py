@@ -124,16 +124,21 @@ def test_metrics_endpoint_counts_successful_inferences_per_model(
     assert {f'model="{m}"' for m in MODELS} <= set(success)
 
 
-def test_server_stops_cleanly_and_leaves_no_stub_processes(model_repository: Path, tmp_path: Path) -> None:
+def own_server(model_repository: Path, state_dir: Path) -> TritonServer:
+    """A Triton of the test's own (not the session's), serving mobilenet_v3_small on free ports."""
     http, grpc, metrics = free_ports(3)
     settings = RuntimeSettings(
         model_repository=model_repository,
-        state_dir=tmp_path,
+        state_dir=state_dir,
         triton_http_port=http,
         triton_grpc_port=grpc,
         triton_metrics_port=metrics,
     )
-    server = TritonServer(settings, models=["mobilenet_v3_small"])
+    return TritonServer(settings, models=["mobilenet_v3_small"])
+
+
+def test_server_stops_cleanly_and_leaves_no_stub_processes(model_repository: Path, tmp_path: Path) -> None:
+    server = own_server(model_repository, tmp_path)
     server.start()
     process = psutil.Process(server.pid)
     children = process.children(recursive=True)
@@ -152,15 +157,7 @@ def test_shared_memory_of_a_killed_server_is_removed_by_stop_and_by_the_next_sta
 
     from services.common.shm_regions import SHM_DIR
 
-    http, grpc, metrics = free_ports(3)
-    settings = RuntimeSettings(
-        model_repository=model_repository,
-        state_dir=tmp_path,
-        triton_http_port=http,
-        triton_grpc_port=grpc,
-        triton_metrics_port=metrics,
-    )
-    server = TritonServer(settings, models=["mobilenet_v3_small"])
+    server = own_server(model_repository, tmp_path)
     server.start()
     first = server.python_shm_regions()
     assert first, "the Python backend maps shared memory named after this server"

@@ -30,6 +30,7 @@ from ..errors import (
     UnsupportedMediaTypeError,
 )
 from ..metrics import IMAGES_PER_REQUEST, INFERENCE_DURATION
+from ..middleware import declared_length
 from ..routing import Resolution
 from ..schemas import V2ErrorResponse
 from ..triton_client import (
@@ -290,7 +291,7 @@ def _body_lease(
     sent after the answer, when the slot may already hold the next request's body. Nor for a batch
     over the model's limit: that body gets its 400 after reading, and must not grow a slot first.
     """
-    declared = _declared_length(request)
+    declared = declared_length(request.scope)
     per_image = 3 * resolution.target.spec.input_size**2 * 4
     if (
         context.client.shm is None
@@ -330,11 +331,6 @@ async def _read_body(request: Request, lease: _BodyLease | None) -> bytes | memo
     if received != len(target):
         raise InvalidTensorError(f"request body ended after {received} of {len(target)} declared bytes")
     return target
-
-
-def _declared_length(request: Request) -> int | None:
-    raw = request.headers.get("content-length")
-    return int(raw) if raw is not None and raw.isdigit() else None
 
 
 def _binary_answer(model: str, output: InferOutput, request_id: object, resolution: Resolution) -> Response:
