@@ -37,7 +37,7 @@ from services.perf.inprocess import InProcessPoint, Layout, layouts_for, measure
 from services.perf.load import LoadTarget, paired_latency, run_load
 from services.perf.memory import tree_memory
 from services.perf.ports import free_ports
-from services.perf.triton_admin import model_statistics
+from services.perf.triton_admin import model_config, model_statistics
 from services.runtime.settings import RuntimeSettings
 from services.runtime.triton import TritonServer
 
@@ -51,7 +51,7 @@ class BenchOptions:
     threads: int = 2
     rounds: int = 2
     duration_s: float = 4.0
-    concurrencies: tuple[int, ...] = (1, 4, 16)
+    concurrencies: tuple[int, ...] = (1, 4, 16, 64)
     direct_transports: tuple[Transport, ...] = ("http", "grpc", "http-shm")
     gateway: bool = True
     gateway_workers: tuple[int, ...] = (1, 2)
@@ -105,26 +105,31 @@ def run_bench(options: BenchOptions, log: Log = print) -> dict[str, Any]:
 def bench_model(model: str, options: BenchOptions, log: Log) -> dict[str, Any]:
     ensure_exported(model, options.repository, log)
     manifest = read_manifest(model_dir(options.repository, model))
-    serving = manifest.serving if manifest else {}
     record: dict[str, Any] = {
-        "serving": serving,
         "onnx_mib": round(manifest.onnx_bytes / 2**20, 1) if manifest else None,
         "rounds": [],
     }
-    wide_and_narrow = layouts_for(options.threads)
     with _triton(model, options) as (triton, runtime):
+        record["serving"] = served_config(model_config(runtime.triton_http_url, model))
+        # The engine's limit over the usual layouts, and over the one Triton serves when it differs
+        # (two single-thread instances per core, say): a served layout the reference never ran in
+        # would leave open whether the engine alone does better in it.
+        layouts = layouts_for(options.threads)
+        serving = record["serving"]
+        served = Layout(serving["instance_count"], serving["intra_op_threads"] or options.threads)
+        layouts += [served] if served not in layouts else []
         record["memory"] = {"triton": tree_memory(_pid(triton)).as_dict(), "gateway": {}}
         rounds = [RoundResult(i + 1) for i in range(options.rounds)]
         for rnd in rounds:
             log(f"  round {rnd.index}/{options.rounds}")
-            rnd.inprocess_before = _inprocess(model, options, wide_and_narrow, options.inprocess_batches)
+            rnd.inprocess_before = _inprocess(model, options, layouts, options.inprocess_batches)
             _log_ref(log, "in-process", rnd.inprocess_before)
             rnd.direct = _direct_points(model, runtime, options, log)
             # Every layout again, at the best batch: on a shared host the one-session, all-threads layout
             # can run at 0.7x for minutes while single-thread sessions do not (spin barriers across
             # vCPUs), and re-measuring only the first winner would then understate the engine's limit.
             best_batch = max(rnd.inprocess_before, key=lambda p: p.throughput_img_s).batch_size
-            rnd.inprocess_after = _inprocess(model, options, wide_and_narrow, (best_batch,))
+            rnd.inprocess_after = _inprocess(model, options, layouts, (best_batch,))
             _log_ref(log, "in-process again", rnd.inprocess_after)
             if options.gateway:
                 rnd.gateway = _gateway_points(model, runtime, options, record["memory"]["gateway"], log)
@@ -162,6 +167,26 @@ def _triton(model: str, options: BenchOptions) -> Iterator[tuple[TritonServer, R
         yield server, runtime
     finally:
         server.stop()
+
+
+def served_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The serving knobs of the config Triton reports for a loaded model (ServingConfig's names).
+
+    Read from the running server, not the manifest: a config.pbtxt edited by hand or written by
+    `deploylab tune` is what is measured, so it is what the report must name.
+    """
+    parameters = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+    batching = config.get("dynamic_batching") or {}
+    threads = parameters.get("intra_op_thread_count", "")
+    return {
+        "backend": config.get("backend", ""),
+        "max_batch_size": int(config.get("max_batch_size", 0)),
+        "instance_count": sum(int(group.get("count", 1)) for group in config.get("instance_group", [])) or 1,
+        "intra_op_threads": int(threads) if threads.isdigit() else 0,
+        "dynamic_batching": bool(config.get("dynamic_batching")),
+        "max_queue_delay_us": int(batching.get("max_queue_delay_microseconds", 0)),
+        "preferred_batch_sizes": [int(b) for b in batching.get("preferred_batch_size", [])],
+    }
 
 
 def _pid(server: TritonServer) -> int:

@@ -64,7 +64,7 @@ def tune_command(
         str | None,
         typer.Option(help="tune a running Triton in explicit model-control mode (http://host:port)"),
     ] = None,
-    concurrency: Annotated[str, typer.Option(help="closed-loop client counts to sweep")] = "1,4,16",
+    concurrency: Annotated[str, typer.Option(help="closed-loop client counts to sweep")] = "1,4,16,64",
     duration: Annotated[float, typer.Option(min=0.5, help="seconds per measured point")] = 3.0,
     request_batch: Annotated[int, typer.Option(min=1, help="images per client request")] = 1,
     transport: Annotated[str, typer.Option(help="http | http-shm | tritonclient-http | grpc")] = "http",
@@ -190,7 +190,7 @@ def bench_command(
     repository: Annotated[Path | None, typer.Option("--repository", "-r")] = None,
     rounds: Annotated[int, typer.Option(min=1, help="interleaved rounds; ratios are their median")] = 2,
     duration: Annotated[float, typer.Option(min=0.5, help="seconds per measured point")] = 4.0,
-    concurrency: Annotated[str, typer.Option(help="client counts; the largest is 'saturation'")] = "1,4,16",
+    concurrency: Annotated[str, typer.Option(help="client counts; the largest is 'saturation'")] = "1,4,16,64",
     transports: Annotated[
         str, typer.Option(help="direct-to-Triton transports at saturation")
     ] = "http,grpc,http-shm",

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from services.gateway.stack import GatewayStartError
 from services.modelzoo.catalog import CATALOG, ModelSpec, resolve_model_set, resolve_triton_name
 from services.modelzoo.errors import TritonError
-from services.modelzoo.export import ExportOptions, export_model
+from services.modelzoo.export import ExportOptions, default_serving, export_model
 from services.modelzoo.manifest import read_manifest
 from services.modelzoo.repository import ServingConfig, model_dir
 from services.report.writer import ReportFiles, write_report
@@ -100,9 +100,10 @@ def export_targets(targets: Sequence[Target], repository: Path, console: Console
             def step(model: str, message: str) -> None:
                 progress.update(task, description=f"export {model}: {message}")
 
-            serving = existing_serving(repository, target.triton_model) or ServingConfig()
+            spec = CATALOG[target.model]
+            serving = existing_serving(repository, target.triton_model) or default_serving(spec)
             options = ExportOptions(serving=serving)
-            outcome = export_model(CATALOG[target.model], target.variant, repository, options, step)
+            outcome = export_model(spec, target.variant, repository, options, step)
             progress.console.print(f"{target.triton_model}: {outcome.status}")
             progress.advance(task)
 

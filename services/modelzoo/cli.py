@@ -142,7 +142,9 @@ def export_command(
     ] = None,
     backend: Annotated[str, typer.Option(help="python (embedded default) or onnxruntime")] = "python",
     max_batch: Annotated[int, typer.Option("--max-batch", min=0, help="Triton max_batch_size")] = 8,
-    instances: Annotated[int, typer.Option(min=1, help="model instances per model")] = 2,
+    instances: Annotated[
+        int | None, typer.Option(min=1, help="instances per model (default: the catalog's, 2; MobileNets 4)")
+    ] = None,
     threads: Annotated[
         int | None, typer.Option(min=0, help="ONNX Runtime intra-op threads per instance")
     ] = None,
@@ -164,17 +166,22 @@ def export_command(
         raise ValueError(f"--backend must be python or onnxruntime, got {backend!r}")
     if kind not in ("cpu", "gpu"):
         raise ValueError(f"--kind must be cpu or gpu, got {kind!r}")
-    serving = ServingConfig(
-        backend=backend,  # type: ignore[arg-type]
-        max_batch_size=max_batch,
-        instance_count=instances,
-        intra_op_threads=default_cpu_threads(instances) if threads is None else threads,
-        max_queue_delay_us=queue_delay_us,
-        preferred_batch_sizes=tuple(preferred_batch or ()),
-        instance_kind=kind,  # type: ignore[arg-type]
-        tensorrt=tensorrt,
-    )
-    options = ExportOptions(serving=serving, weights=weights, force=force)
+
+    def serving_for(spec: ModelSpec) -> ServingConfig:
+        count = instances or spec.cpu_instances
+        return ServingConfig(
+            backend=backend,  # type: ignore[arg-type]
+            max_batch_size=max_batch,
+            instance_count=count,
+            intra_op_threads=default_cpu_threads(count) if threads is None else threads,
+            max_queue_delay_us=queue_delay_us,
+            preferred_batch_sizes=tuple(preferred_batch or ()),
+            instance_kind=kind,  # type: ignore[arg-type]
+            tensorrt=tensorrt,
+        )
+
+    for spec in specs:
+        serving_for(spec)  # refuse a bad combination before any model is built
     jobs = _jobs(specs, variant)
     console.print(f"exporting {len(jobs)} model(s) into {settings.model_repository}")
     for index, (spec, var) in enumerate(jobs, start=1):
@@ -187,6 +194,7 @@ def export_command(
                 status.update(f"{prefix} {model}: {message} ({elapsed:.0f}s)")
                 console.print(f"{prefix} {model}: {message}")
 
+            options = ExportOptions(serving=serving_for(spec), weights=weights, force=force)
             outcome = export_model(spec, var, settings.model_repository, options, on_step)
         if outcome.status == "exported":
             m = outcome.manifest

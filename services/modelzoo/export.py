@@ -15,7 +15,7 @@ import json
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -35,6 +35,7 @@ from .repository import (
     INPUT_NAME,
     OUTPUT_NAME,
     ServingConfig,
+    default_cpu_threads,
     ensure_writable,
     model_dir,
     onnx_path,
@@ -52,7 +53,7 @@ StepCallback = Callable[[str, str], None]
 
 @dataclass(frozen=True)
 class ExportOptions:
-    serving: ServingConfig = field(default_factory=ServingConfig)
+    serving: ServingConfig | None = None  # None: the model's default (`default_serving`)
     weights: Path | None = None
     force: bool = False
     opset: int = OPSET
@@ -63,6 +64,13 @@ class ExportOutcome:
     model: str
     status: Status
     manifest: Manifest
+
+
+def default_serving(spec: ModelSpec) -> ServingConfig:
+    """The serving config a model gets unless told otherwise: its catalog instance count on CPU, the
+    cores split between the instances."""
+    count = spec.cpu_instances
+    return ServingConfig(instance_count=count, intra_op_threads=default_cpu_threads(count))
 
 
 def export_model(
@@ -79,7 +87,8 @@ def export_model(
     weights_record = _weights_record(options.weights)
     fingerprint = _onnx_fingerprint(spec, variant, weights_record, options.opset)
     directory = model_dir(repository, name)
-    serving = asdict(options.serving)
+    chosen = options.serving or default_serving(spec)
+    serving = asdict(chosen)
 
     previous = read_manifest(directory)
     onnx_file = onnx_path(repository, name)
@@ -93,7 +102,7 @@ def export_model(
         if _jsonable(previous.serving) == _jsonable(serving):
             step(name, "unchanged, skipped (use --force to re-export)")
             return ExportOutcome(name, "skipped", previous)
-        write_model_files(repository, name, spec.input_size, spec.num_classes, options.serving)
+        write_model_files(repository, name, spec.input_size, spec.num_classes, chosen)
         manifest = previous.model_copy(update={"serving": serving})
         write_manifest(directory, manifest)
         step(name, "serving config changed: rewrote config.pbtxt, kept the ONNX file")
@@ -124,7 +133,7 @@ def export_model(
     sha256 = _sha256(tmp_onnx)
     size = tmp_onnx.stat().st_size
     tmp_onnx.replace(onnx_file)
-    write_model_files(repository, name, spec.input_size, spec.num_classes, options.serving)
+    write_model_files(repository, name, spec.input_size, spec.num_classes, chosen)
 
     manifest = Manifest(
         model=name,

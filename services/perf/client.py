@@ -68,16 +68,9 @@ class _Connection:
         self, method: str, path: str, headers: dict[str, str], parts: Sequence[bytes | memoryview] = ()
     ) -> tuple[int, dict[str, str], bytes]:
         """(status, headers with lower-case names, body); any failure closes the socket and raises OSError."""
-        views = [memoryview(part).cast("B") for part in parts]
-        head = (
-            f"{method} {path} HTTP/1.1\r\n{self._host_line}"
-            f"Content-Length: {sum(v.nbytes for v in views)}\r\n"
-            + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-            + "\r\n"
-        )
         try:
-            sock = self.sock or self._connect()
-            _send_all(sock, [memoryview(head.encode("latin-1")), *views])
+            sock = self.sock or self.connect()
+            _send_all(sock, self.encode(method, path, headers, parts))
             status, answer_headers, body = self._read_answer()
         except (OSError, ValueError, IndexError) as exc:
             self.close()
@@ -88,13 +81,26 @@ class _Connection:
             self.close()
         return status, answer_headers, body
 
+    def encode(
+        self, method: str, path: str, headers: dict[str, str], parts: Sequence[bytes | memoryview] = ()
+    ) -> list[memoryview]:
+        """The request on the wire: its head, then `parts` as they are (views, not copies)."""
+        views = [memoryview(part).cast("B") for part in parts]
+        head = (
+            f"{method} {path} HTTP/1.1\r\n{self._host_line}"
+            f"Content-Length: {sum(v.nbytes for v in views)}\r\n"
+            + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+            + "\r\n"
+        )
+        return [memoryview(head.encode("latin-1")), *views]
+
     def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
         self._buffer.clear()
 
-    def _connect(self) -> socket.socket:
+    def connect(self) -> socket.socket:
         sock = socket.create_connection((self.host, self.port), timeout=self.timeout_s)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
@@ -165,7 +171,30 @@ class KServeHttpClient:
         self.connection = _Connection(host, port, timeout_s)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        header, body = self._request(np.ascontiguousarray(batch, dtype=np.float32))
+        status, response_header, payload = self._post(header, body)
+        if status != 200:
+            raise TritonRequestError(f"{self.model}: HTTP {status}: {_error_text(response_header)}")
+        output = response_header["outputs"][0]
+        if not payload and "data" in output:  # the server chose JSON numbers over the binary extension
+            return np.asarray(output["data"], dtype=np.float32).reshape(output["shape"])
+        expected = int(np.prod(output["shape"])) * 4
+        if len(payload) != expected:
+            got = f"{len(payload)} B of binary output"
+            raise TritonRequestError(f"{self.model}: {got}, shape {output['shape']} needs {expected}")
+        return np.frombuffer(payload, dtype=np.float32).reshape(output["shape"])
+
+    def request_parts(self, batch: np.ndarray) -> list[memoryview]:
+        """The whole HTTP request `infer(batch)` sends, for a load generator that sends it itself.
+
+        The parts view `batch` (or, for shared memory, the region it was written to): keep it alive
+        and unchanged while they are in use.
+        """
+        header, body = self._request(np.ascontiguousarray(batch, dtype=np.float32))
+        return self.connection.encode("POST", self.path, *self._framing(header, body))
+
+    def _request(self, batch: np.ndarray) -> tuple[bytes, memoryview | None]:
+        """(JSON inference header, binary body) for a contiguous float32 batch."""
         header = json.dumps(
             {
                 "inputs": [
@@ -180,22 +209,15 @@ class KServeHttpClient:
             },
             separators=(",", ":"),
         ).encode()
-        body = memoryview(batch.data).cast("B")  # the array's own bytes: no copy
-        status, response_header, payload = self._post(header, body)
-        if status != 200:
-            raise TritonRequestError(f"{self.model}: HTTP {status}: {_error_text(response_header)}")
-        output = response_header["outputs"][0]
-        if not payload and "data" in output:  # the server chose JSON numbers over the binary extension
-            return np.asarray(output["data"], dtype=np.float32).reshape(output["shape"])
-        expected = int(np.prod(output["shape"])) * 4
-        if len(payload) != expected:
-            got = f"{len(payload)} B of binary output"
-            raise TritonRequestError(f"{self.model}: {got}, shape {output['shape']} needs {expected}")
-        return np.frombuffer(payload, dtype=np.float32).reshape(output["shape"])
+        return header, memoryview(batch.data).cast("B")  # the array's own bytes: no copy
+
+    @staticmethod
+    def _framing(header: bytes, body: memoryview | None) -> tuple[dict[str, str], list[bytes | memoryview]]:
+        headers = {_HEADER_LENGTH: str(len(header)), "Content-Type": "application/octet-stream"}
+        return headers, [header] if body is None else [header, body]
 
     def _post(self, header: bytes, body: memoryview | None) -> tuple[int, dict[str, Any], bytes]:
-        headers = {_HEADER_LENGTH: str(len(header)), "Content-Type": "application/octet-stream"}
-        parts: list[bytes | memoryview] = [header] if body is None else [header, body]
+        headers, parts = self._framing(header, body)
         status, answer_headers, data = self.connection.request("POST", self.path, headers, parts)
         json_length = int(answer_headers.get(_HEADER_LENGTH.lower()) or len(data))
         parsed = json.loads(data[:json_length]) if json_length else {}
@@ -234,6 +256,16 @@ class KServeShmClient(KServeHttpClient):
             raise TritonRequestError(f"shared memory {path}: HTTP {status}: {text[:200]!r}")
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        header, _ = self._request(batch)
+        status, response_header, _ = self._post(header, None)
+        if status != 200:
+            raise TritonRequestError(f"{self.model}: HTTP {status}: {_error_text(response_header)}")
+        # A copy: the region is reused by the next call.
+        n = batch.shape[0]
+        return np.ndarray((n, self.num_classes), dtype=np.float32, buffer=self.out_shm.buf).copy()
+
+    def _request(self, batch: np.ndarray) -> tuple[bytes, memoryview | None]:
+        """Writes `batch` into the input region; the header names the regions, and there is no body."""
         n = batch.shape[0]
         if n > self.max_batch:
             raise ValueError(f"batch {n} exceeds the shared-memory region sized for {self.max_batch}")
@@ -265,11 +297,7 @@ class KServeShmClient(KServeHttpClient):
             },
             separators=(",", ":"),
         ).encode()
-        status, response_header, _ = self._post(header, None)
-        if status != 200:
-            raise TritonRequestError(f"{self.model}: HTTP {status}: {_error_text(response_header)}")
-        # A copy: the region is reused by the next call.
-        return np.ndarray((n, self.num_classes), dtype=np.float32, buffer=self.out_shm.buf).copy()
+        return header, None
 
     def close(self) -> None:
         for name in (self.in_name, self.out_name):
@@ -296,6 +324,10 @@ class ClassifyClient:
         self.path = f"/v1/models/{model}/classify?top_k={top_k}"
         self.jpeg = jpeg
         self.connection = _Connection(host, port, timeout_s)
+
+    def request_parts(self, batch: np.ndarray) -> list[memoryview]:
+        """The whole HTTP request `infer` sends (see KServeHttpClient.request_parts)."""
+        return self.connection.encode("POST", self.path, {"Content-Type": "image/jpeg"}, [self.jpeg])
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         headers = {"Content-Type": "image/jpeg"}

@@ -7,8 +7,9 @@ restart — then measured over a closed-loop concurrency sweep. A trial's score 
 among the concurrencies whose p99 stays under the limit.
 
 The default ("quick") search has two phases so it fits in a few minutes on 2 cores: first the ways
-to spend the cores (instances × threads that use every core once), then, on the winning layout, a
-few batching variations. `strategy="grid"` searches the full cartesian product instead.
+to spend the cores (instances × threads that use every core once, and two single-thread instances
+per core), then, on the winning layout, a few batching variations. `strategy="grid"` searches the
+full cartesian product instead.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ Strategy = Literal["quick", "grid"]
 @dataclass(frozen=True)
 class TuneSpace:
     """The values a search may pick from. Empty `layouts` means: every (instances, threads) whose
-    product equals the core count."""
+    product equals the core count, plus two single-thread instances per core (for light models the
+    second instance runs while the first waits for its next batch)."""
 
     layouts: tuple[tuple[int, int], ...] = ()
     max_batch_sizes: tuple[int, ...] = (8, 16)
@@ -42,7 +44,8 @@ class TuneSpace:
     def resolved_layouts(self, cores: int) -> list[tuple[int, int]]:
         if self.layouts:
             return list(self.layouts)
-        return [(cores // t, t) for t in range(1, cores + 1) if cores % t == 0]
+        exact = [(cores // t, t) for t in range(1, cores + 1) if cores % t == 0]
+        return [*exact, (2 * cores, 1)]
 
     def candidate(
         self, layout: tuple[int, int], max_batch: int, delay_us: int, preferred: tuple[int, ...]
@@ -101,7 +104,7 @@ def _unique(configs: Sequence[ServingConfig]) -> list[ServingConfig]:
 @dataclass(frozen=True)
 class TuneOptions:
     p99_ms: float
-    concurrencies: tuple[int, ...] = (1, 4, 16)
+    concurrencies: tuple[int, ...] = (1, 4, 16, 64)
     duration_s: float = 3.0
     request_batch: int = 1
     transport: Transport = "http"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from benchmarks.bench import BenchOptions, run_bench
 from benchmarks.report import BEGIN, END, render, update_docs
+from services.modelzoo.repository import default_cpu_threads
 
 MODEL = "mobilenet_v3_small"
 
@@ -70,7 +71,12 @@ def test_tiny_bench_measures_every_path_and_reports_the_ratios(
         "gw1_tensor_over_direct",
         "gw1_tensor_p50_delta_ms",
     }
-    assert record["memory"]["triton"]["processes"] == 3  # tritonserver + one stub per instance
+    serving = record["serving"]  # read back from the running Triton, not from the manifest
+    threads = default_cpu_threads(4)
+    assert (serving["instance_count"], serving["intra_op_threads"]) == (4, threads)  # the MobileNet default
+    # The reference runs the engine in the usual layouts and in the one Triton serves.
+    assert {p["layout"] for p in round_["inprocess_before"]} == {"1x2", "2x1", f"4x{threads}"}
+    assert record["memory"]["triton"]["processes"] == 1 + 4  # tritonserver + one stub per instance
     assert record["memory"]["gateway"]["1"]["rss_mib"] > 0
 
     docs = tmp_path / "benchmarks.md"

@@ -12,10 +12,10 @@ import pytest
 from services.modelzoo.build import build_model
 from services.modelzoo.catalog import get_spec
 from services.modelzoo.errors import ParityError
-from services.modelzoo.export import ExportOptions, export_model
+from services.modelzoo.export import ExportOptions, default_serving, export_model
 from services.modelzoo.manifest import read_manifest, read_repository
 from services.modelzoo.parity import check_parity
-from services.modelzoo.repository import ServingConfig, onnx_path, parse_triton_config
+from services.modelzoo.repository import ServingConfig, default_cpu_threads, onnx_path, parse_triton_config
 
 
 def test_every_exported_model_has_a_complete_manifest(model_repository: Path) -> None:
@@ -94,3 +94,15 @@ def test_parity_catches_errors_hidden_below_atol_in_tiny_logits(model_repository
         model.classifier[3].weight.mul_(1.5)
     with pytest.raises(ParityError, match="scaled logits"):
         check_parity(model, onnx_path(model_repository, "mobilenet_v3_small"), 224)
+
+
+def test_a_default_export_serves_light_models_with_two_instances_per_thread_slot(
+    model_repository: Path,
+) -> None:
+    light, heavy = default_serving(get_spec("mobilenet_v3_small")), default_serving(get_spec("resnet18"))
+    assert (light.instance_count, heavy.instance_count) == (4, 2)
+    assert light.intra_op_threads == default_cpu_threads(4)
+    assert heavy.intra_op_threads == default_cpu_threads(2)
+    for name, count in (("mobilenet_v3_small", 4), ("resnet18", 2)):
+        config = parse_triton_config((model_repository / name / "config.pbtxt").read_text())
+        assert config.instance_group[0].count == count

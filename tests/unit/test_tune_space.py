@@ -10,9 +10,9 @@ def point(concurrency: int, img_s: float, p99: float, errors: int = 0) -> TrialP
     return TrialPoint(concurrency, img_s, p99 / 2, p99, 1.0, errors)
 
 
-def test_layout_phase_spends_every_core_once() -> None:
+def test_layout_phase_spends_every_core_once_then_tries_two_instances_per_core() -> None:
     configs = TuneSpace().layout_phase(cores=4)
-    assert [(c.instance_count, c.intra_op_threads) for c in configs] == [(4, 1), (2, 2), (1, 4)]
+    assert [(c.instance_count, c.intra_op_threads) for c in configs] == [(4, 1), (2, 2), (1, 4), (8, 1)]
     assert {(c.max_batch_size, c.max_queue_delay_us) for c in configs} == {(8, 0)}
 
 

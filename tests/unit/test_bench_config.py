@@ -1,0 +1,32 @@
+"""The bench reports the serving config Triton is running, in ServingConfig's names."""
+
+from __future__ import annotations
+
+from benchmarks.bench import served_config
+
+
+def test_the_bench_names_the_config_triton_serves_not_the_manifest() -> None:
+    triton_json = {
+        "backend": "python",
+        "max_batch_size": 8,
+        "instance_group": [{"count": 3, "kind": "KIND_CPU"}, {"count": 1, "kind": "KIND_CPU"}],
+        "dynamic_batching": {"max_queue_delay_microseconds": 500, "preferred_batch_size": [4, 8]},
+        "parameters": {"intra_op_thread_count": {"string_value": "1"}},
+    }
+    assert served_config(triton_json) == {
+        "backend": "python",
+        "max_batch_size": 8,
+        "instance_count": 4,
+        "intra_op_threads": 1,
+        "dynamic_batching": True,
+        "max_queue_delay_us": 500,
+        "preferred_batch_sizes": [4, 8],
+    }
+
+
+def test_a_config_without_groups_batching_or_threads_reads_as_tritons_defaults() -> None:
+    unset_threads = {"intra_op_thread_count": {"string_value": ""}}
+    config = served_config({"max_batch_size": 0, "parameters": unset_threads})
+    assert config["instance_count"] == 1  # Triton's default: one instance
+    assert config["intra_op_threads"] == 0  # ONNX Runtime decides
+    assert (config["dynamic_batching"], config["max_queue_delay_us"]) == (False, 0)
