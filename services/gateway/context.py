@@ -48,7 +48,7 @@ class GatewayContext:
             pool_size=settings.triton_pool_size,
             connect_timeout_s=settings.connect_timeout_s,
             request_timeout_s=settings.request_timeout_s,
-            shared_memory_slots=settings.triton_shared_memory_slots,
+            shared_memory_slots=settings.shared_memory_slots,
         )
         self.limiter = InFlightLimiter(
             settings.max_inflight_per_model,

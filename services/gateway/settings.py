@@ -62,11 +62,12 @@ class GatewaySettings(BaseSettings):
     connect_timeout_s: float = Field(0.5, gt=0, description="TCP connect to Triton; beyond it 503")
     retry_after_s: int = Field(1, ge=1, description="Retry-After on 429/503")
     triton_pool_size: int = Field(128, ge=1, description="pooled keep-alive connections to Triton")
-    triton_shared_memory_slots: int = Field(
-        32,
+    triton_shared_memory_slots: int | None = Field(
+        None,
         ge=0,
         description="requests in flight that pass tensors to a Triton on this host through system "
-        "shared memory instead of HTTP bodies (0: off; ignored for a remote Triton)",
+        "shared memory instead of HTTP bodies (default: max_inflight_per_model, so every request one "
+        "model admits has one; 0: off; ignored for a remote Triton)",
     )
     health_interval_s: float = Field(1.0, gt=0, description="Triton health probe period")
     preprocess_threads: int = Field(
@@ -119,6 +120,15 @@ class GatewaySettings(BaseSettings):
         if self.connect_timeout_s > self.request_timeout_s:
             raise ValueError("connect_timeout_s must not exceed request_timeout_s")
         return self
+
+    @property
+    def shared_memory_slots(self) -> int:
+        """Slots in the shared-memory pool. A request that finds none free goes over HTTP, which costs
+        Triton and the gateway ~0.5 ms of CPU more each: at 64 clients with 32 slots, half the requests
+        did (mobilenet_v3_large on 2 cores: gateway 1.1 → 0.9 ms of CPU per request with 64 slots)."""
+        if self.triton_shared_memory_slots is None:
+            return self.max_inflight_per_model
+        return self.triton_shared_memory_slots
 
     @property
     def triton_base_url(self) -> str:

@@ -15,6 +15,13 @@ def test_defaults_are_sane() -> None:
     assert settings.admin_api_key is None and settings.cors_origins == []
 
 
+def test_every_admitted_request_gets_a_shared_memory_slot_unless_told_otherwise() -> None:
+    assert GatewaySettings().shared_memory_slots == GatewaySettings().max_inflight_per_model == 64
+    assert GatewaySettings(max_inflight_per_model=200).shared_memory_slots == 200
+    assert GatewaySettings(max_inflight_per_model=200, triton_shared_memory_slots=8).shared_memory_slots == 8
+    assert GatewaySettings(triton_shared_memory_slots=0).shared_memory_slots == 0  # off
+
+
 @pytest.mark.parametrize(
     "values",
     [
