@@ -125,7 +125,7 @@ class GatewaySettings(BaseSettings):
     def shared_memory_slots(self) -> int:
         """Slots in the shared-memory pool. A request that finds none free goes over HTTP, which costs
         Triton and the gateway ~0.5 ms of CPU more each: at 64 clients with 32 slots, half the requests
-        did (mobilenet_v3_large on 2 cores: gateway 1.1 → 0.9 ms of CPU per request with 64 slots)."""
+        did (mobilenet_v3_large on 2 cores: gateway 1.1 → 0.9 ms of CPU per request once each had a slot)."""
         if self.triton_shared_memory_slots is None:
             return self.max_inflight_per_model
         return self.triton_shared_memory_slots

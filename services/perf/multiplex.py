@@ -155,7 +155,7 @@ def run_multiplexed(
         deadline = start + duration_s
         for slot in slots:
             if slot.outcome.first_error is None:
-                _send_next(selector, slot, start)
+                _send_next(selector, slot, time.perf_counter())
         _loop(selector, slots, deadline=deadline, record=True)
         for slot in slots:
             slot.outcome.finished_at = start_wall + max(0.0, slot.outcome.finished_at - start)
