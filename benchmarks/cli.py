@@ -190,7 +190,9 @@ def bench_command(
     repository: Annotated[Path | None, typer.Option("--repository", "-r")] = None,
     rounds: Annotated[int, typer.Option(min=1, help="interleaved rounds; ratios are their median")] = 2,
     duration: Annotated[float, typer.Option(min=0.5, help="seconds per measured point")] = 4.0,
-    concurrency: Annotated[str, typer.Option(help="client counts; the largest is 'saturation'")] = "1,4,16,64",
+    concurrency: Annotated[
+        str, typer.Option(help="client counts; the largest is 'saturation'")
+    ] = "1,4,16,64",
     transports: Annotated[
         str, typer.Option(help="direct-to-Triton transports at saturation")
     ] = "http,grpc,http-shm",
