@@ -54,6 +54,8 @@ def _errors_and_load(sel: str) -> list[Panel]:
     by_kind = f"sum by (kind) (rate(deploylab_gateway_errors_total{{{q.MODEL}}}[{q.RATE_WINDOW}]))"
     in_flight = f"sum by (model) (deploylab_gateway_in_flight_requests{{{q.MODEL}}})"
     bound = f"max by (model) (deploylab_gateway_admission_limit{{{q.MODEL}}})"
+    transport = f"sum by (transport) (rate(deploylab_gateway_triton_tensor_transport_total[{q.RATE_WINDOW}]))"
+    misses = f"sum(rate(deploylab_gateway_shared_memory_slot_misses_total[{q.RATE_WINDOW}]))"
     return [
         timeseries_panel("Error ratio (5xx + 429)", "Share of failed inference requests; the alert fires "
                          "above 1%.", "percentunit", (f"{q.ERROR_RATIO}{{{sel}}}", BY_MODEL_VARIANT),
@@ -65,7 +67,12 @@ def _errors_and_load(sel: str) -> list[Panel]:
                          span=8, stacked=True),
         timeseries_panel("In flight by model", "Admitted requests per model, and the admission bound in "
                          "use (adaptive: it follows latency); beyond the bound the gateway answers 429.",
-                         "short", (in_flight, "{{model}}"), (bound, "{{model}} bound"), span=24),
+                         "short", (in_flight, "{{model}}"), (bound, "{{model}} bound"), span=16),
+        timeseries_panel("Tensors to Triton", "Inference requests per second by how the tensor reached "
+                         "Triton (same host: shared memory; a remote Triton or a forwarded request: HTTP), "
+                         "and slot misses: requests that found every shared-memory slot busy and paid "
+                         "~0.5 ms more CPU over HTTP (raise DEPLOYLAB_GATEWAY_TRITON_SHARED_MEMORY_SLOTS).",
+                         "reqps", (transport, "{{transport}}"), (misses, "slot misses"), span=8),
     ]
 
 

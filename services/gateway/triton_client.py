@@ -37,6 +37,7 @@ from .errors import (
     ModelNotReadyError,
     OverloadedError,
 )
+from .metrics import SHARED_MEMORY_SLOT_MISSES, TENSOR_TRANSPORT
 from .triton_shm import SharedMemoryPool, Slot, is_local
 from .triton_wire import WireChannel
 
@@ -196,6 +197,7 @@ class TritonClient:
         shared = await self.infer_shared(model, batch, list(batch.shape), num_classes, timeout_s=limit)
         if shared is not None:
             return shared
+        TENSOR_TRANSPORT.labels(model, "http").inc()
         tensor = tritonhttp.InferInput(INPUT_NAME, list(batch.shape), "FP32")
         tensor.set_data_from_numpy(batch, binary_data=True)
         output = tritonhttp.InferRequestedOutput(OUTPUT_NAME, binary_data=True)
@@ -252,8 +254,13 @@ class TritonClient:
             )
 
     @contextlib.contextmanager
-    def lease_slot(self, input_bytes: int, output_bytes: int) -> Iterator[SlotLease | None]:
+    def lease_slot(
+        self, input_bytes: int, output_bytes: int, *, count_miss: bool = True
+    ) -> Iterator[SlotLease | None]:
         """A shared-memory slot for one request, or None (no shared memory, or every slot busy).
+
+        `count_miss=False` for a first try that is followed by another (the v2 route reads the body
+        into a slot when one is free, and otherwise tries again once the body is in memory).
 
         The slot goes back to the pool when the block ends, unless a request using it is still
         unanswered (timeout, cancellation): Triton may yet read its input or write its output, so
@@ -262,6 +269,8 @@ class TritonClient:
         pool = self.shm
         slot = pool.checkout(input_bytes, output_bytes) if pool is not None else None
         if pool is None or slot is None:
+            if pool is not None and count_miss:
+                SHARED_MEMORY_SLOT_MISSES.inc()
             yield None
             return
         lease = SlotLease(slot)
@@ -310,6 +319,7 @@ class TritonClient:
             request["id"] = request_id
         body = orjson.dumps(request)
         target = path or f"/v2/models/{model}/infer"
+        TENSOR_TRANSPORT.labels(model, "shared_memory").inc()
         lease.in_flight = True
         response = await self._post_shared(target, body, limit, model)
         lease.in_flight = False

@@ -105,13 +105,32 @@ def triton_shm_regions(runtime_settings: RuntimeSettings) -> list[str]:
     return [region["name"] for region in status if region["name"].startswith("deploylab_gw_")]
 
 
+def transport_counts(gateway_url: str, model: str) -> dict[str, float]:
+    """The gateway's count of requests to Triton per tensor transport, and of slot misses."""
+    import httpx
+
+    from tests.support.metrics import value
+
+    text = httpx.get(f"{gateway_url}/metrics", timeout=10).text
+    name = "deploylab_gateway_triton_tensor_transport_total"
+    return {
+        "shared_memory": value(text, name, triton_model=model, transport="shared_memory"),
+        "http": value(text, name, triton_model=model, transport="http"),
+        "misses": value(text, "deploylab_gateway_shared_memory_slot_misses_total"),
+    }
+
+
 def test_tensors_reach_a_local_triton_through_shared_memory(
     via_gateway: tritonhttp.InferenceServerClient,
     direct: tritonhttp.InferenceServerClient,
     runtime_settings: RuntimeSettings,
+    gateway_url: str,
 ) -> None:
     batch = random_batch(3, 224, seed=8)
+    before = transport_counts(gateway_url, "resnet18")
     through = infer(via_gateway, "resnet18", batch)
+    after = transport_counts(gateway_url, "resnet18")
+    assert {k: after[k] - before[k] for k in after} == {"shared_memory": 1, "http": 0, "misses": 0}
     assert triton_shm_regions(runtime_settings), "the gateway registered no shared memory with Triton"
     np.testing.assert_array_equal(
         through.as_numpy("logits"), infer(direct, "resnet18", batch).as_numpy("logits")
@@ -144,6 +163,41 @@ def test_without_shared_memory_tensors_travel_over_http(
         with httpx.Client(base_url=gateway.url) as http:
             assert classify(http, "resnet18", images.jpeg()).status_code == 200
         assert set(triton_shm_regions(runtime_settings)) == before
+        # Both went over HTTP, and with slots off that is not a miss: nothing to tune.
+        assert transport_counts(gateway.url, "resnet18") == {"shared_memory": 0, "http": 2, "misses": 0}
+
+
+def test_requests_that_find_every_slot_busy_go_over_http_and_are_counted(
+    runtime_settings: RuntimeSettings, tmp_path: Path
+) -> None:
+    import threading
+
+    from tests.conftest import make_gateway_settings, running_gateway
+
+    settings = make_gateway_settings(runtime_settings, triton_shared_memory_slots=1)
+    with running_gateway(settings, tmp_path) as gateway:
+        batch = random_batch(4, 224, seed=10)
+        address = gateway.url.removeprefix("http://")
+        expected = infer(tritonhttp.InferenceServerClient(address), "resnet18", batch)
+        start = threading.Barrier(8)
+        answers: list[np.ndarray] = []
+
+        def one() -> None:
+            client = tritonhttp.InferenceServerClient(address)
+            start.wait()
+            answers.append(infer(client, "resnet18", batch).as_numpy("logits"))
+
+        threads = [threading.Thread(target=one) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert len(answers) == 8
+        for answer in answers:  # either path gives the same logits
+            np.testing.assert_array_equal(answer, expected.as_numpy("logits"))
+        counts = transport_counts(gateway.url, "resnet18")
+        assert counts["shared_memory"] + counts["http"] == 9
+        assert counts["misses"] >= 1 and counts["http"] == counts["misses"]
 
 
 @pytest.mark.parametrize("request_id", ["", "a", "req-0042", "x" * 61], ids=lambda s: f"id{len(s)}")

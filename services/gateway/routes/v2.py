@@ -29,7 +29,7 @@ from ..errors import (
     ModelNotReadyError,
     UnsupportedMediaTypeError,
 )
-from ..metrics import IMAGES_PER_REQUEST, INFERENCE_DURATION
+from ..metrics import IMAGES_PER_REQUEST, INFERENCE_DURATION, TENSOR_TRANSPORT
 from ..middleware import declared_length
 from ..routing import Resolution
 from ..schemas import V2ErrorResponse
@@ -232,6 +232,7 @@ async def infer(request: Request, model: str, context: ContextDep) -> Response:
                         target.spec.num_classes, path=path, request_id=request_id,
                     )  # fmt: skip
             if shared is None:
+                TENSOR_TRANSPORT.labels(target.triton_model, "http").inc()
                 payload = bytes(body) if isinstance(body, memoryview) else body
                 response = await context.client.forward("POST", path, payload, headers, target.triton_model)
             INFERENCE_DURATION.labels(target.model, target.variant).observe(time.perf_counter() - started)
@@ -306,7 +307,7 @@ def _body_lease(
         return
     offset = -header_length % 64
     output_bytes = (declared - header_length) // per_image * resolution.target.spec.num_classes * 4
-    with context.client.lease_slot(offset + declared, output_bytes) as lease:
+    with context.client.lease_slot(offset + declared, output_bytes, count_miss=False) as lease:
         if lease is None:
             yield None
             return
