@@ -245,8 +245,12 @@ class KServeShmClient(KServeHttpClient):
         out_bytes = max_batch * num_classes * 4
         self.in_shm = shared_memory.SharedMemory(name=self.in_name, create=True, size=in_bytes)
         self.out_shm = shared_memory.SharedMemory(name=self.out_name, create=True, size=out_bytes)
-        self._control(f"/v2/systemsharedmemory/region/{self.in_name}/register", self.in_name, in_bytes)
-        self._control(f"/v2/systemsharedmemory/region/{self.out_name}/register", self.out_name, out_bytes)
+        try:
+            self._control(f"/v2/systemsharedmemory/region/{self.in_name}/register", self.in_name, in_bytes)
+            self._control(f"/v2/systemsharedmemory/region/{self.out_name}/register", self.out_name, out_bytes)
+        except BaseException:
+            self.close()  # unregisters what was registered, unlinks both regions
+            raise
 
     def _control(self, path: str, key: str | None = None, size: int = 0) -> None:
         payload = json.dumps({"key": f"/{key}", "offset": 0, "byte_size": size}).encode() if key else b""

@@ -4,7 +4,7 @@ Closed loop is what a fixed pool of callers does (and what the prototype measure
 throughput a configuration sustains at a given concurrency, and the latency it costs there.
 
 The HTTP transports (`http`, `http-shm`, `classify`) are driven by one thread multiplexing every
-connection (`multiplex.py`: ≈ 4x less client CPU per request than a thread per client); gRPC and
+connection (`multiplex.py`: 2–3x less client CPU per request than a thread per client); gRPC and
 tritonclient run one thread per client. For fast servers (GPU) the load can be spread over `processes`
 worker processes; all of them warm up, meet at a barrier, and share one measurement window.
 """
@@ -130,7 +130,7 @@ def _run_local(
     """This process's share of the load: one multiplexing thread where the transport allows, else threads."""
     if target.transport not in MULTIPLEXED:
         return _run_threads(target, concurrency, duration_s, on_ready)
-    clients = [_client(target) for _ in range(concurrency)]
+    clients = [_client_or_error(target) for _ in range(concurrency)]
     try:
         start, outcomes = run_multiplexed(clients, _batch(target), duration_s, WARMUP_CALLS, on_ready)
     finally:
@@ -148,6 +148,31 @@ def _client(target: LoadTarget) -> Any:
         sample_shape=(3, target.input_size, target.input_size),
         max_batch=max(target.max_batch, target.batch_size),
     )
+
+
+class _Unavailable:
+    """Stands in for a client that could not be built: the multiplexer reports it as that client's error."""
+
+    connection = None
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        raise self.error
+
+    def request_parts(self, batch: np.ndarray) -> list[memoryview]:
+        raise self.error
+
+    def close(self) -> None:
+        pass
+
+
+def _client_or_error(target: LoadTarget) -> Any:
+    try:
+        return _client(target)
+    except Exception as exc:  # noqa: BLE001 - a worker that cannot start is one error, not a crash
+        return _Unavailable(exc)
 
 
 def _batch(target: LoadTarget) -> np.ndarray:

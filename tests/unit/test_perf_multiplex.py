@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 
@@ -158,3 +159,17 @@ def test_a_client_that_cannot_connect_is_one_error_not_a_crash() -> None:
     _, outcomes = run_multiplexed([_Client(port)], np.zeros(1), 0.2, warmup_calls=2)
     assert outcomes[0].errors == 1
     assert outcomes[0].first_error is not None and "ConnectionRefused" in outcomes[0].first_error
+
+
+def test_a_client_that_could_not_be_built_is_reported_by_the_load_not_raised() -> None:
+    from services.perf.load import LoadTarget, run_load
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()
+    regions_before = set(os.listdir("/dev/shm"))
+    # The shared-memory client registers its regions while it is built: with no server, building fails.
+    result = run_load(LoadTarget("http-shm", f"http://127.0.0.1:{port}", "m", input_size=8), 2, 0.2)
+    assert (result.requests, result.errors) == (0, 2)
+    assert result.first_error is not None and "ConnectionRefused" in result.first_error
+    assert set(os.listdir("/dev/shm")) <= regions_before  # the failed clients left no region behind
