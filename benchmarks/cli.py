@@ -218,7 +218,7 @@ def bench_command(
 ) -> None:
     """In-process engine vs Triton direct vs the gateway, measured side by side; prints the ratios.
 
-    Default: mobilenet_v3_large and resnet50, 2 rounds — about 8 minutes on 2 cores, plus about a
+    Default: mobilenet_v3_large and resnet50, 2 rounds — about 10 minutes on 2 cores, plus about a
     minute per model the first time (exports missing models). Writes results/bench/<timestamp>.json;
     --write-docs docs/benchmarks.md updates the generated tables there; --render JSON redoes that
     from an earlier run without measuring.
