@@ -82,9 +82,9 @@ class ModelSpec:
     # Triton instances a default CPU export serves; the cores are split between them (one thread at
     # least). The MobileNets get 4, two single-thread instances per core on 2 cores: their batch of 8
     # runs ~45 ms, and the Python backend's handoff between batches (inputs copied into the stub's
-    # shared memory, two IPC wake-ups) left the core idle ~6 % of the time, which a second instance
-    # fills (mobilenet_v3_large: 312 → 328 img/s, docs/benchmarks.md). Heavy models would only double
-    # their memory for ~1 %.
+    # shared memory, two IPC wake-ups) left the core idle ≈ 5 % of the time, which a second instance
+    # fills (mobilenet_v3_large: 302–316 → 317–330 img/s, docs/benchmarks.md). Heavy models would only
+    # double their memory for ~1 %.
     cpu_instances: int = 2
     reference: str = ""
     summary: str = ""

@@ -143,7 +143,7 @@ def export_command(
     backend: Annotated[str, typer.Option(help="python (embedded default) or onnxruntime")] = "python",
     max_batch: Annotated[int, typer.Option("--max-batch", min=0, help="Triton max_batch_size")] = 8,
     instances: Annotated[
-        int | None, typer.Option(min=1, help="instances per model (default: the catalog's, 2; MobileNets 4)")
+        int | None, typer.Option(min=1, help="instances per model (default 2; on CPU the MobileNets 4)")
     ] = None,
     threads: Annotated[
         int | None, typer.Option(min=0, help="ONNX Runtime intra-op threads per instance")
@@ -168,7 +168,8 @@ def export_command(
         raise ValueError(f"--kind must be cpu or gpu, got {kind!r}")
 
     def serving_for(spec: ModelSpec) -> ServingConfig:
-        count = instances or spec.cpu_instances
+        # The catalog's count is a CPU fact; GPU instances keep the general default.
+        count = instances or (spec.cpu_instances if kind == "cpu" else ServingConfig.instance_count)
         return ServingConfig(
             backend=backend,  # type: ignore[arg-type]
             max_batch_size=max_batch,

@@ -117,3 +117,25 @@ def test_triton_on_an_empty_repository_says_to_export_first(tmp_path: Path) -> N
 def test_invalid_settings_from_the_environment_are_one_line(value: str) -> None:
     result = run_cli("triton", env={"DEPLOYLAB_TRITON_HTTP_PORT": value})
     assert_one_line_error(result, "triton_http_port")
+
+
+
+def test_export_gives_cpu_instances_from_the_catalog_and_gpu_instances_the_general_default(
+    model_repository: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from services.modelzoo.repository import parse_triton_config
+
+    shutil.copytree(model_repository / "mobilenet_v3_small", tmp_path / "mobilenet_v3_small")
+    config_file = tmp_path / "mobilenet_v3_small" / "config.pbtxt"
+    cpu, gpu = mc.ModelInstanceGroup.KIND_CPU, mc.ModelInstanceGroup.KIND_GPU
+    for extra, expected in ((["--kind", "gpu"], (2, gpu)), ([], (4, cpu)), (["--instances", "3"], (3, cpu))):
+        args = ["export", "mobilenet_v3_small", "--repository", str(tmp_path), *extra]
+        result = runner.invoke(app, args, env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        assert "kept the ONNX file" in result.output  # a serving change only rewrites the config
+        group = parse_triton_config(config_file.read_text()).instance_group[0]
+        assert (group.count, group.kind) == expected
