@@ -79,6 +79,9 @@ def tune_command(
         str, typer.Option(help="preferred batch size sets, ';'-separated, '-' = none")
     ] = "-",
     max_trials: Annotated[int | None, typer.Option(min=1, help="stop after this many trials")] = None,
+    confirm: Annotated[
+        int, typer.Option(min=0, help="leading configs measured again at the end; score = their mean")
+    ] = 2,
     out: Annotated[Path, typer.Option(help="where the trials table goes")] = Path("results/tune"),
 ) -> None:
     """Search serving configs for the most throughput under a p99 limit; install the best config.pbtxt.
@@ -106,6 +109,7 @@ def tune_command(
         strategy="grid" if grid else "quick",
         space=space,
         max_trials=max_trials,
+        confirm_top=confirm,
     )
     settings = _embedded_settings(repository)
     where = triton_url or "an embedded Triton on free ports"
@@ -119,7 +123,7 @@ def tune_command(
             if best
             else (trial.error or "no concurrency met the limit")
         )
-        console.print(f"  trial {trial.index}: {trial.label:<40} {verdict}")
+        console.print(f"  trial {trial.index}: {trial.title:<40} {verdict}")
 
     report = run_tune(settings, name, options, out, triton_url=triton_url, on_trial=show)
     console.print(trials_table(report.result))
@@ -162,18 +166,19 @@ def _embedded_settings(repository: Path | None) -> RuntimeSettings:
 def trials_table(result: TuneResult) -> Table:
     best = result.best
     table = Table(title=f"{result.model}: trials under p99 ≤ {result.p99_limit_ms:g} ms")
-    for column in ("#", "config", "img/s", "c", "p50 ms", "p99 ms", "mean batch"):
+    for column in ("#", "config", "img/s", "config mean", "c", "p50 ms", "p99 ms", "mean batch"):
         table.add_column(column, justify="left" if column == "config" else "right")
     for trial in result.trials:
         point = trial.best_point
-        label = trial.label + (" ★" if best is not None and trial.index == best.index else "")
+        label = trial.title + (" ★" if best is not None and trial.index == best.index else "")
         if point is None:
-            table.add_row(str(trial.index), label, "–", "–", "–", "–", "–")
+            table.add_row(str(trial.index), label, "–", "–", "–", "–", "–", "–")
             continue
         table.add_row(
             str(trial.index),
             label,
             f"{point.throughput_img_s:.1f}",
+            f"{result.mean_score(trial.serving):.1f}",
             str(point.concurrency),
             f"{point.p50_ms:.2f}",
             f"{point.p99_ms:.2f}",

@@ -93,6 +93,7 @@ def run_tune(
             "request_batch": options.request_batch,
             "transport": options.transport,
             "strategy": options.strategy,
+            "confirm_top": options.confirm_top,
         },
         "created": stamp,
         "trials": [t.as_dict() for t in result.trials],
@@ -105,14 +106,15 @@ def run_tune(
 
 
 def trials_markdown(result: TuneResult) -> str:
-    """The trials table as Markdown (one row per trial, the winner marked)."""
+    """The trials table as Markdown (one row per trial, the winner marked; "config mean" averages the
+    config's measurements, re-runs included, and decides the winner)."""
     best = result.best
     lines = [
         f"# tune {result.model}: p99 ≤ {result.p99_limit_ms:g} ms",
         "",
-        "| # | config | best img/s | at concurrency | p50 ms | p99 ms | mean executed batch "
-        "| sweep (c: img/s, p99) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| # | config | best img/s | config mean img/s | at concurrency | p50 ms | p99 ms "
+        "| mean executed batch | sweep (c: img/s, p99) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for trial in result.trials:
         point = trial.best_point
@@ -120,11 +122,13 @@ def trials_markdown(result: TuneResult) -> str:
         mark = " **best**" if best is not None and trial.index == best.index else ""
         if point is None:
             reason = trial.error or "no concurrency met the limit"
-            lines.append(f"| {trial.index} | {trial.label}{mark} | – | – | – | – | – | {sweep or reason} |")
+            dashes = " | ".join("–" * 6)
+            lines.append(f"| {trial.index} | {trial.title}{mark} | {dashes} | {sweep or reason} |")
             continue
         lines.append(
-            f"| {trial.index} | {trial.label}{mark} | {point.throughput_img_s:.1f} | {point.concurrency} | "
-            f"{point.p50_ms:.2f} | {point.p99_ms:.2f} | {point.mean_executed_batch:.2f} | {sweep} |"
+            f"| {trial.index} | {trial.title}{mark} | {point.throughput_img_s:.1f} | "
+            f"{result.mean_score(trial.serving):.1f} | {point.concurrency} | {point.p50_ms:.2f} | "
+            f"{point.p99_ms:.2f} | {point.mean_executed_batch:.2f} | {sweep} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -34,17 +34,23 @@ def test_tiny_tune_records_every_trial_and_installs_a_best_config_that_loads(
 
     report = run_tune(settings, MODEL, options, tmp_path / "out")
 
-    # Phase 1 tries both layouts, phase 2 one more max batch size on the winner: three trials.
-    assert len(report.result.trials) == 3
+    # Phase 1 tries both layouts, phase 2 one more max batch size on the winner: three trials; then the
+    # two leading configs are measured again, the leader last.
+    assert len(report.result.trials) == 5
     saved = json.loads(report.json_path.read_text())
-    assert [t["index"] for t in saved["trials"]] == [1, 2, 3]
+    assert [t["index"] for t in saved["trials"]] == [1, 2, 3, 4, 5]
+    first_three = sorted(saved["trials"][:3], key=lambda t: t["score_img_s"], reverse=True)
+    leader, runner_up = first_three[0], first_three[1]
+    assert [t["confirms"] for t in saved["trials"]] == [None, None, None, runner_up["index"], leader["index"]]
+    assert saved["trials"][4]["label"] == leader["label"]
     for trial in saved["trials"]:
         assert trial["error"] is None and trial["feasible"], trial
         assert [p["concurrency"] for p in trial["points"]] == [1, 2]
         assert all(p["throughput_img_s"] > 0 and p["mean_executed_batch"] >= 1 for p in trial["points"])
     labels = {t["label"] for t in saved["trials"]}
     assert {"2x1 mb4 delay0us pref[-]", "1x1 mb4 delay0us pref[-]"} <= labels
-    assert "| 3 |" in report.markdown_path.read_text()
+    markdown = report.markdown_path.read_text()
+    assert "| 5 |" in markdown and f"(re-run of #{leader['index']})" in markdown
 
     best = report.result.best
     assert best is not None and saved["best"]["index"] == best.index

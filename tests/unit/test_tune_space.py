@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.modelzoo.repository import ServingConfig
-from services.perf.tune import Trial, TrialPoint, TuneSpace
+from services.perf.tune import Trial, TrialPoint, TuneResult, TuneSpace, _to_confirm
 
 
 def point(concurrency: int, img_s: float, p99: float, errors: int = 0) -> TrialPoint:
@@ -47,3 +47,30 @@ def test_trial_score_is_the_best_throughput_within_the_limit() -> None:
     assert trial.score == 300
     failing = Trial(2, ServingConfig(), (point(1, 100, 50), point(4, 900, 5, errors=1)), p99_limit_ms=10)
     assert failing.best_point is None and failing.score == 0
+
+
+def _trial(
+    index: int, serving: ServingConfig, img_s: float, p99: float = 5.0, confirms: int | None = None
+) -> Trial:
+    return Trial(index, serving, (point(4, img_s, p99),), p99_limit_ms=10, confirms=confirms)
+
+
+def test_the_two_leading_configs_are_measured_again_worst_first() -> None:
+    a, b, c = (ServingConfig(instance_count=n) for n in (1, 2, 4))
+    trials = [_trial(1, a, 300), _trial(2, b, 340), _trial(3, c, 100, p99=50), _trial(4, a, 310)]
+    assert [t.index for t in _to_confirm(trials, top=2)] == [4, 2]  # a (its best trial), then the leader
+    assert _to_confirm(trials, top=0) == []
+    assert _to_confirm([_trial(1, a, 300), _trial(2, c, 90, p99=50)], top=2) == []  # one feasible: no order
+
+
+def test_the_winner_is_the_config_with_the_best_mean_not_the_luckiest_trial() -> None:
+    a, b = ServingConfig(instance_count=1), ServingConfig(instance_count=2)
+    lucky = TuneResult("m", 10, (_trial(1, a, 300), _trial(2, b, 429), _trial(3, b, 180, confirms=2),
+                                 _trial(4, a, 320, confirms=1)))  # fmt: skip
+    assert (lucky.mean_score(a), lucky.mean_score(b)) == (310, 304.5)
+    assert lucky.best is not None and lucky.best.index == 4  # a: the latest measurement of the winner
+    assert lucky.best.title == "1x1 mb8 delay0us pref[-] (re-run of #1)"
+    over_limit = _trial(3, b, 500, p99=50, confirms=2)
+    missed = TuneResult("m", 10, (_trial(1, a, 300), _trial(2, b, 340), over_limit))
+    assert missed.mean_score(b) == 170  # a re-run over the limit scores 0
+    assert missed.best is not None and missed.best.index == 1
