@@ -83,8 +83,8 @@ class ModelSpec:
     # least). The MobileNets get 4, two single-thread instances per core on 2 cores: their batch of 8
     # runs ~45 ms, and the Python backend's handoff between batches (inputs copied into the stub's
     # shared memory, two IPC wake-ups) left the core idle ≈ 5 % of the time, which a second instance
-    # fills (mobilenet_v3_large: 302–316 → 317–330 img/s, docs/benchmarks.md). Heavy models would only
-    # double their memory for ~1 %.
+    # fills (shared memory, 64 clients: mobilenet_v3_large 302–316 → 317–330 img/s, mobilenet_v3_small
+    # 792–913 → 917–961; docs/benchmarks.md). Heavy models would only double their memory for ~1 %.
     cpu_instances: int = 2
     reference: str = ""
     summary: str = ""
