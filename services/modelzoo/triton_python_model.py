@@ -60,8 +60,15 @@ class _OrtEngine:
         options.inter_op_num_threads = int(params.get("inter_op_thread_count", "1") or 0)
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if params.get("allow_spinning") in {"0", "1"}:
-            options.add_session_config_entry("session.intra_op.allow_spinning", params["allow_spinning"])
+        spinning = params.get("allow_spinning")
+        if spinning not in {"0", "1"} and options.intra_op_num_threads != 1:
+            # NOTE: ORT lets idle intra-op threads spin by default. In a stub sharing the cores with
+            # Triton's threads, a spinning pool stalled requests for ~500 ms at a time (1 instance x 2
+            # threads, mobilenet_v3_small, 2 cores: 6-37 img/s, p99 504 ms at one client; without
+            # spinning 120-278 img/s, p99 5-15 ms). `allow_spinning: "1"` brings it back.
+            spinning = "0"
+        if spinning in {"0", "1"}:
+            options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
 
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         providers = _providers(
@@ -73,7 +80,8 @@ class _OrtEngine:
         self.session = ort.InferenceSession(path, options, providers=providers)
         pb_utils.Logger.log_info(
             f"{args['model_name']}: ONNX Runtime {ort.__version__} providers={self.session.get_providers()} "
-            f"intra_op={options.intra_op_num_threads} inter_op={options.inter_op_num_threads}"
+            f"intra_op={options.intra_op_num_threads} inter_op={options.inter_op_num_threads} "
+            f"spinning={'off' if spinning == '0' else 'on'}"
         )
 
     def run(self, batch: np.ndarray) -> np.ndarray:

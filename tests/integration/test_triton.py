@@ -171,3 +171,29 @@ def test_shared_memory_of_a_killed_server_is_removed_by_stop_and_by_the_next_sta
     os.killpg(server.pid, signal.SIGKILL)
     server.stop()  # and so does stop() after a crash
     assert server.python_shm_regions() == []
+
+
+@pytest.mark.parametrize(("allow_spinning", "expected"), [(None, "spinning=off"), ("1", "spinning=on")])
+def test_multi_thread_instances_do_not_spin_unless_asked(
+    model_repository: Path, tmp_path: Path, allow_spinning: str | None, expected: str
+) -> None:
+    """ORT's spinning intra-op pool stalled served requests for ~500 ms on 2 shared cores (model.py)."""
+    import shutil
+
+    from services.modelzoo.repository import ServingConfig, write_model_files
+
+    repository = tmp_path / "repo"
+    shutil.copytree(model_repository / "mobilenet_v3_small", repository / "mobilenet_v3_small")
+    extra = {"allow_spinning": allow_spinning} if allow_spinning else {}
+    serving = ServingConfig(instance_count=1, intra_op_threads=2, extra_parameters=extra)
+    write_model_files(repository, "mobilenet_v3_small", 224, 1000, serving)
+    server = own_server(repository, tmp_path / "state")
+    server.start()
+    try:
+        client = httpclient.InferenceServerClient(server.settings.triton_http_url.removeprefix("http://"))
+        tensor = httpclient.InferInput(INPUT_NAME, [1, 3, 224, 224], "FP32")
+        tensor.set_data_from_numpy(random_batch(1, 224, seed=3))
+        assert client.infer("mobilenet_v3_small", [tensor]).as_numpy(OUTPUT_NAME).shape == (1, 1000)
+    finally:
+        server.stop()
+    assert f"intra_op=2 inter_op=1 {expected}" in server.log_path.read_text()
