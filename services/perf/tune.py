@@ -197,11 +197,17 @@ class TuneResult:
 
     @property
     def best(self) -> Trial | None:
-        """The latest trial of the config with the best mean score (feasible in its best trial)."""
+        """The latest trial of the config with the best mean score (feasible in its best trial).
+
+        When leaders were measured again, only they compete: a config measured once, and behind them
+        at that, would otherwise win on the luck of its single number while theirs regress to the mean.
+        """
         feasible = [t for t in self.trials if t.best_point is not None]
-        if not feasible:
+        confirmed = {t.confirms for t in self.trials if t.confirms is not None}
+        finalists = [t for t in feasible if t.index in confirmed or t.confirms is not None] or feasible
+        if not finalists:
             return None
-        winner = max(feasible, key=lambda t: (self.mean_score(t.serving), t.score))
+        winner = max(finalists, key=lambda t: (self.mean_score(t.serving), t.score))
         return [t for t in self.measurements(winner.serving) if t.best_point is not None][-1]
 
 

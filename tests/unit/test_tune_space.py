@@ -70,7 +70,17 @@ def test_the_winner_is_the_config_with_the_best_mean_not_the_luckiest_trial() ->
     assert (lucky.mean_score(a), lucky.mean_score(b)) == (310, 304.5)
     assert lucky.best is not None and lucky.best.index == 4  # a: the latest measurement of the winner
     assert lucky.best.title == "1x1 mb8 delay0us pref[-] (re-run of #1)"
-    over_limit = _trial(3, b, 500, p99=50, confirms=2)
-    missed = TuneResult("m", 10, (_trial(1, a, 300), _trial(2, b, 340), over_limit))
+    over_limit = _trial(4, b, 500, p99=50, confirms=2)
+    trials = (_trial(1, a, 300), _trial(2, b, 340), _trial(3, a, 290, confirms=1), over_limit)
+    missed = TuneResult("m", 10, trials)
     assert missed.mean_score(b) == 170  # a re-run over the limit scores 0
-    assert missed.best is not None and missed.best.index == 1
+    assert missed.best is not None and missed.best.index == 3
+
+
+def test_once_leaders_are_measured_again_a_config_measured_once_cannot_win() -> None:
+    a, b, c = (ServingConfig(instance_count=n) for n in (1, 2, 4))
+    trials = (_trial(1, a, 723), _trial(2, b, 704), _trial(3, c, 703), _trial(4, b, 697, confirms=2),
+              _trial(5, a, 679, confirms=1))  # fmt: skip
+    result = TuneResult("m", 10, trials)
+    assert result.mean_score(c) > result.mean_score(a) > result.mean_score(b)
+    assert result.best is not None and result.best.serving == a and result.best.index == 5
