@@ -31,7 +31,7 @@ from typing import Any
 from services.modelzoo.catalog import resolve_triton_name
 from services.modelzoo.export import ExportOptions, export_model
 from services.modelzoo.manifest import read_manifest
-from services.modelzoo.repository import model_dir
+from services.modelzoo.repository import model_dir, refresh_python_model
 from services.perf.client import Transport
 from services.perf.inprocess import InProcessPoint, Layout, layouts_for, measure_inprocess, resolve_model_name
 from services.perf.load import LoadTarget, paired_latency, run_load
@@ -143,8 +143,10 @@ def bench_model(model: str, options: BenchOptions, log: Log) -> dict[str, Any]:
 
 def ensure_exported(model: str, repository: Path, log: Log) -> None:
     """Export with the default serving config when the model is missing (a present config is kept:
-    the bench measures what the repository serves, tuned or not)."""
+    the bench measures what the repository serves, tuned or not; its model.py is brought up to date)."""
     if read_manifest(model_dir(repository, model)) is not None:
+        if refresh_python_model(repository, model):
+            log(f"  {model}: rewrote model.py (this deploylab ships a different one)")
         return
     spec, variant = resolve_triton_name(model)
     log(f"  exporting {model} (first run only) …")

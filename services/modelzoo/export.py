@@ -39,6 +39,7 @@ from .repository import (
     ensure_writable,
     model_dir,
     onnx_path,
+    refresh_python_model,
     write_model_files,
 )
 from .versions import library_versions
@@ -100,6 +101,9 @@ def export_model(
         and onnx_file.stat().st_size == previous.onnx_bytes
     ):
         if _jsonable(previous.serving) == _jsonable(serving):
+            if refresh_python_model(repository, name):
+                step(name, "unchanged but for deploylab's model.py: rewrote it, kept the ONNX file")
+                return ExportOutcome(name, "reconfigured", previous)
             step(name, "unchanged, skipped (use --force to re-export)")
             return ExportOutcome(name, "skipped", previous)
         write_model_files(repository, name, spec.input_size, spec.num_classes, chosen)

@@ -182,11 +182,31 @@ def write_model_files(
     _atomic_write(directory / CONFIG_FILENAME, config_text)
     python_model = version / PYTHON_MODEL_FILENAME
     if serving.backend == "python":
-        source = resources.files("services.modelzoo").joinpath("triton_python_model.py")
-        _atomic_write(python_model, source.read_text())
+        _atomic_write(python_model, _python_model_source())
     elif python_model.exists():
         python_model.unlink()
     return directory
+
+
+def refresh_python_model(repository: Path, model_name: str) -> bool:
+    """Rewrite a Python-backend model's `model.py` when this deploylab ships a different one; True if so.
+
+    The file is copied into the repository at export, so a fix to it (say, a default engine option)
+    would otherwise reach an exported model only with `--force`. A model without one (onnxruntime
+    backend) is left alone.
+    """
+    python_model = model_dir(repository, model_name) / MODEL_VERSION / PYTHON_MODEL_FILENAME
+    if not python_model.is_file():
+        return False
+    current = _python_model_source()
+    if python_model.read_text() == current:
+        return False
+    _atomic_write(python_model, current)
+    return True
+
+
+def _python_model_source() -> str:
+    return resources.files("services.modelzoo").joinpath("triton_python_model.py").read_text()
 
 
 def remove_model(repository: Path, model_name: str) -> None:

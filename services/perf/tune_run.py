@@ -16,7 +16,7 @@ from pathlib import Path
 
 from services.modelzoo.catalog import resolve_triton_name
 from services.modelzoo.manifest import read_manifest, write_manifest
-from services.modelzoo.repository import CONFIG_FILENAME, model_dir, write_model_files
+from services.modelzoo.repository import CONFIG_FILENAME, model_dir, refresh_python_model, write_model_files
 from services.runtime.settings import RuntimeSettings
 from services.runtime.triton import TritonServer
 
@@ -54,6 +54,7 @@ def run_tune(
             f"{model} is not exported in {settings.model_repository}: run `deploylab export` first"
         )
     previous_config = (directory / CONFIG_FILENAME).read_text()
+    refresh_python_model(settings.model_repository, model)  # trials run this deploylab's model.py
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir.mkdir(parents=True, exist_ok=True)
 

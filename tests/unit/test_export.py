@@ -106,3 +106,16 @@ def test_a_default_export_serves_light_models_with_two_instances_per_thread_slot
     for name, count in (("mobilenet_v3_small", 4), ("resnet18", 2)):
         config = parse_triton_config((model_repository / name / "config.pbtxt").read_text())
         assert config.instance_group[0].count == count
+
+
+def test_an_unchanged_model_gets_this_deploylabs_model_py(model_repository: Path, tmp_path: Path) -> None:
+    shutil.copytree(model_repository / "mobilenet_v3_small", tmp_path / "mobilenet_v3_small")
+    python_model = tmp_path / "mobilenet_v3_small" / "1" / "model.py"
+    current = python_model.read_text()
+    python_model.write_text(current + "\n# an older deploylab's copy\n")
+    onnx_before = onnx_path(tmp_path, "mobilenet_v3_small").stat().st_mtime_ns
+    spec = get_spec("mobilenet_v3_small")
+    assert export_model(spec, "default", tmp_path, ExportOptions()).status == "reconfigured"
+    assert python_model.read_text() == current
+    assert onnx_path(tmp_path, "mobilenet_v3_small").stat().st_mtime_ns == onnx_before
+    assert export_model(spec, "default", tmp_path, ExportOptions()).status == "skipped"
