@@ -261,19 +261,9 @@ def _to_confirm(trials: Sequence[Trial], top: int) -> list[Trial]:
     """The `top` best feasible configs (one trial each), worst first; none when fewer than two qualify:
     re-measuring matters only where an order is decided."""
     feasible = sorted((t for t in trials if t.best_point is not None), key=lambda t: t.score, reverse=True)
-    leaders = _unique_trials(feasible)[:top]
+    configs = _unique([t.serving for t in feasible])[:top]
+    leaders = [next(t for t in feasible if t.serving == config) for config in configs]
     return list(reversed(leaders)) if len(leaders) >= 2 else []
-
-
-def _unique_trials(trials: Sequence[Trial]) -> list[Trial]:
-    """The first trial of each distinct config, order kept."""
-    seen: list[ServingConfig] = []
-    unique = []
-    for trial in trials:
-        if trial.serving not in seen:
-            seen.append(trial.serving)
-            unique.append(trial)
-    return unique
 
 
 def _leader(trials: Sequence[Trial]) -> Trial | None:
