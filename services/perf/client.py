@@ -322,6 +322,8 @@ class ClassifyClient:
     is measured from real encoded bytes, which is what callers send.
     """
 
+    HEADERS = {"Content-Type": "image/jpeg"}
+
     def __init__(self, url: str, model: str, jpeg: bytes, top_k: int = 5, timeout_s: float = 60.0) -> None:
         host, port = _host_port(url)
         self.model = model
@@ -331,11 +333,10 @@ class ClassifyClient:
 
     def request_parts(self, batch: np.ndarray) -> list[memoryview]:
         """The whole HTTP request `infer` sends (see KServeHttpClient.request_parts)."""
-        return self.connection.encode("POST", self.path, {"Content-Type": "image/jpeg"}, [self.jpeg])
+        return self.connection.encode("POST", self.path, self.HEADERS, [self.jpeg])
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        headers = {"Content-Type": "image/jpeg"}
-        status, _, data = self.connection.request("POST", self.path, headers, [self.jpeg])
+        status, _, data = self.connection.request("POST", self.path, self.HEADERS, [self.jpeg])
         if status != 200:
             raise TritonRequestError(f"classify {self.model}: HTTP {status}: {data[:200]!r}")
         results = json.loads(data)["results"]
