@@ -188,6 +188,7 @@ def served_config(config: dict[str, Any]) -> dict[str, Any]:
         "dynamic_batching": bool(config.get("dynamic_batching")),
         "max_queue_delay_us": int(batching.get("max_queue_delay_microseconds", 0)),
         "preferred_batch_sizes": [int(b) for b in batching.get("preferred_batch_size", [])],
+        "pipeline": parameters.get("pipeline") == "1",
     }
 
 

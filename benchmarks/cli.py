@@ -82,6 +82,10 @@ def tune_command(
     confirm: Annotated[
         int, typer.Option(min=0, help="leading configs measured again at the end; score = their mean")
     ] = 2,
+    pipeline: Annotated[
+        bool,
+        typer.Option(help="every trial pipelined: instances stage their next batch while the engine runs"),
+    ] = False,
     out: Annotated[Path, typer.Option(help="where the trials table goes")] = Path("results/tune"),
 ) -> None:
     """Search serving configs for the most throughput under a p99 limit; install the best config.pbtxt.
@@ -89,6 +93,7 @@ def tune_command(
     Each trial is loaded into a running Triton through model control (no restart); the default search
     takes a few minutes on 2 cores. Widen it with --grid, --layouts, --max-batch, --queue-delay-us.
     """
+    from services.modelzoo.repository import ServingConfig
     from services.perf.inprocess import resolve_model_name
     from services.perf.tune import TuneOptions, TuneSpace
     from services.perf.tune_run import run_tune
@@ -99,6 +104,7 @@ def tune_command(
         max_batch_sizes=_ints(max_batch, "--max-batch"),
         queue_delays_us=_ints(queue_delay_us, "--queue-delay-us"),
         preferred_batch_sizes=_preferred(preferred),
+        base=ServingConfig(pipeline=pipeline),
     )
     options = TuneOptions(
         p99_ms=p99_ms,

@@ -43,7 +43,8 @@ def _model_section(model: str, record: dict[str, Any], options: dict[str, Any]) 
         f"### {model}",
         "",
         f"Served config: {serving.get('instance_count')} instances × {serving.get('intra_op_threads')} ORT "
-        f"thread(s), max batch {serving.get('max_batch_size')}, "
+        f"thread(s){' (pipelined)' if serving.get('pipeline') else ''}, "
+        f"max batch {serving.get('max_batch_size')}, "
         f"queue delay {serving.get('max_queue_delay_us')} µs"
         f"; ONNX {record.get('onnx_mib')} MiB.",
         "",

@@ -53,6 +53,9 @@ class ServingConfig:
     intra_op_threads: int = 1
     inter_op_threads: int = 1
     tensorrt: bool = False  # onnxruntime backend on GPU only: TensorRT execution accelerator (fp16)
+    # Python backend only: each instance stages its next batch while its engine thread runs one
+    # (services/modelzoo/triton_python_model.py, `_Pipeline`); half the instances for the same throughput.
+    pipeline: bool = False
     warmup: bool = True
     extra_parameters: dict[str, str] = field(default_factory=dict)
 
@@ -70,6 +73,8 @@ class ServingConfig:
             raise ValueError(f"preferred batch sizes {too_big} outside 1..max_batch_size")
         if self.tensorrt and (self.backend != "onnxruntime" or self.instance_kind != "gpu"):
             raise ValueError("tensorrt needs backend 'onnxruntime' and instance kind 'gpu'")
+        if self.pipeline and self.backend != "python":
+            raise ValueError("pipeline needs backend 'python' (it is how deploylab's model.py runs batches)")
 
 
 def tensor_dims(shape: tuple[int, ...], max_batch_size: int) -> list[int]:
@@ -123,6 +128,7 @@ def build_model_config(
     parameters = {
         "intra_op_thread_count": str(serving.intra_op_threads),
         "inter_op_thread_count": str(serving.inter_op_threads),
+        **({"pipeline": "1"} if serving.pipeline else {}),
         **serving.extra_parameters,
     }
     for key, value in parameters.items():

@@ -15,12 +15,17 @@ Engines (config parameter `engine`):
   and runs fp16 + channels_last on the instance's GPU. With `torch_cuda_graphs` 1 it captures one
   CUDA graph per power-of-two batch size up to max_batch_size and pads each batch to the next one:
   launch overhead disappears, which is most of a small batch's time on a large GPU.
+
+With `pipeline` 1 (onnxruntime engine) an instance stages its next batch while its engine runs one
+(`_Pipeline`): the throughput of two instances per core from one.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
+import threading
 from typing import Any
 
 import numpy as np
@@ -259,6 +264,90 @@ def _build_torch_model(params: dict[str, str], version_dir: str):  # type: ignor
     return model
 
 
+class _Pipeline:
+    """Double buffering (config parameter `pipeline: "1"`): `execute` stages batch N+1 while an engine
+    thread runs batch N.
+
+    Without it an instance's core idles while Triton answers batch N and copies batch N+1 into the
+    stub (≈5 % per core for mobilenet_v3_large on 2 cores); a second instance per core fills that gap
+    too, at the price of a second copy of the weights and session. Measured on 2 cores, interleaved:
+    2 pipelined instances 309 img/s, 4 plain ones 311, Triton's PSS 352 vs 615 MiB, batch-1 p50
+    +0.2 ms (two thread hand-offs).
+
+    `execute` copies the inputs into one of two reused buffers (Triton reuses their memory once it
+    returns), hands the batch over and returns when the engine thread has taken it. A third thread
+    answers each request through its response sender, a round trip to Triton (≈0.4 ms) that would
+    otherwise keep the engine waiting. The price: Triton's compute time for a batch now covers staging
+    and the wait for the previous batch, not the engine run, so its latency statistics understate.
+    """
+
+    def __init__(self, engine: _OrtEngine, output_name: str, model_name: str) -> None:
+        self.engine = engine
+        self.output_name = output_name
+        self.model_name = model_name
+        self.jobs: queue.Queue = queue.Queue(maxsize=1)
+        self.buffers: list[np.ndarray | None] = [None, None]
+        self.turn = 0
+        self.answers: queue.Queue = queue.Queue()
+        self.threads = [
+            threading.Thread(target=self._run_batches, name="deploylab-engine", daemon=True),
+            threading.Thread(target=self._send_answers, name="deploylab-answers", daemon=True),
+        ]
+        for thread in self.threads:
+            thread.start()
+        pb_utils.Logger.log_info(f"{model_name}: pipeline on (next batch staged while the engine runs one)")
+
+    def _stage(self, arrays: list) -> np.ndarray:
+        """The requests' inputs copied into one of two reused buffers (the other may be running)."""
+        rows = sum(a.shape[0] for a in arrays)
+        buffer = self.buffers[self.turn]
+        if buffer is None or buffer.shape[0] < rows or buffer.shape[1:] != arrays[0].shape[1:]:
+            buffer = np.empty((rows, *arrays[0].shape[1:]), dtype=np.float32)
+            self.buffers[self.turn] = buffer
+        self.turn ^= 1
+        return np.concatenate(arrays, axis=0, out=buffer[:rows], casting="same_kind")
+
+    def submit(self, requests: list, arrays: list) -> None:
+        batch = self._stage(arrays)
+        senders = [r.get_response_sender() for r in requests]
+        self.jobs.put((senders, batch, [a.shape[0] for a in arrays]))
+        self.jobs.join()  # returns once the engine thread has taken the batch: one running, one staged
+
+    def _run_batches(self) -> None:
+        while True:
+            job = self.jobs.get()
+            self.jobs.task_done()
+            if job is None:
+                self.answers.put(None)
+                return
+            senders, batch, sizes = job
+            try:
+                logits = self.engine.run(batch)
+                responses, offset = [], 0
+                for size in sizes:
+                    tensor = pb_utils.Tensor(self.output_name, logits[offset : offset + size])
+                    responses.append(pb_utils.InferenceResponse(output_tensors=[tensor]))
+                    offset += size
+            except Exception as exc:  # noqa: BLE001 - every request must get an answer
+                error = pb_utils.TritonError(f"inference failed: {type(exc).__name__}: {exc}")
+                responses = [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in sizes]
+            self.answers.put((senders, responses))
+
+    def _send_answers(self) -> None:
+        final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        while (answer := self.answers.get()) is not None:
+            for sender, response in zip(*answer, strict=True):
+                try:
+                    sender.send(response, flags=final)
+                except Exception as exc:  # noqa: BLE001 - a cancelled request must not stop the rest
+                    pb_utils.Logger.log_warn(f"{self.model_name}: could not send a response: {exc}")
+
+    def close(self) -> None:
+        self.jobs.put(None)
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+
 class TritonPythonModel:
     """One engine per instance; `execute` batches every request Triton hands it."""
 
@@ -272,9 +361,18 @@ class TritonPythonModel:
             self.engine = _TorchEngine(args, params, int(config.get("max_batch_size", 0)))
         else:
             self.engine = _OrtEngine(args, params, self.input_name, self.output_name)
+        self.pipeline: _Pipeline | None = None
+        if params.get("pipeline", "0") == "1":
+            if isinstance(self.engine, _OrtEngine):
+                self.pipeline = _Pipeline(self.engine, self.output_name, args["model_name"])
+            else:
+                pb_utils.Logger.log_warn(f"{args['model_name']}: pipeline applies to onnxruntime only; off")
 
-    def execute(self, requests: list) -> list:
+    def execute(self, requests: list) -> list | None:
         tensors = [pb_utils.get_input_tensor_by_name(r, self.input_name) for r in requests]
+        if self.pipeline is not None:
+            self.pipeline.submit(requests, [t.as_numpy() for t in tensors])
+            return None
         try:
             assert self.engine is not None, "execute() after finalize()"
             outputs = self.engine.infer(tensors, self.output_name)
@@ -284,4 +382,7 @@ class TritonPythonModel:
         return [pb_utils.InferenceResponse(output_tensors=[out]) for out in outputs]
 
     def finalize(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.close()
+            self.pipeline = None
         self.engine = None

@@ -197,3 +197,39 @@ def test_multi_thread_instances_do_not_spin_unless_asked(
     finally:
         server.stop()
     assert f"intra_op=2 inter_op=1 {expected}" in server.log_path.read_text()
+
+
+def test_a_pipelined_instance_answers_every_request_with_its_own_logits(
+    model_repository: Path, tmp_path: Path
+) -> None:
+    """`pipeline`: execute() stages a batch and returns; the answers come later through response
+    senders. One instance, concurrent distinct requests: every answer must belong to its request."""
+    import shutil
+
+    from services.modelzoo.repository import ServingConfig, write_model_files
+
+    repository = tmp_path / "repo"
+    shutil.copytree(model_repository / "mobilenet_v3_small", repository / "mobilenet_v3_small")
+    serving = ServingConfig(instance_count=1, pipeline=True)
+    write_model_files(repository, "mobilenet_v3_small", 224, 1000, serving)
+    server = own_server(repository, tmp_path / "state")
+    server.start()
+    try:
+        url = server.settings.triton_http_url.removeprefix("http://")
+        inputs = [random_batch(1 + i % 2, 224, seed=100 + i) for i in range(32)]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+            served = list(pool.map(lambda batch: http_infer(url, "mobilenet_v3_small", batch), inputs))
+        expected = in_process_logits(repository, "mobilenet_v3_small", np.concatenate(inputs))
+        offset = 0
+        for batch, logits in zip(inputs, served, strict=True):
+            assert_parity(logits, expected[offset : offset + len(batch)])
+            offset += len(batch)
+        stats = httpclient.InferenceServerClient(url).get_inference_statistics("mobilenet_v3_small")
+        model_stats = stats["model_stats"][0]
+        assert model_stats["inference_count"] >= 48  # 32 requests, 48 images, plus the warm-up
+        assert max(b["batch_size"] for b in model_stats["batch_stats"]) > 1
+    finally:
+        server.stop()
+    log = server.log_path.read_text()
+    assert "pipeline on" in log
+    assert "could not send a response" not in log and "Failed to process" not in log

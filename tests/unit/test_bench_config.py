@@ -11,7 +11,7 @@ def test_the_bench_names_the_config_triton_serves_not_the_manifest() -> None:
         "max_batch_size": 8,
         "instance_group": [{"count": 3, "kind": "KIND_CPU"}, {"count": 1, "kind": "KIND_CPU"}],
         "dynamic_batching": {"max_queue_delay_microseconds": 500, "preferred_batch_size": [4, 8]},
-        "parameters": {"intra_op_thread_count": {"string_value": "1"}},
+        "parameters": {"intra_op_thread_count": {"string_value": "1"}, "pipeline": {"string_value": "1"}},
     }
     assert served_config(triton_json) == {
         "backend": "python",
@@ -21,6 +21,7 @@ def test_the_bench_names_the_config_triton_serves_not_the_manifest() -> None:
         "dynamic_batching": True,
         "max_queue_delay_us": 500,
         "preferred_batch_sizes": [4, 8],
+        "pipeline": True,
     }
 
 
@@ -30,3 +31,4 @@ def test_a_config_without_groups_batching_or_threads_reads_as_tritons_defaults()
     assert config["instance_count"] == 1  # Triton's default: one instance
     assert config["intra_op_threads"] == 0  # ONNX Runtime decides
     assert (config["dynamic_batching"], config["max_queue_delay_us"]) == (False, 0)
+    assert config["pipeline"] is False

@@ -139,3 +139,19 @@ def test_export_gives_cpu_instances_from_the_catalog_and_gpu_instances_the_gener
         assert "kept the ONNX file" in result.output  # a serving change only rewrites the config
         group = parse_triton_config(config_file.read_text()).instance_group[0]
         assert (group.count, group.kind) == expected
+
+
+def test_export_pipeline_flag_reaches_the_config_and_is_refused_off_the_python_backend(
+    model_repository: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from services.modelzoo.repository import parse_triton_config
+
+    shutil.copytree(model_repository / "mobilenet_v3_small", tmp_path / "mobilenet_v3_small")
+    args = ["export", "mobilenet_v3_small", "--repository", str(tmp_path), "--instances", "2", "--pipeline"]
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    config = parse_triton_config((tmp_path / "mobilenet_v3_small" / "config.pbtxt").read_text())
+    assert config.parameters["pipeline"].string_value == "1"
+    assert_one_line_error(run_cli(*args, "--backend", "onnxruntime"), "pipeline", "python")

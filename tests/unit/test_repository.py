@@ -93,11 +93,21 @@ def test_tensorrt_accelerator_rendered_for_gpu_onnxruntime() -> None:
         {"preferred_batch_sizes": (16,), "max_batch_size": 8},
         {"tensorrt": True},
         {"max_queue_delay_us": -5},
+        {"pipeline": True, "backend": "onnxruntime"},
     ],
 )
 def test_nonsense_serving_configs_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         ServingConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_pipeline_is_a_model_parameter_only_when_asked_for() -> None:
+    def parameters(serving: ServingConfig) -> dict[str, str]:
+        config = parse_triton_config(render_triton_config("m", 224, 1000, serving))
+        return {k: v.string_value for k, v in config.parameters.items()}
+
+    assert "pipeline" not in parameters(ServingConfig())
+    assert parameters(ServingConfig(pipeline=True))["pipeline"] == "1"
 
 
 def test_python_backend_gets_model_py_and_onnxruntime_backend_does_not(tmp_path: Path) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from services.modelzoo.repository import ServingConfig
-from services.perf.tune import Trial, TrialPoint, TuneResult, TuneSpace, _to_confirm
+from services.perf.triton_admin import TritonAdminError
+from services.perf.tune import Trial, TrialPoint, TuneResult, TuneSpace, _check_applied, _to_confirm
 
 
 def point(concurrency: int, img_s: float, p99: float, errors: int = 0) -> TrialPoint:
@@ -32,6 +35,24 @@ def test_batching_phase_varies_one_knob_at_a_time_on_the_winner() -> None:
 def test_grid_is_the_deduplicated_product() -> None:
     space = TuneSpace(layouts=((1, 1), (1, 1), (2, 1)), max_batch_sizes=(4,), queue_delays_us=(0, 100))
     assert len(space.grid(cores=2)) == 4
+
+
+def test_a_pipelined_base_pipelines_every_trial_and_says_so() -> None:
+    space = TuneSpace(base=ServingConfig(pipeline=True))
+    configs = [*space.layout_phase(cores=2), *space.batching_phase(space.layout_phase(cores=2)[0])]
+    assert configs and all(c.pipeline for c in configs)
+    assert Trial(1, configs[0], (), 10.0).label.startswith("2x1 pipelined ")
+
+
+def test_a_trial_whose_pipeline_setting_triton_did_not_apply_is_refused() -> None:
+    served = {
+        "max_batch_size": 8,
+        "instance_group": [{"count": 2}],
+        "parameters": {"intra_op_thread_count": {"string_value": "1"}},
+    }
+    _check_applied(served, ServingConfig())
+    with pytest.raises(TritonAdminError, match="pipeline"):
+        _check_applied(served, ServingConfig(pipeline=True))
 
 
 def test_preferred_sizes_above_max_batch_are_dropped() -> None:
