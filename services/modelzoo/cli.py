@@ -192,6 +192,14 @@ def export_command(
 
     for spec in specs:
         serving_for(spec)  # refuse a bad combination before any model is built
+    if instances == 1 and max_batch > 0 and not pipeline:
+        # NOTE: measured with Triton 2.51 (the pip wheel's): with one busy instance the dynamic batcher
+        # sometimes misses the instance coming free and waits out its 500 ms timer (queue time, not
+        # compute); 2 instances or a pipelined one never did (docs/benchmarks.md, Levers on CPU).
+        console.print(
+            "[yellow]one instance with dynamic batching: Triton's batcher stalls ~500 ms at times under "
+            "concurrent load; --instances 2 or --pipeline avoid it[/yellow]"
+        )
     jobs = _jobs(specs, variant)
     console.print(f"exporting {len(jobs)} model(s) into {settings.model_repository}")
     for index, (spec, var) in enumerate(jobs, start=1):

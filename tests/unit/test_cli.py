@@ -155,3 +155,16 @@ def test_export_pipeline_flag_reaches_the_config_and_is_refused_off_the_python_b
     config = parse_triton_config((tmp_path / "mobilenet_v3_small" / "config.pbtxt").read_text())
     assert config.parameters["pipeline"].string_value == "1"
     assert_one_line_error(run_cli(*args, "--backend", "onnxruntime"), "pipeline", "python")
+
+
+def test_export_warns_about_a_single_batching_instance_unless_it_is_pipelined(
+    model_repository: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    shutil.copytree(model_repository / "mobilenet_v3_small", tmp_path / "mobilenet_v3_small")
+    base = ["export", "mobilenet_v3_small", "--repository", str(tmp_path), "--instances", "1"]
+    for extra, warned in (([], True), (["--pipeline"], False), (["--max-batch", "0"], False)):
+        result = runner.invoke(app, [*base, *extra], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        assert ("stalls ~500 ms" in result.output) is warned, result.output
