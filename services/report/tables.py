@@ -151,19 +151,28 @@ def latency_table(results: RunResults) -> Table:
     )
 
 
+PIPELINED_NOTE = (
+    " † pipelined instances (`export --pipeline`): Triton's compute for a batch is its staging and the wait "
+    "for the previous batch, not the engine run, so Triton's columns understate; read the client and "
+    "gateway numbers."
+)
+
+
 def server_table(results: RunResults) -> Table:
+    pipelined = {m.triton_model for m in results.models if m.serving.get("pipeline")}
     rows = []
     for p in all_points(results):
         tr, gw = p.triton, p.gateway
         batches = " ".join(f"{b.batch_size}:{b.executions}" for b in tr.batches) if tr else "–"
+        mark = "†" if p.triton_model in pipelined else ""
         rows.append(
             (
                 p.triton_model,
                 p.path,
                 LOOP_LABELS[p.loop],
                 load_of(p),
-                num(tr.queue_ms, 2) if tr else "–",
-                num(tr.compute_infer_ms, 2) if tr else "–",
+                num(tr.queue_ms, 2) + mark if tr else "–",
+                num(tr.compute_infer_ms, 2) + mark if tr else "–",
                 num(tr.avg_batch_size, 2) if tr else "–",
                 batches,
                 num(gw.preprocess_ms, 2) if gw else "–",
@@ -176,7 +185,8 @@ def server_table(results: RunResults) -> Table:
         "Server-side view",
         "Triton per request: queue and compute (a batched request is charged its batch's compute), average "
         "executed batch and executions per batch size (size:count). Gateway: mean preprocess, Triton round "
-        "trip and whole request, ms. Ramp steps are read while users run (approximate).",
+        "trip and whole request, ms. Ramp steps are read while users run (approximate)."
+        + (PIPELINED_NOTE if pipelined else ""),
         (
             "model",
             "path",

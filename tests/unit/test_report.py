@@ -121,3 +121,18 @@ def test_report_command_fails_clearly_without_results(tmp_path: Path) -> None:
     (tmp_path / "results.json").write_text("{}")
     with pytest.raises(ValueError, match="not a deploylab results file"):
         load_results(tmp_path)
+
+
+def test_triton_times_of_pipelined_models_are_marked_as_understated() -> None:
+    from services.report.tables import server_table
+
+    results = load_results(FIXTURE)
+    plain = server_table(results)
+    assert "pipelined" not in plain.note and not any("†" in cell for row in plain.rows for cell in row)
+    next(m for m in results.models if m.triton_model == "mobilenet_v3_large").serving["pipeline"] = True
+    table = server_table(results)
+    assert "pipelined" in table.note
+    queue, compute = table.columns.index("queue"), table.columns.index("compute")
+    for row in table.rows:
+        marked = row[0] == "mobilenet_v3_large" and row[compute] != "–"
+        assert row[compute].endswith("†") is marked and row[queue].endswith("†") is marked
