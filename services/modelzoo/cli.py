@@ -192,13 +192,13 @@ def export_command(
 
     for spec in specs:
         serving_for(spec)  # refuse a bad combination before any model is built
-    if instances == 1 and max_batch > 0 and not pipeline:
+    if instances == 1 and max_batch > 0:
         # NOTE: measured with Triton 2.51 (the pip wheel's): with one busy instance the dynamic batcher
         # sometimes misses the instance coming free and waits out its 500 ms timer (queue time, not
-        # compute); 2 instances or a pipelined one never did (docs/benchmarks.md, Levers on CPU).
+        # compute); 2 instances never did, a pipelined one only up to 16 clients (docs/benchmarks.md).
         console.print(
             "[yellow]one instance with dynamic batching: Triton's batcher stalls ~500 ms at times under "
-            "concurrent load; --instances 2 or --pipeline avoid it[/yellow]"
+            "concurrent load; --instances 2 avoids it[/yellow]"
         )
     jobs = _jobs(specs, variant)
     console.print(f"exporting {len(jobs)} model(s) into {settings.model_repository}")

@@ -157,14 +157,13 @@ def test_export_pipeline_flag_reaches_the_config_and_is_refused_off_the_python_b
     assert_one_line_error(run_cli(*args, "--backend", "onnxruntime"), "pipeline", "python")
 
 
-def test_export_warns_about_a_single_batching_instance_unless_it_is_pipelined(
-    model_repository: Path, tmp_path: Path
-) -> None:
+def test_export_warns_about_a_single_batching_instance(model_repository: Path, tmp_path: Path) -> None:
     import shutil
 
     shutil.copytree(model_repository / "mobilenet_v3_small", tmp_path / "mobilenet_v3_small")
-    base = ["export", "mobilenet_v3_small", "--repository", str(tmp_path), "--instances", "1"]
-    for extra, warned in (([], True), (["--pipeline"], False), (["--max-batch", "0"], False)):
+    base = ["export", "mobilenet_v3_small", "--repository", str(tmp_path)]
+    cases = ((["--instances", "1"], True), (["--instances", "1", "--max-batch", "0"], False), ([], False))
+    for extra, warned in cases:
         result = runner.invoke(app, [*base, *extra], env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output
         assert ("stalls ~500 ms" in result.output) is warned, result.output
