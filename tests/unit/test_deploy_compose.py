@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from services.gateway.settings import GatewaySettings
-from services.modelzoo.catalog import CATALOG
+from services.modelzoo.catalog import CATALOG, MODEL_SETS
 from services.runtime.settings import RuntimeSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,7 +104,7 @@ def test_exporter_writes_the_onnxruntime_gpu_repository_triton_serves() -> None:
     assert f"{volume}:/models:ro" in all_services["triton"]["volumes"]
 
 
-def test_exporter_exports_every_model_the_routing_table_routes() -> None:
+def test_every_model_the_routing_table_routes_is_exported_by_compose_and_by_default() -> None:
     models = default_value(services()["exporter"]["environment"]["DEPLOYLAB_EXPORT_MODELS"]).split()
     assert set(models) <= set(CATALOG)
     routing = yaml.safe_load((ROOT / "config" / "routing.yaml").read_text())
@@ -112,6 +112,8 @@ def test_exporter_exports_every_model_the_routing_table_routes() -> None:
     routed |= {r["shadow"]["model"] for r in routing["routes"] if "shadow" in r}
     missing = routed - set(models)
     assert not missing, f"config/routing.yaml routes {missing}, which compose never exports"
+    # and the local default export (`make compare`, `deploylab export`) serves every route too
+    assert routed <= set(MODEL_SETS["default"]), routed - set(MODEL_SETS["default"])
 
 
 def test_environment_names_are_settings_fields() -> None:
