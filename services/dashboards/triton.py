@@ -35,7 +35,9 @@ def build() -> Dashboard:
             timeseries_panel("Time per request: queue vs compute",
                              "Average seconds per successful request in each stage (rate of Triton's "
                              "cumulative counters over successful requests). Queue above compute means too "
-                             "few instances.", "s",
+                             "few instances. Models exported with --pipeline answer after Triton's compute "
+                             "ends: their stages leave out the engine run (read the gateway's Triton round "
+                             "trip instead).", "s",
                              _rule(q.TRITON_QUEUE_TIME, "{{model}} queue"),
                              _rule(q.TRITON_COMPUTE_INPUT_TIME, "{{model}} compute input"),
                              _rule(q.TRITON_COMPUTE_INFER_TIME, "{{model}} compute infer"),
