@@ -52,6 +52,21 @@ def _providers(available: list[str], kind: str, device_id: int, wanted: str) -> 
     return ["CPUExecutionProvider"]
 
 
+def _split(logits: np.ndarray, sizes: list[int], output_name: str) -> list:
+    """One batch's logits back into one Triton tensor per request (numpy views, no copy)."""
+    outputs, offset = [], 0
+    for size in sizes:
+        outputs.append(pb_utils.Tensor(output_name, logits[offset : offset + size]))
+        offset += size
+    return outputs
+
+
+def _error_responses(exc: Exception, count: int) -> list:
+    """The same error answer for each of `count` requests: every request gets one, never a crash."""
+    error = pb_utils.TritonError(f"inference failed: {type(exc).__name__}: {exc}")
+    return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in range(count)]
+
+
 class _OrtEngine:
     """ONNX Runtime session configured from the model's parameters."""
 
@@ -100,13 +115,7 @@ class _OrtEngine:
         batch = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
         if batch.dtype != np.float32:
             batch = batch.astype(np.float32)
-        logits = self.run(batch)
-        outputs, offset = [], 0
-        for array in arrays:
-            size = array.shape[0]
-            outputs.append(pb_utils.Tensor(output_name, logits[offset : offset + size]))
-            offset += size
-        return outputs
+        return _split(self.run(batch), [a.shape[0] for a in arrays], output_name)
 
 
 class _TorchEngine:
@@ -324,15 +333,10 @@ class _Pipeline:
                 return
             senders, batch, sizes = job
             try:
-                logits = self.engine.run(batch)
-                responses, offset = [], 0
-                for size in sizes:
-                    tensor = pb_utils.Tensor(self.output_name, logits[offset : offset + size])
-                    responses.append(pb_utils.InferenceResponse(output_tensors=[tensor]))
-                    offset += size
+                tensors = _split(self.engine.run(batch), sizes, self.output_name)
+                responses = [pb_utils.InferenceResponse(output_tensors=[t]) for t in tensors]
             except Exception as exc:  # noqa: BLE001 - every request must get an answer
-                error = pb_utils.TritonError(f"inference failed: {type(exc).__name__}: {exc}")
-                responses = [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in sizes]
+                responses = _error_responses(exc, len(sizes))
             self.answers.put((senders, responses))
 
     def _send_answers(self) -> None:
@@ -379,8 +383,7 @@ class TritonPythonModel:
             assert self.engine is not None, "execute() after finalize()"
             outputs = self.engine.infer(tensors, self.output_name)
         except Exception as exc:  # noqa: BLE001 - every request must get an answer, never a crash
-            error = pb_utils.TritonError(f"inference failed: {type(exc).__name__}: {exc}")
-            return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
+            return _error_responses(exc, len(requests))
         return [pb_utils.InferenceResponse(output_tensors=[out]) for out in outputs]
 
     def finalize(self) -> None:
