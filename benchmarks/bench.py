@@ -189,7 +189,23 @@ def served_config(config: dict[str, Any]) -> dict[str, Any]:
         "max_queue_delay_us": int(batching.get("max_queue_delay_microseconds", 0)),
         "preferred_batch_sizes": [int(b) for b in batching.get("preferred_batch_size", [])],
         "pipeline": parameters.get("pipeline") == "1",
+        "queue_policy": _queue_policy(batching),
     }
+
+
+def _queue_policy(batching: dict[str, Any]) -> bool:
+    """Whether Triton's queue has a policy that stops its batcher forming batches ahead.
+
+    Triton reports a default policy even when none was written; what counts is core's own test
+    (`PriorityQueue` in scheduler_utils.cc): a timeout, timeout overrides, a bounded queue or priorities.
+    """
+    policy = batching.get("default_queue_policy") or {}
+    return bool(
+        int(policy.get("default_timeout_microseconds", 0))
+        or policy.get("allow_timeout_override", False)
+        or int(policy.get("max_queue_size", 0))
+        or int(batching.get("priority_levels", 0))
+    )
 
 
 def _pid(server: TritonServer) -> int:

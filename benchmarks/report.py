@@ -42,10 +42,12 @@ def _model_section(model: str, record: dict[str, Any], options: dict[str, Any]) 
     lines = [
         f"### {model}",
         "",
-        f"Served config: {serving.get('instance_count')} instances × {serving.get('intra_op_threads')} ORT "
+        f"Served config: backend {serving.get('backend')}, "
+        f"{serving.get('instance_count')} instances × {serving.get('intra_op_threads')} ORT "
         f"thread(s){' (pipelined)' if serving.get('pipeline') else ''}, "
         f"max batch {serving.get('max_batch_size')}, "
         f"queue delay {serving.get('max_queue_delay_us')} µs"
+        f"{', queue policy (no batching ahead)' if serving.get('queue_policy') else ''}"
         f"; ONNX {record.get('onnx_mib')} MiB.",
         "",
         "| ratio (median over rounds) | value | target | met |",

@@ -101,7 +101,7 @@ def export_targets(targets: Sequence[Target], repository: Path, console: Console
                 progress.update(task, description=f"export {model}: {message}")
 
             spec = CATALOG[target.model]
-            serving = existing_serving(repository, target.triton_model) or default_serving(spec)
+            serving = existing_serving(repository, target.triton_model) or default_serving()
             options = ExportOptions(serving=serving)
             outcome = export_model(spec, target.variant, repository, options, step)
             progress.console.print(f"{target.triton_model}: {outcome.status}")

@@ -41,15 +41,15 @@ def write_slow_model(repository: Path, name: str, delay_s: float, *, max_batch_s
         max_batch_size=max_batch_size,
         instance_count=1,
         warmup=False,
+        # Triton applies a request's own timeout only below a non-zero default (a default of 0 means
+        # "no timeout" and silently ignores overrides, measured with this Triton): give it a long one.
+        default_queue_timeout_us=QUEUE_TIMEOUT_US,
         extra_parameters={"delay_ms": str(round(delay_s * 1000))},
     )
     directory = model_dir(repository, name)
     shutil.rmtree(directory, ignore_errors=True)
     (directory / MODEL_VERSION).mkdir(parents=True)
     config = build_model_config(name, spec.input_size, spec.num_classes, serving)
-    # NOTE: Triton applies a request's own timeout only below a non-zero default (a default of 0 means
-    # "no timeout" and silently ignores overrides, measured with this Triton): give it a long one.
-    config.dynamic_batching.default_queue_policy.default_timeout_microseconds = QUEUE_TIMEOUT_US
     (directory / CONFIG_FILENAME).write_text(text_format.MessageToString(config))
     source = resources.files("services.chaos").joinpath("slow_model.py").read_text()
     (directory / MODEL_VERSION / PYTHON_MODEL_FILENAME).write_text(source)

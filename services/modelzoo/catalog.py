@@ -79,13 +79,6 @@ class ModelSpec:
     input_size: int = 224
     num_classes: int = 1000
     reference_gmacs: float | None = None  # published GMACs at 224², None where the source gives none
-    # Triton instances a default CPU export serves; the cores are split between them (one thread at
-    # least). The MobileNets get 4, two single-thread instances per core on 2 cores: their batch of 8
-    # runs ~45 ms, and the Python backend's handoff between batches (inputs copied into the stub's
-    # shared memory, two IPC wake-ups) left the core idle ≈ 5 % of the time, which a second instance
-    # fills (shared memory, 64 clients: mobilenet_v3_large 302–316 → 317–330 img/s, mobilenet_v3_small
-    # 792–913 → 917–961; docs/benchmarks.md). Heavy models would only double their memory for ~1 %.
-    cpu_instances: int = 2
     reference: str = ""
     summary: str = ""
 
@@ -164,7 +157,6 @@ CATALOG: dict[str, ModelSpec] = {
             "mobilenet_v3_large",
             _single(5_483_032),
             reference_gmacs=0.22,
-            cpu_instances=4,
             reference=_TORCHVISION_CARD,
             summary="MobileNetV3-Large: depthwise separable, latency oriented",
         ),
@@ -175,7 +167,6 @@ CATALOG: dict[str, ModelSpec] = {
             "mobilenet_v3_small",
             _single(2_542_856),
             reference_gmacs=0.06,
-            cpu_instances=4,
             reference=_TORCHVISION_CARD,
             summary="MobileNetV3-Small: the smallest model in the zoo",
         ),

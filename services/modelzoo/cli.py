@@ -21,7 +21,7 @@ from .catalog import CATALOG, MODEL_SETS, ModelSpec, resolve_model_set
 from .export import ExportOptions, export_model
 from .facts import measure_facts
 from .manifest import read_repository
-from .repository import ServingConfig, default_cpu_threads
+from .repository import BACKENDS, ServingConfig, default_cpu_threads
 
 console = Console(stderr=True)
 
@@ -140,7 +140,13 @@ def export_command(
     weights: Annotated[
         Path | None, typer.Option(help="state_dict or checkpoint to load (one model only)")
     ] = None,
-    backend: Annotated[str, typer.Option(help="python (embedded default) or onnxruntime")] = "python",
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="python (default: model.py, any Triton), deploylab_ort (native CPU backend built for the "
+            "pip Triton; no Python stub per instance) or onnxruntime (NVIDIA's Triton images)"
+        ),
+    ] = "python",
     max_batch: Annotated[int, typer.Option("--max-batch", min=0, help="Triton max_batch_size")] = 8,
     instances: Annotated[
         int | None, typer.Option(min=1, help="instances per model (default 2; on CPU the MobileNets 4)")
@@ -162,6 +168,15 @@ def export_command(
             "Triton's compute time then leaves out the engine run)"
         ),
     ] = False,
+    queue_timeout_ms: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="give Triton's queue a policy: requests time out after this, and one carrying its own "
+            "timeout (the gateway's deadline) is dropped when it passes. Costs throughput: Triton's "
+            "batcher then stops forming batches ahead (0: no policy)",
+        ),
+    ] = 0,
     force: Annotated[bool, typer.Option(help="re-export even when unchanged")] = False,
     repository: RepositoryOpt = None,
 ) -> None:
@@ -170,14 +185,14 @@ def export_command(
     specs = resolve_model_set(models or [], model_set)
     if weights is not None and len(specs) != 1:
         raise ValueError("--weights applies to one model: name exactly one catalog model")
-    if backend not in ("python", "onnxruntime"):
-        raise ValueError(f"--backend must be python or onnxruntime, got {backend!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if kind not in ("cpu", "gpu"):
         raise ValueError(f"--kind must be cpu or gpu, got {kind!r}")
 
     def serving_for(spec: ModelSpec) -> ServingConfig:
         # The catalog's count is a CPU fact; GPU instances keep the general default.
-        count = instances or (spec.cpu_instances if kind == "cpu" else ServingConfig.instance_count)
+        count = instances or ServingConfig.instance_count
         return ServingConfig(
             backend=backend,  # type: ignore[arg-type]
             max_batch_size=max_batch,
@@ -188,17 +203,18 @@ def export_command(
             instance_kind=kind,  # type: ignore[arg-type]
             tensorrt=tensorrt,
             pipeline=pipeline,
+            default_queue_timeout_us=queue_timeout_ms * 1000,
         )
 
     for spec in specs:
         serving_for(spec)  # refuse a bad combination before any model is built
-    if instances == 1 and max_batch > 0:
-        # NOTE: measured with Triton 2.51 (the pip wheel's): with one busy instance the dynamic batcher
-        # sometimes misses the instance coming free and waits out its 500 ms timer (queue time, not
-        # compute); 2 instances never did, a pipelined one only up to 16 clients (docs/benchmarks.md).
+    if instances == 1 and max_batch > 0 and queue_timeout_ms > 0:
+        # NOTE: measured with Triton 2.51 (the pip wheel's): with a queue policy the batcher hands a batch
+        # only to an instance already waiting, and is woken for it only by a new request; when none
+        # comes it waits out its 500 ms timer. Two instances never did; without a policy it prefetches.
         console.print(
-            "[yellow]one instance with dynamic batching: Triton's batcher stalls ~500 ms at times under "
-            "concurrent load; --instances 2 avoids it[/yellow]"
+            "[yellow]one instance with a queue policy: Triton's batcher stalls ~500 ms at times under "
+            "concurrent load; --instances 2 (or no --queue-timeout-ms) avoids it[/yellow]"
         )
     jobs = _jobs(specs, variant)
     console.print(f"exporting {len(jobs)} model(s) into {settings.model_repository}")

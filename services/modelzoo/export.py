@@ -67,10 +67,9 @@ class ExportOutcome:
     manifest: Manifest
 
 
-def default_serving(spec: ModelSpec) -> ServingConfig:
-    """The serving config a model gets unless told otherwise: its catalog instance count on CPU, the
-    cores split between the instances."""
-    count = spec.cpu_instances
+def default_serving() -> ServingConfig:
+    """The serving config a model gets unless told otherwise: the cores split between the instances."""
+    count = ServingConfig.instance_count
     return ServingConfig(instance_count=count, intra_op_threads=default_cpu_threads(count))
 
 
@@ -88,7 +87,7 @@ def export_model(
     weights_record = _weights_record(options.weights)
     fingerprint = _onnx_fingerprint(spec, variant, weights_record, options.opset)
     directory = model_dir(repository, name)
-    chosen = options.serving or default_serving(spec)
+    chosen = options.serving or default_serving()
     serving = asdict(chosen)
 
     previous = read_manifest(directory)

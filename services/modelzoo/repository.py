@@ -18,7 +18,11 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from .errors import RepositoryError
 
-Backend = Literal["python", "onnxruntime"]
+#: python: model.py in Triton's Python backend (any Triton); onnxruntime: Triton's native backend
+#: (NVIDIA's images only); deploylab_ort: deploylab's native CPU backend for the pip Triton
+#: (services/runtime/native).
+Backend = Literal["python", "onnxruntime", "deploylab_ort"]
+BACKENDS: tuple[Backend, ...] = ("python", "onnxruntime", "deploylab_ort")
 InstanceKind = Literal["cpu", "gpu"]
 
 #: Tensor names shared by the exporter, the Triton config, the Python backend and every client.
@@ -44,10 +48,15 @@ class ServingConfig:
     dynamic_batching: bool = True
     preferred_batch_sizes: tuple[int, ...] = ()
     max_queue_delay_us: int = 0
-    max_queue_size: int = 0  # 0: unbounded; past it Triton rejects instead of queueing
-    # Triton honours a request's own timeout only when the policy has a non-zero default; this one
-    # is a backstop for clients that send none, the gateway sends its (shorter) deadline.
-    default_queue_timeout_us: int = 60_000_000
+    # Queue policy, off by default. Triton's batcher forms the next batch while the instances are busy
+    # ("prefetching") only when the queue has no policy; with one, an instance that finishes waits for
+    # the next request *arrival* to be handed work: mobilenet_v3_large, 2 cores, 64 clients, instances
+    # idle 11-18 % of the time with 150 ms of queue, 0.89 of in-process instead of 0.94 (and with one
+    # instance, 500 ms stalls; docs/benchmarks.md).
+    max_queue_size: int = 0  # > 0: past it Triton rejects instead of queueing
+    # > 0: queued requests time out after this, and a request's own timeout (the gateway sends its
+    # deadline) is honoured, so Triton drops what the gateway already answered 504 for.
+    default_queue_timeout_us: int = 0
     instance_count: int = 2
     instance_kind: InstanceKind = "cpu"
     intra_op_threads: int = 1
@@ -58,6 +67,11 @@ class ServingConfig:
     pipeline: bool = False
     warmup: bool = True
     extra_parameters: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def queue_policy(self) -> bool:
+        """Whether config.pbtxt carries a queue policy (and so Triton's batcher does not prefetch)."""
+        return self.max_queue_size > 0 or self.default_queue_timeout_us > 0
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 0:
@@ -73,6 +87,8 @@ class ServingConfig:
             raise ValueError(f"preferred batch sizes {too_big} outside 1..max_batch_size")
         if self.tensorrt and (self.backend != "onnxruntime" or self.instance_kind != "gpu"):
             raise ValueError("tensorrt needs backend 'onnxruntime' and instance kind 'gpu'")
+        if self.backend == "deploylab_ort" and self.instance_kind != "cpu":
+            raise ValueError("backend deploylab_ort serves CPU instances only (python or onnxruntime: GPUs)")
         if self.pipeline and self.backend != "python":
             raise ValueError("pipeline needs backend 'python' (it is how deploylab's model.py runs batches)")
 
@@ -117,13 +133,14 @@ def build_model_config(
     if serving.dynamic_batching and serving.max_batch_size > 0:
         config.dynamic_batching.max_queue_delay_microseconds = serving.max_queue_delay_us
         config.dynamic_batching.preferred_batch_size.extend(serving.preferred_batch_sizes)
-        # Requests may carry their own timeout (the gateway sends its deadline): one the client has
-        # given up on is rejected from the queue instead of being computed for nobody.
-        policy = config.dynamic_batching.default_queue_policy
-        policy.timeout_action = mc.ModelQueuePolicy.REJECT
-        policy.allow_timeout_override = True
-        policy.max_queue_size = serving.max_queue_size
-        policy.default_timeout_microseconds = serving.default_queue_timeout_us
+        if serving.queue_policy:
+            # Triton honours a request's own timeout only when the default is non-zero; then one the
+            # client has given up on is rejected from the queue instead of being computed for nobody.
+            policy = config.dynamic_batching.default_queue_policy
+            policy.timeout_action = mc.ModelQueuePolicy.REJECT
+            policy.allow_timeout_override = serving.default_queue_timeout_us > 0
+            policy.max_queue_size = serving.max_queue_size
+            policy.default_timeout_microseconds = serving.default_queue_timeout_us
     # Same parameter names as Triton's native onnxruntime backend, so both backends read one vocabulary.
     parameters = {
         "intra_op_thread_count": str(serving.intra_op_threads),

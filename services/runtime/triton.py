@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,7 +22,7 @@ import sysconfig
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from services.common.allocator import child_environment
 from services.common.shm_regions import SHM_DIR, remove_orphans, remove_with_prefix
 from services.modelzoo.errors import TritonError
 
+from . import native_backend
 from .processes import stop_process_group
 from .settings import RuntimeSettings
 
@@ -38,6 +40,7 @@ _STUB = "triton_python_backend_stub"
 #: Python-backend regions of a Triton started here: `<this>_<launcher pid>_<http port>_…`.
 PYTHON_SHM_PREFIX = "deploylab_triton"
 _PY_BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
+_BACKEND_LINE = re.compile(r'^backend:\s*"([^"]+)"', re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class TritonInstall:
     binary: Path
     backend_dir: Path
     env: dict[str, str]
+    #: Backends deploylab builds that this install lacks, with the reason (shown when a model needs one).
+    unavailable: dict[str, str] = field(default_factory=dict)
 
 
 def _pytriton_root() -> Path | None:
@@ -81,7 +86,10 @@ def locate_triton(settings: RuntimeSettings) -> TritonInstall:
 def _system_install(binary: Path) -> TritonInstall:
     # /opt/tritonserver/bin/tritonserver → /opt/tritonserver/backends
     backend_dir = binary.resolve().parent.parent / "backends"
-    return TritonInstall(binary, backend_dir, child_environment(dict(os.environ)))
+    unavailable = {
+        native_backend.BACKEND_NAME: f"it is built only for the nvidia-pytriton server, not for {binary}"
+    }
+    return TritonInstall(binary, backend_dir, child_environment(dict(os.environ)), unavailable)
 
 
 def _pytriton_install(root: Path, settings: RuntimeSettings) -> TritonInstall:
@@ -113,8 +121,14 @@ def _pytriton_install(root: Path, settings: RuntimeSettings) -> TritonInstall:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site_packages), env.get("PYTHONPATH", "")) if p)
     scripts = sysconfig.get_path("scripts")
     env["PATH"] = os.pathsep.join((scripts, env.get("PATH", "")))
+    unavailable = {}
+    try:
+        native_backend.install(backend_dir)
+    except (native_backend.NativeBackendUnavailable, OSError) as exc:
+        unavailable[native_backend.BACKEND_NAME] = str(exc)
+        logger.warning("the %s backend is unavailable: %s", native_backend.BACKEND_NAME, exc)
     # 602 KB request bodies: keep their blocks in the heap instead of fresh pages per request.
-    return TritonInstall(binary, backend_dir, child_environment(env))
+    return TritonInstall(binary, backend_dir, child_environment(env), unavailable)
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -194,6 +208,7 @@ class TritonServer:
                     f"stop what holds it or set DEPLOYLAB_TRITON_{label.upper()}_PORT"
                 )
         install = locate_triton(s)
+        self._check_backends(install)
         # What an earlier Triton of ours left in /dev/shm (killed, or this is a supervisor restart).
         remove_orphans(PYTHON_SHM_PREFIX)
         remove_with_prefix(self.python_shm_prefix)
@@ -212,6 +227,17 @@ class TritonServer:
         finally:
             log.close()
         self.wait_ready(s.triton_startup_timeout_s)
+
+    def _check_backends(self, install: TritonInstall) -> None:
+        """Refuse up front, with the reason, to serve a model whose backend this install cannot run."""
+        for name in self.models if self.models is not None else ["*"]:
+            for config in sorted(self.settings.model_repository.glob(f"{name}/config.pbtxt")):
+                match = _BACKEND_LINE.search(config.read_text(errors="replace"))
+                if match and match.group(1) in install.unavailable:
+                    raise TritonError(
+                        f"model {config.parent.name} uses backend {match.group(1)}, which this Triton "
+                        f"cannot run: {install.unavailable[match.group(1)]}"
+                    )
 
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

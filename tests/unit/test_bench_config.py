@@ -10,7 +10,11 @@ def test_the_bench_names_the_config_triton_serves_not_the_manifest() -> None:
         "backend": "python",
         "max_batch_size": 8,
         "instance_group": [{"count": 3, "kind": "KIND_CPU"}, {"count": 1, "kind": "KIND_CPU"}],
-        "dynamic_batching": {"max_queue_delay_microseconds": 500, "preferred_batch_size": [4, 8]},
+        "dynamic_batching": {
+            "max_queue_delay_microseconds": 500,
+            "preferred_batch_size": [4, 8],
+            "default_queue_policy": {"default_timeout_microseconds": "5000000"},
+        },
         "parameters": {"intra_op_thread_count": {"string_value": "1"}, "pipeline": {"string_value": "1"}},
     }
     assert served_config(triton_json) == {
@@ -22,6 +26,7 @@ def test_the_bench_names_the_config_triton_serves_not_the_manifest() -> None:
         "max_queue_delay_us": 500,
         "preferred_batch_sizes": [4, 8],
         "pipeline": True,
+        "queue_policy": True,
     }
 
 
@@ -32,3 +37,8 @@ def test_a_config_without_groups_batching_or_threads_reads_as_tritons_defaults()
     assert config["intra_op_threads"] == 0  # ONNX Runtime decides
     assert (config["dynamic_batching"], config["max_queue_delay_us"]) == (False, 0)
     assert config["pipeline"] is False
+    assert config["queue_policy"] is False
+    # What Triton reports when no policy was written: its defaults, which still batch ahead.
+    defaults = {"timeout_action": "REJECT", "default_timeout_microseconds": "0", "max_queue_size": 0}
+    reported = served_config({"dynamic_batching": {"default_queue_policy": defaults}})
+    assert reported["queue_policy"] is False

@@ -120,7 +120,7 @@ def test_invalid_settings_from_the_environment_are_one_line(value: str) -> None:
 
 
 
-def test_export_gives_cpu_instances_from_the_catalog_and_gpu_instances_the_general_default(
+def test_export_serves_two_instances_unless_told_on_either_kind(
     model_repository: Path, tmp_path: Path
 ) -> None:
     import shutil
@@ -132,7 +132,7 @@ def test_export_gives_cpu_instances_from_the_catalog_and_gpu_instances_the_gener
     shutil.copytree(model_repository / "mobilenet_v3_small", tmp_path / "mobilenet_v3_small")
     config_file = tmp_path / "mobilenet_v3_small" / "config.pbtxt"
     cpu, gpu = mc.ModelInstanceGroup.KIND_CPU, mc.ModelInstanceGroup.KIND_GPU
-    for extra, expected in ((["--kind", "gpu"], (2, gpu)), ([], (4, cpu)), (["--instances", "3"], (3, cpu))):
+    for extra, expected in ((["--kind", "gpu"], (2, gpu)), ([], (2, cpu)), (["--instances", "3"], (3, cpu))):
         args = ["export", "mobilenet_v3_small", "--repository", str(tmp_path), *extra]
         result = runner.invoke(app, args, env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output
@@ -162,7 +162,13 @@ def test_export_warns_about_a_single_batching_instance(model_repository: Path, t
 
     shutil.copytree(model_repository / "mobilenet_v3_small", tmp_path / "mobilenet_v3_small")
     base = ["export", "mobilenet_v3_small", "--repository", str(tmp_path)]
-    cases = ((["--instances", "1"], True), (["--instances", "1", "--max-batch", "0"], False), ([], False))
+    timeout = ["--queue-timeout-ms", "5000"]
+    cases = (
+        (["--instances", "1", *timeout], True),
+        (["--instances", "1"], False),  # without a queue policy the batcher forms batches ahead
+        (["--instances", "1", "--max-batch", "0", *timeout], False),
+        (timeout, False),
+    )
     for extra, warned in cases:
         result = runner.invoke(app, [*base, *extra], env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output

@@ -62,10 +62,21 @@ def test_batched_config_omits_batch_dim_and_sets_dynamic_batching() -> None:
     assert list(config.dynamic_batching.preferred_batch_size) == [4, 8]
     assert config.dynamic_batching.max_queue_delay_microseconds == 100
     assert config.model_warmup[0].batch_size == 1
-    policy = config.dynamic_batching.default_queue_policy
+    # No queue policy by default: with one, Triton's batcher does not form batches ahead.
+    assert not config.dynamic_batching.HasField("default_queue_policy")
+
+
+def test_a_queue_timeout_writes_a_policy_that_honours_request_timeouts() -> None:
+    def policy_of(serving: ServingConfig) -> mc.ModelQueuePolicy:
+        config = parse_triton_config(render_triton_config("m", 224, 1000, serving))
+        return config.dynamic_batching.default_queue_policy
+
+    policy = policy_of(ServingConfig(default_queue_timeout_us=5_000_000))
     assert policy.allow_timeout_override and policy.timeout_action == mc.ModelQueuePolicy.REJECT
     # Triton ignores a request's own timeout unless the default is non-zero.
-    assert policy.default_timeout_microseconds > 0
+    assert policy.default_timeout_microseconds == 5_000_000
+    policy = policy_of(ServingConfig(max_queue_size=64))
+    assert policy.max_queue_size == 64 and not policy.allow_timeout_override
 
 
 def test_unbatched_config_spells_out_a_variable_batch_dim() -> None:
