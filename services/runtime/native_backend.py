@@ -52,10 +52,16 @@ def _onnxruntime_library() -> Path:
 
 
 def _compiler() -> str:
-    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
-    if not compiler:
+    wanted = os.environ.get("CXX")
+    if wanted:
+        found = shutil.which(wanted)
+        if not found:
+            raise NativeBackendUnavailable(f"CXX={wanted} is not an executable C++ compiler")
+        return found
+    found = shutil.which("g++") or shutil.which("c++")
+    if not found:
         raise NativeBackendUnavailable("no C++ compiler (install g++, e.g. apt-get install g++, or set CXX)")
-    return compiler
+    return found
 
 
 def build_command(compiler: str, output: Path) -> list[str]:
