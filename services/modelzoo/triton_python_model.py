@@ -85,8 +85,9 @@ class _OrtEngine:
             # NOTE: ORT lets idle intra-op threads spin by default. In a stub sharing the cores with
             # Triton's threads, a spinning pool made ~500 ms stalls the rule (1 instance x 2 threads,
             # mobilenet_v3_small, 2 cores: 6-37 img/s, p99 504 ms; without spinning 120-278 img/s,
-            # p99 5-15 ms). The stall itself is Triton's batcher missing a single instance's return
-            # (its 500 ms timer, docs/benchmarks.md); spinning starves the batcher thread into it.
+            # p99 5-15 ms). The stall itself is Triton's batcher, when a queue policy stops it batching
+            # ahead, missing a single instance's return (its 500 ms timer, docs/benchmarks.md);
+            # spinning starves the batcher thread into it.
             # `allow_spinning: "1"` brings spinning back.
             spinning = "0"
         if spinning in {"0", "1"}:

@@ -174,8 +174,8 @@ TRITONSERVER_Error* CreateSession(const ModelState& model, OrtSession** session)
   RETURN_IF_ERROR(FromOrt(g_ort->SetInterOpNumThreads(options, model.inter_op_threads), "inter-op threads"));
   RETURN_IF_ERROR(FromOrt(g_ort->SetSessionExecutionMode(options, ORT_SEQUENTIAL), "execution mode"));
   RETURN_IF_ERROR(FromOrt(g_ort->SetSessionGraphOptimizationLevel(options, ORT_ENABLE_ALL), "optimization"));
-  // Same rule as model.py: a spinning intra-op pool competes with Triton's batcher thread for the
-  // cores and turns its 500 ms wait-for-instance timer into the common case (docs/benchmarks.md).
+  // Same rule as model.py: a spinning intra-op pool competes with Triton's batcher and HTTP threads
+  // for the cores (docs/benchmarks.md); `allow_spinning: "1"` brings it back.
   std::string spinning = model.allow_spinning;
   if (spinning.empty() && model.intra_op_threads != 1) spinning = "0";
   if (!spinning.empty()) {
