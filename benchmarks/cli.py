@@ -86,6 +86,9 @@ def tune_command(
         bool,
         typer.Option(help="every trial pipelined: instances stage their next batch while the engine runs"),
     ] = False,
+    backend: Annotated[
+        str, typer.Option(help="python or deploylab_ort (the native CPU backend) for every trial")
+    ] = "python",
     out: Annotated[Path, typer.Option(help="where the trials table goes")] = Path("results/tune"),
 ) -> None:
     """Search serving configs for the most throughput under a p99 limit; install the best config.pbtxt.
@@ -99,12 +102,14 @@ def tune_command(
     from services.perf.tune_run import run_tune
 
     name = resolve_model_name(model)
+    if backend not in ("python", "deploylab_ort"):
+        raise ValueError(f"--backend must be python or deploylab_ort, got {backend!r}")
     space = TuneSpace(
         layouts=_layouts(layouts) if layouts else (),
         max_batch_sizes=_ints(max_batch, "--max-batch"),
         queue_delays_us=_ints(queue_delay_us, "--queue-delay-us"),
         preferred_batch_sizes=_preferred(preferred),
-        base=ServingConfig(pipeline=pipeline),
+        base=ServingConfig(pipeline=pipeline, backend=backend),  # type: ignore[arg-type]
     )
     options = TuneOptions(
         p99_ms=p99_ms,

@@ -157,7 +157,8 @@ class Trial:
     def label(self) -> str:
         s = self.serving
         pref = ",".join(map(str, s.preferred_batch_sizes)) or "-"
-        layout = f"{s.instance_count}x{s.intra_op_threads}{' pipelined' if s.pipeline else ''}"
+        native = " deploylab_ort" if s.backend == "deploylab_ort" else ""
+        layout = f"{s.instance_count}x{s.intra_op_threads}{native}{' pipelined' if s.pipeline else ''}"
         return f"{layout} mb{s.max_batch_size} delay{s.max_queue_delay_us}us pref[{pref}]"
 
     @property
@@ -316,15 +317,23 @@ def _check_applied(served: dict[str, Any], serving: ServingConfig) -> None:
     groups = served.get("instance_group") or [{}]
     parameters = served.get("parameters", {})
     applied = (
+        served.get("backend"),
         int(served.get("max_batch_size", -1)),
         int(groups[0].get("count", -1)),
         parameters.get("intra_op_thread_count", {}).get("string_value"),
         parameters.get("pipeline", {}).get("string_value", "0") == "1",
     )
-    wanted = (serving.max_batch_size, serving.instance_count, str(serving.intra_op_threads), serving.pipeline)
+    wanted = (
+        serving.backend,
+        serving.max_batch_size,
+        serving.instance_count,
+        str(serving.intra_op_threads),
+        serving.pipeline,
+    )
     if applied != wanted:
         raise TritonAdminError(
-            f"Triton serves (max_batch, instances, threads, pipeline) {applied}, trial asked {wanted}"
+            f"Triton serves (backend, max_batch, instances, threads, pipeline) {applied}, "
+            f"trial asked {wanted}"
         )
 
 

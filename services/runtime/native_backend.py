@@ -77,7 +77,6 @@ def build_command(compiler: str, output: Path) -> list[str]:
         "-fvisibility=hidden",
         "-Wall",
         "-Wextra",
-        "-Werror",
         f"-I{include}",
         str(_source_dir() / "deploylab_ort.cc"),
         "-o",

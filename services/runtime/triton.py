@@ -125,8 +125,9 @@ def _pytriton_install(root: Path, settings: RuntimeSettings) -> TritonInstall:
     try:
         native_backend.install(backend_dir)
     except (native_backend.NativeBackendUnavailable, OSError) as exc:
+        # Only a model that uses it needs it: `_check_backends` refuses those with this reason.
         unavailable[native_backend.BACKEND_NAME] = str(exc)
-        logger.warning("the %s backend is unavailable: %s", native_backend.BACKEND_NAME, exc)
+        logger.debug("the %s backend is unavailable: %s", native_backend.BACKEND_NAME, exc)
     # 602 KB request bodies: keep their blocks in the heap instead of fresh pages per request.
     return TritonInstall(binary, backend_dir, child_environment(env), unavailable)
 

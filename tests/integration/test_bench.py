@@ -72,11 +72,12 @@ def test_tiny_bench_measures_every_path_and_reports_the_ratios(
         "gw1_tensor_p50_delta_ms",
     }
     serving = record["serving"]  # read back from the running Triton, not from the manifest
-    threads = default_cpu_threads(4)
-    assert (serving["instance_count"], serving["intra_op_threads"]) == (4, threads)  # the MobileNet default
-    # The reference runs the engine in the usual layouts and in the one Triton serves.
-    assert {p["layout"] for p in round_["inprocess_before"]} == {"1x2", "2x1", f"4x{threads}"}
-    assert record["memory"]["triton"]["processes"] == 1 + 4  # tritonserver + one stub per instance
+    threads = default_cpu_threads(2)
+    assert (serving["instance_count"], serving["intra_op_threads"]) == (2, threads)  # the export default
+    assert serving["queue_policy"] is False  # Triton's batcher may form batches ahead
+    # The reference runs the engine in the usual layouts, which include the one Triton serves.
+    assert {p["layout"] for p in round_["inprocess_before"]} == {"1x2", "2x1"}
+    assert record["memory"]["triton"]["processes"] == 1 + 2  # tritonserver + one stub per instance
     assert record["memory"]["gateway"]["1"]["rss_mib"] > 0
 
     docs = tmp_path / "benchmarks.md"

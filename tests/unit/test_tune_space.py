@@ -46,6 +46,7 @@ def test_a_pipelined_base_pipelines_every_trial_and_says_so() -> None:
 
 def test_a_trial_whose_pipeline_setting_triton_did_not_apply_is_refused() -> None:
     served = {
+        "backend": "python",
         "max_batch_size": 8,
         "instance_group": [{"count": 2}],
         "parameters": {"intra_op_thread_count": {"string_value": "1"}},
@@ -53,6 +54,15 @@ def test_a_trial_whose_pipeline_setting_triton_did_not_apply_is_refused() -> Non
     _check_applied(served, ServingConfig())
     with pytest.raises(TritonAdminError, match="pipeline"):
         _check_applied(served, ServingConfig(pipeline=True))
+    with pytest.raises(TritonAdminError, match="backend"):
+        _check_applied(served, ServingConfig(backend="deploylab_ort"))
+
+
+def test_a_native_base_runs_every_trial_on_deploylab_ort_and_says_so() -> None:
+    space = TuneSpace(base=ServingConfig(backend="deploylab_ort"))
+    configs = [*space.layout_phase(cores=2), *space.batching_phase(space.layout_phase(cores=2)[0])]
+    assert configs and all(c.backend == "deploylab_ort" for c in configs)
+    assert Trial(1, configs[0], (), 10.0).label.startswith("2x1 deploylab_ort ")
 
 
 def test_preferred_sizes_above_max_batch_are_dropped() -> None:

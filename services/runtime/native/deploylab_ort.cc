@@ -39,10 +39,11 @@ TRITONSERVER_Error* Error(TRITONSERVER_Error_Code code, const std::string& messa
   return TRITONSERVER_ErrorNew(code, ("deploylab_ort: " + message).c_str());
 }
 
-void Log(TRITONSERVER_LogLevel level, const std::string& message) {
-  TRITONSERVER_Error* err = TRITONSERVER_LogMessage(level, __FILE__, __LINE__, message.c_str());
+void LogAt(TRITONSERVER_LogLevel level, int line, const std::string& message) {
+  TRITONSERVER_Error* err = TRITONSERVER_LogMessage(level, __FILE__, line, message.c_str());
   if (err != nullptr) TRITONSERVER_ErrorDelete(err);
 }
+#define Log(level, message) LogAt(level, __LINE__, message)
 
 //! An ONNX Runtime status as a Triton error (nullptr stays nullptr); releases the status.
 TRITONSERVER_Error* FromOrt(OrtStatus* status, const std::string& what) {
