@@ -37,7 +37,7 @@ from services.perf.inprocess import InProcessPoint, Layout, layouts_for, measure
 from services.perf.load import LoadTarget, paired_latency, run_load
 from services.perf.memory import tree_memory
 from services.perf.ports import free_ports
-from services.perf.triton_admin import model_config, model_statistics
+from services.perf.triton_admin import TritonAdminError, load_model, model_config, model_statistics
 from services.runtime.settings import RuntimeSettings
 from services.runtime.triton import TritonServer
 
@@ -56,6 +56,9 @@ class BenchOptions:
     gateway: bool = True
     gateway_workers: tuple[int, ...] = (1, 2)
     inprocess_batches: tuple[int, ...] = (1, 8)
+    # Other Triton backends measured beside the served one in every round: the same config with only
+    # the backend swapped (through model control), direct at saturation over the best transport.
+    backends: tuple[str, ...] = ()
     state_dir: Path = Path(".deploylab/bench")
 
     @property
@@ -69,6 +72,7 @@ class RoundResult:
     inprocess_before: list[InProcessPoint] = field(default_factory=list)
     inprocess_after: list[InProcessPoint] = field(default_factory=list)
     direct: list[dict[str, Any]] = field(default_factory=list)
+    backends: list[dict[str, Any]] = field(default_factory=list)
     gateway: list[dict[str, Any]] = field(default_factory=list)
 
     def reference(self, which: str) -> float:
@@ -81,6 +85,7 @@ class RoundResult:
             "inprocess_before": [p.as_dict() for p in self.inprocess_before],
             "inprocess_after": [p.as_dict() for p in self.inprocess_after],
             "direct": self.direct,
+            "backends": self.backends,
             "gateway": self.gateway,
         }
 
@@ -125,6 +130,12 @@ def bench_model(model: str, options: BenchOptions, log: Log) -> dict[str, Any]:
             rnd.inprocess_before = _inprocess(model, options, layouts, options.inprocess_batches)
             _log_ref(log, "in-process", rnd.inprocess_before)
             rnd.direct = _direct_points(model, runtime, options, log)
+            rnd.backends = [
+                point
+                for backend in options.backends
+                if backend != record["serving"]["backend"]
+                and (point := _other_backend_point(model, runtime, triton, backend, options, log))
+            ]
             # Every layout again, at the best batch: on a shared host the one-session, all-threads layout
             # can run at 0.7x for minutes while single-thread sessions do not (spin barriers across
             # vCPUs), and re-measuring only the first winner would then understate the engine's limit.
@@ -235,6 +246,54 @@ def _measure(target: LoadTarget, concurrency: int, options: BenchOptions, triton
     return {**load.as_dict(), "triton": stats.as_dict()}
 
 
+def _other_backend_point(
+    model: str, runtime: RuntimeSettings, triton: TritonServer, backend: str, options: BenchOptions, log: Log
+) -> dict[str, Any] | None:
+    """The served config on `backend` instead, at saturation; then the served config again (from disk).
+
+    Swapped through Triton's model control, so both backends run in the same server, round and
+    thread budget, between the same two in-process references.
+    """
+    from google.protobuf import json_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    spec, _ = resolve_triton_name(model)
+    url = runtime.triton_http_url
+    config = json_format.ParseDict(model_config(url, model), mc.ModelConfig(), ignore_unknown_fields=True)
+    config.backend = backend
+    # The served backend's entry point (model.py, filled in by Triton) means nothing to another one.
+    config.runtime = ""
+    config.default_model_filename = ""
+    if "pipeline" in config.parameters:
+        del config.parameters["pipeline"]  # a Python-backend option
+    transport: Transport = "http-shm" if "http-shm" in options.direct_transports else "http"
+    target = LoadTarget(transport, url, model, input_size=spec.input_size, grpc_url=runtime.triton_grpc_url)
+    try:
+        load_model(url, model, config)
+        # Triton retires the old instances after the new ones are ready; their stubs must be gone
+        # before this point is measured (CPU) and its memory read.
+        stubs = sum(g.count for g in config.instance_group) if backend == "python" else 0
+        _wait_for_children(_pid(triton), stubs)
+        point = {"path": "direct", "backend": backend, **_measure(target, options.saturation, options, url)}
+        point["memory"] = tree_memory(_pid(triton)).as_dict()
+    except TritonAdminError as exc:  # say, deploylab_ort on a host without a C++ compiler
+        log(f"    [yellow]{backend} not measured: {str(exc)[:300]}[/yellow]")
+        return None
+    finally:
+        load_model(url, model)
+    _log_point(log, point)
+    return point
+
+
+def _wait_for_children(pid: int, count: int, timeout_s: float = 30.0) -> None:
+    """Until the process has at most `count` children (or the timeout: then measure anyway)."""
+    import psutil
+
+    deadline = time.monotonic() + timeout_s
+    while len(psutil.Process(pid).children()) > count and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def _direct_points(
     model: str, runtime: RuntimeSettings, options: BenchOptions, log: Log
 ) -> list[dict[str, Any]]:
@@ -329,6 +388,12 @@ def summarize(rounds: list[RoundResult], options: BenchOptions) -> dict[str, Any
         for transport, point in direct_sat.items():
             row[f"direct_{transport}_over_inprocess"] = _ratio(point["throughput_img_s"], ref)
             row[f"direct_{transport}_mean_batch"] = point["triton"]["mean_executed_batch"]
+        for point in rnd.backends:
+            same = direct_sat.get(point["transport"])
+            img_s = point["throughput_img_s"]
+            row[f"{point['backend']}_over_inprocess"] = _ratio(img_s, ref)
+            if same:
+                row[f"{point['backend']}_over_served"] = _ratio(img_s, same["throughput_img_s"])
         batch1 = [p for p in rnd.inprocess_before if p.batch_size == 1 and p.sessions == 1]
         direct_c1 = next((p for p in rnd.direct if p["transport"] == "http" and p["concurrency"] == 1), None)
         if batch1:
@@ -409,6 +474,7 @@ def _log_ref(log: Log, what: str, points: list[InProcessPoint]) -> None:
 
 def _log_point(log: Log, point: dict[str, Any]) -> None:
     workers = f" w={point['gateway_workers']}" if "gateway_workers" in point else ""
+    workers += f" on {point['backend']}" if "backend" in point else ""
     error = f" errors={point['errors']} ({point['first_error']})" if point["errors"] else ""
     log(
         f"    {point['path']}{workers} {point['transport']} c={point['concurrency']}: "

@@ -213,6 +213,13 @@ def bench_command(
         str, typer.Option(help="direct-to-Triton transports at saturation")
     ] = "http,grpc,http-shm",
     gateway_workers: Annotated[str, typer.Option(help="gateway worker counts to measure")] = "1,2",
+    backends: Annotated[
+        str,
+        typer.Option(
+            help="other Triton backends measured beside the served one each round (same config, "
+            "swapped in through model control; direct at saturation); '' for none"
+        ),
+    ] = "deploylab_ort",
     gateway: Annotated[bool, typer.Option("--gateway/--no-gateway")] = True,
     repvgg: Annotated[
         bool, typer.Option("--repvgg/--no-repvgg", help="RepVGG train vs deploy + profile")
@@ -266,6 +273,7 @@ def bench_command(
         direct_transports=tuple(_transport(t) for t in transports.split(",") if t),
         gateway=gateway,
         gateway_workers=(1,) if quick else _ints(gateway_workers, "--gateway-workers"),
+        backends=tuple(b for b in backends.split(",") if b),
         state_dir=settings.state_dir / "bench",
     )
     result = run_bench(options, log=console.print)

@@ -83,8 +83,10 @@ def _model_section(model: str, record: dict[str, Any], options: dict[str, Any]) 
             f"| {p['p50_ms']:.2f} | {p['p99_ms']:.2f} | – | – |"
         )
     paired = [p for p in last["gateway"] if p["path"] == "paired-batch1"]
-    for p in last["direct"] + [p for p in last["gateway"] if p["path"] != "paired-batch1"]:
+    others = last.get("backends", [])
+    for p in last["direct"] + others + [p for p in last["gateway"] if p["path"] != "paired-batch1"]:
         path = p["path"] + (f" ({p['gateway_workers']}w)" if "gateway_workers" in p else "")
+        path += f" on {p['backend']}" if "backend" in p else ""
         lines.append(
             f"| {path} | {p['transport']} | {p['concurrency']} | {p['throughput_img_s']:.1f} "
             f"| {p['p50_ms']:.2f} "
@@ -117,6 +119,14 @@ def _model_section(model: str, record: dict[str, Any], options: dict[str, Any]) 
         + ".",
         "",
     ]
+    for p in others:
+        other = p["memory"]
+        lines[-1:] = [
+            f"On {p['backend']} (same config, swapped in through model control): Triton "
+            f"+ {other['processes'] - 1} backend stubs RSS {other['rss_mib']} MiB "
+            f"(PSS {other['pss_mib']} MiB) after its load point.",
+            "",
+        ]
     return lines
 
 

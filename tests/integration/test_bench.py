@@ -31,6 +31,7 @@ def test_tiny_bench_measures_every_path_and_reports_the_ratios(
         direct_transports=("http", "http-shm"),
         gateway_workers=(1,),
         inprocess_batches=(1,),
+        backends=("deploylab_ort",),
         state_dir=tmp_path / "state",
     )
 
@@ -50,6 +51,11 @@ def test_tiny_bench_measures_every_path_and_reports_the_ratios(
         ("gateway-image", 1),
         ("gateway-image", 2),
     }
+    # The same config on the native backend, swapped in and out through model control.
+    (native,) = round_["backends"]
+    assert (native["backend"], native["transport"], native["concurrency"]) == ("deploylab_ort", "http-shm", 2)
+    assert native["errors"] == 0 and native["triton"]["inference_count"] >= native["requests"] > 0
+    assert native["memory"]["processes"] == 1  # no stub processes: the engine runs inside tritonserver
     (paired,) = [p for p in round_["gateway"] if p["path"] == "paired-batch1"]
     assert paired["pairs"] > 0 and paired["a_p50_ms"] > 0 and paired["b_p50_ms"] > 0
     for point in round_["direct"] + measured:
@@ -64,6 +70,8 @@ def test_tiny_bench_measures_every_path_and_reports_the_ratios(
         "gw1_tensor_p50_delta_ms",
         "gw1_tensor_p50_delta_unpaired_ms",
         "gw1_image_over_direct",
+        "deploylab_ort_over_inprocess",
+        "deploylab_ort_over_served",
     ):
         assert key in median
     assert set(record["summary"]["targets"]) == {
@@ -87,3 +95,4 @@ def test_tiny_bench_measures_every_path_and_reports_the_ratios(
     assert text.startswith("# hand-written") and text.endswith("tail stays\n") and "old" not in text
     assert f"### {MODEL}" in text and "served_over_inprocess" in text
     assert "Batch-1 overhead measured paired" in text
+    assert "| direct on deploylab_ort | http-shm | 2 |" in text and "On deploylab_ort (same config" in text

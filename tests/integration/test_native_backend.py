@@ -89,3 +89,16 @@ def test_the_native_backend_refuses_gpu_instances_and_the_pipeline() -> None:
         ServingConfig(backend="deploylab_ort", instance_kind="gpu")
     with pytest.raises(ValueError, match="pipeline needs backend 'python'"):
         ServingConfig(backend="deploylab_ort", pipeline=True)
+
+
+def test_a_model_the_native_backend_cannot_load_fails_its_load_with_the_reason_not_the_server(
+    model_repository: Path, tmp_path: Path
+) -> None:
+    repository = native_repository(model_repository, tmp_path)
+    (repository / MODEL / "1" / "model.onnx").write_bytes(b"not an onnx file")
+    server = own_server(repository, tmp_path / "state")
+    with pytest.raises(TritonError, match="deploylab_ort: loading"):
+        server.start()
+    log = server.log_path.read_text()
+    assert "failed to load 'mobilenet_v3_small'" in log
+    assert "Signal (11)" not in log  # a failed instance is finalized without its state

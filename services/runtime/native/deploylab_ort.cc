@@ -394,6 +394,7 @@ BACKEND_EXPORT TRITONSERVER_Error* TRITONBACKEND_ModelInstanceFinalize(TRITONBAC
   void* raw = nullptr;
   RETURN_IF_ERROR(TRITONBACKEND_ModelInstanceState(instance, &raw));
   auto* state = static_cast<InstanceState*>(raw);
+  if (state == nullptr) return nullptr;  // its initialization failed before setting one
   if (state->session != nullptr) g_ort->ReleaseSession(state->session);
   delete state;
   return nullptr;
