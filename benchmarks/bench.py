@@ -275,7 +275,9 @@ def _other_backend_point(
         stubs = sum(g.count for g in config.instance_group) if backend == "python" else 0
         _wait_for_children(_pid(triton), stubs)
         point = {"path": "direct", "backend": backend, **_measure(target, options.saturation, options, url)}
-        point["memory"] = tree_memory(_pid(triton)).as_dict()
+        # Processes only: memory read here would include what the served backend's load points left
+        # in Triton's heap (docs/benchmarks.md has a fresh server's numbers).
+        point["triton_processes"] = tree_memory(_pid(triton)).processes
     except TritonAdminError as exc:  # say, deploylab_ort on a host without a C++ compiler
         log(f"    [yellow]{backend} not measured: {str(exc)[:300]}[/yellow]")
         return None

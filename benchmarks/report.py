@@ -120,11 +120,10 @@ def _model_section(model: str, record: dict[str, Any], options: dict[str, Any]) 
         "",
     ]
     for p in others:
-        other = p["memory"]
+        processes = p.get("triton_processes", p.get("memory", {}).get("processes"))
         lines[-1:] = [
-            f"On {p['backend']} (same config, swapped in through model control): Triton "
-            f"+ {other['processes'] - 1} backend stubs RSS {other['rss_mib']} MiB "
-            f"(PSS {other['pss_mib']} MiB) after its load point.",
+            f"On {p['backend']}: the same config swapped in through model control, in the same server and "
+            f"round ({processes} process(es): tritonserver and its backend stubs).",
             "",
         ]
     return lines

@@ -55,7 +55,7 @@ def test_tiny_bench_measures_every_path_and_reports_the_ratios(
     (native,) = round_["backends"]
     assert (native["backend"], native["transport"], native["concurrency"]) == ("deploylab_ort", "http-shm", 2)
     assert native["errors"] == 0 and native["triton"]["inference_count"] >= native["requests"] > 0
-    assert native["memory"]["processes"] == 1  # no stub processes: the engine runs inside tritonserver
+    assert native["triton_processes"] == 1  # no stub processes: the engine runs inside tritonserver
     (paired,) = [p for p in round_["gateway"] if p["path"] == "paired-batch1"]
     assert paired["pairs"] > 0 and paired["a_p50_ms"] > 0 and paired["b_p50_ms"] > 0
     for point in round_["direct"] + measured:
@@ -95,4 +95,5 @@ def test_tiny_bench_measures_every_path_and_reports_the_ratios(
     assert text.startswith("# hand-written") and text.endswith("tail stays\n") and "old" not in text
     assert f"### {MODEL}" in text and "served_over_inprocess" in text
     assert "Batch-1 overhead measured paired" in text
-    assert "| direct on deploylab_ort | http-shm | 2 |" in text and "On deploylab_ort (same config" in text
+    assert "| direct on deploylab_ort | http-shm | 2 |" in text
+    assert "On deploylab_ort: the same config" in text
