@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,12 +50,6 @@ def assert_error(response: httpx.Response, status: int, code: str, *fragments: s
     for fragment in fragments:
         assert fragment in str(error["message"])
     return error
-
-
-def timed(call: object) -> tuple[httpx.Response, float]:
-    started = time.perf_counter()
-    response = call()  # type: ignore[operator]
-    return response, time.perf_counter() - started
 
 
 def test_body_over_the_limit_is_413_before_reading(client: httpx.Client, gateway_url: str) -> None:
@@ -162,25 +155,26 @@ def test_too_many_in_flight_is_429_with_retry_after(
         assert classify(c, "resnet18").status_code == 200
 
 
-def test_triton_down_is_503_with_retry_after_in_under_a_second(
+def test_triton_down_is_503_with_retry_after_without_waiting_out_a_timeout(
     runtime_settings: RuntimeSettings, tmp_path: Path
 ) -> None:
     with socket.socket() as probe:  # a port with nothing listening
         probe.bind(("127.0.0.1", 0))
         dead = probe.getsockname()[1]
-    settings = make_gateway_settings(runtime_settings, triton_url=f"127.0.0.1:{dead}")
+    # Long gateway timeouts and a shorter client one: a gateway that waited for either before
+    # answering would make the client give up (httpx.ReadTimeout) instead of reading the 503.
+    settings = make_gateway_settings(
+        runtime_settings, triton_url=f"127.0.0.1:{dead}", connect_timeout_s=20.0, request_timeout_s=30.0
+    )
     with (
         running_gateway(settings, tmp_path, wait_for="/healthz") as gateway,
-        httpx.Client(base_url=gateway.url, timeout=30) as c,
+        httpx.Client(base_url=gateway.url, timeout=10) as c,
     ):
         for path in ("/v1/models/resnet18/classify", "/v2/models/resnet18/infer"):
-            response, seconds = timed(
-                lambda path=path: c.post(path, content=images.jpeg(), headers={"content-type": "image/jpeg"})
-            )
+            response = c.post(path, content=images.jpeg(), headers={"content-type": "image/jpeg"})
             assert response.status_code == 503, response.text
             assert error_of(response)["code"] in {"backend_unavailable"}
             assert response.headers["Retry-After"] == "1"
-            assert seconds < 1
         ready = c.get("/readyz")
         assert ready.status_code == 503 and ready.json()["triton"] == "unavailable"
         assert c.get("/healthz").status_code == 200
@@ -192,12 +186,11 @@ def test_inference_timeout_is_504(
     settings = make_gateway_settings(runtime_settings, request_timeout_s=0.002, connect_timeout_s=0.001)
     with (
         running_gateway(settings, tmp_path, wait_for="/healthz") as gateway,
-        httpx.Client(base_url=gateway.url, timeout=30) as c,
+        httpx.Client(base_url=gateway.url, timeout=10) as c,  # a hang fails as a client timeout
     ):
         batch = [("file", (f"{i}.jpg", images.jpeg(seed=i), "image/jpeg")) for i in range(8)]
-        response, seconds = timed(lambda: c.post("/v1/models/resnet18/classify", files=batch))
+        response = c.post("/v1/models/resnet18/classify", files=batch)
         assert_error(response, 504, "backend_timeout", "0.002s")
-        assert seconds < 5
         assert c.get("/healthz").status_code == 200
 
 
