@@ -10,6 +10,7 @@ if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+packages="${packages% }"
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "missing: ${packages}. Install them (Debian: sudo apt-get install ${packages}) and rerun." >&2
   exit 1
