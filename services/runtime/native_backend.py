@@ -64,10 +64,9 @@ def _compiler() -> str:
     return found
 
 
-def build_command(compiler: str, output: Path) -> list[str]:
+def build_command(compiler: str, library: Path, output: Path) -> list[str]:
     """The compile-and-link line: C++17, only Triton's entry points exported, ONNX Runtime found beside it."""
     include = _package_dir("nlohmann_json") / "include"
-    library = _onnxruntime_library()
     return [
         compiler,
         "-std=c++17",
@@ -87,11 +86,10 @@ def build_command(compiler: str, output: Path) -> list[str]:
     ]
 
 
-def _build_id(compiler: str) -> str:
+def _build_id(compiler: str, library: Path) -> str:
     digest = hashlib.sha256()
     for name in _SOURCES:
         digest.update((_source_dir() / name).read_bytes())
-    library = _onnxruntime_library()
     digest.update(f"{compiler}\0{library}\0{library.stat().st_size}".encode())
     return digest.hexdigest()[:16]
 
@@ -99,9 +97,10 @@ def _build_id(compiler: str) -> str:
 def install(backend_dir: Path) -> Path:
     """`<backend_dir>/deploylab_ort/`, built when missing or stale; raises NativeBackendUnavailable."""
     compiler = _compiler()
+    library = _onnxruntime_library()
     target = backend_dir / BACKEND_NAME
     target.mkdir(parents=True, exist_ok=True)
-    build_id = _build_id(compiler)
+    build_id = _build_id(compiler, library)
     stamp = target / _STAMP
     with (target / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two servers starting at once build it once
@@ -109,7 +108,8 @@ def install(backend_dir: Path) -> Path:
             return target
         logger.info("building the %s Triton backend (once per source change) …", BACKEND_NAME)
         partial = target / f".{LIBRARY}.tmp"
-        result = subprocess.run(build_command(compiler, partial), capture_output=True, text=True, check=False)
+        command = build_command(compiler, library, partial)
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             partial.unlink(missing_ok=True)
             tail = " | ".join(result.stderr.strip().splitlines()[-6:])
@@ -117,7 +117,7 @@ def install(backend_dir: Path) -> Path:
         link = target / _ORT_SONAME
         with contextlib.suppress(FileNotFoundError):
             link.unlink()
-        link.symlink_to(_onnxruntime_library())
+        link.symlink_to(library)
         partial.replace(target / LIBRARY)
         stamp.write_text(build_id)
     return target

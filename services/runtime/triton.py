@@ -12,7 +12,6 @@ import contextlib
 import ctypes
 import logging
 import os
-import re
 import shutil
 import signal
 import socket
@@ -40,7 +39,6 @@ _STUB = "triton_python_backend_stub"
 #: Python-backend regions of a Triton started here: `<this>_<launcher pid>_<http port>_…`.
 PYTHON_SHM_PREFIX = "deploylab_triton"
 _PY_BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
-_BACKEND_LINE = re.compile(r'^backend:\s*"([^"]+)"', re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -231,13 +229,20 @@ class TritonServer:
 
     def _check_backends(self, install: TritonInstall) -> None:
         """Refuse up front, with the reason, to serve a model whose backend this install cannot run."""
+        from google.protobuf.text_format import ParseError
+
+        from services.modelzoo.repository import parse_triton_config
+
         for name in self.models if self.models is not None else ["*"]:
             for config in sorted(self.settings.model_repository.glob(f"{name}/config.pbtxt")):
-                match = _BACKEND_LINE.search(config.read_text(errors="replace"))
-                if match and match.group(1) in install.unavailable:
+                try:
+                    backend = parse_triton_config(config.read_text(errors="replace")).backend
+                except ParseError:
+                    continue  # Triton names what is wrong with it when it loads the model
+                if backend in install.unavailable:
                     raise TritonError(
-                        f"model {config.parent.name} uses backend {match.group(1)}, which this Triton "
-                        f"cannot run: {install.unavailable[match.group(1)]}"
+                        f"model {config.parent.name} uses backend {backend}, which this Triton "
+                        f"cannot run: {install.unavailable[backend]}"
                     )
 
     def wait_ready(self, timeout_s: float) -> None:
