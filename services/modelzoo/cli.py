@@ -149,7 +149,7 @@ def export_command(
     ] = "python",
     max_batch: Annotated[int, typer.Option("--max-batch", min=0, help="Triton max_batch_size")] = 8,
     instances: Annotated[
-        int | None, typer.Option(min=1, help="instances per model (default 2; on CPU the MobileNets 4)")
+        int | None, typer.Option(min=1, help="instances per model (default 2)")
     ] = None,
     threads: Annotated[
         int | None, typer.Option(min=0, help="ONNX Runtime intra-op threads per instance")
@@ -191,7 +191,6 @@ def export_command(
         raise ValueError(f"--kind must be cpu or gpu, got {kind!r}")
 
     def serving_for(spec: ModelSpec) -> ServingConfig:
-        # The catalog's count is a CPU fact; GPU instances keep the general default.
         count = instances or ServingConfig.instance_count
         return ServingConfig(
             backend=backend,  # type: ignore[arg-type]
