@@ -1,15 +1,22 @@
-"""Textbook claims about the zoo, checked against this run: the published number beside the measured one.
+"""Textbook claims about the zoo as data, and the one runner that judges any of them on a run.
 
-Each claim compares two models (or two forms of one) as ratios. Static facts (parameters, GMACs, file
-size) must match the published ratio within 5%. Speed is judged by direction first (is the model
-the claim calls faster actually faster?) and then by magnitude against what the compute ratio
-predicts, within a factor of 1.5 either way. The verdict says what was measured, including when it
-contradicts the textbook: on a CPU, FLOPs are a poor proxy for time.
+A claim is a `ClaimSpec`: the pair of deployments it compares, its exact facts and its measured
+ratios, each with the explicit band the claim's words allow, and where the claim comes from. Adding a
+claim is adding an entry to `CLAIMS`.
+
+Every ratio reads the costlier side over the cheaper one (`Pair.slow` over `Pair.fast`; for
+throughput the cheaper over the costlier), so above 1× the cheaper side is smaller or faster. Verdicts:
+
+- *refuted*: an exact fact fails, or ratios were measured and none lies inside its band;
+- *not measured*: no ratio was measured (and no exact fact fails);
+- *confirmed*: every exact fact holds and every ratio lies inside its band, none of them missing;
+- *partly confirmed*: otherwise: no exact fact fails, at least one ratio lies inside its band, and
+  at least one lies outside it or was not measured.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,103 +32,62 @@ from .analysis import (
 )
 from .results import ModelFacts, RunResults
 
-Verdict = Literal["confirmed", "partly confirmed", "inconclusive", "not confirmed", "not measured"]
-Kind = Literal["fact", "bound", "speed"]  # bound: measured must not exceed the textbook value
-Assessment = Literal["matches", "off", "holds", "holds, size differs", "contradicted", "not measured"]
+Verdict = Literal["confirmed", "partly confirmed", "refuted", "not measured"]
+Kind = Literal["fact", "ratio"]  # fact: exact, failing refutes; ratio: measured, judged against its band
+Unit = Literal["ratio", "absolute"]
+Assessment = Literal["holds", "fails", "inside", "outside", "not measured"]
 
-#: A static fact "matches" when its ratio is within this fraction of the published ratio.
-FACT_TOLERANCE = 0.05
-#: A speed ratio "matches" the compute prediction within this factor either way.
-SPEED_BAND = 1.5
-#: Below this, a "faster" claim is not measurably faster.
-MEANINGFUL_SPEEDUP = 1.05
-#: "Identical outputs" for fused float32 convolutions: the exporter's parity tolerance.
-REPARAM_TOLERANCE = 1e-4
-#: Published ratios closer to 1 than this make the claim one of similarity, not of direction.
-SIMILARITY_RATIO = 1.25
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One quantity of a claim: the published ratio, the measured one, and how they compare."""
-
-    quantity: str
-    textbook: float | None
-    measured: float | None
-    source: str
-    kind: Kind
-
-    @property
-    def assessment(self) -> Assessment:
-        if self.measured is None:
-            return "not measured"
-        if self.kind == "bound":
-            return "matches" if self.textbook is None or self.measured <= self.textbook else "off"
-        if self.kind == "fact":
-            if self.textbook is None:
-                return "matches"
-            return "matches" if abs(self.measured / self.textbook - 1) <= FACT_TOLERANCE else "off"
-        return assess_speed(self.textbook, self.measured)
-
-
-def assess_speed(textbook: float | None, measured: float) -> Assessment:
-    """Direction (is the claimed-faster side faster?) and size (as the compute ratio predicts?)."""
-    within_band = textbook is not None and 1 / SPEED_BAND <= measured / textbook <= SPEED_BAND
-    if textbook is not None and textbook < SIMILARITY_RATIO:
-        return "holds" if within_band else "contradicted"
-    if measured <= MEANINGFUL_SPEEDUP:
-        return "contradicted"
-    if textbook is None or within_band:
-        return "holds"
-    return "holds, size differs"
+#: What each verdict means, for the report to print beside it.
+VERDICT_RULES: dict[Verdict, str] = {
+    "confirmed": "every exact fact holds and every measured ratio lies inside its band",
+    "partly confirmed": "no exact fact fails and some ratios lie inside their bands, but others lie "
+    "outside or were not measured",
+    "refuted": "an exact fact fails, or no measured ratio lies inside its band",
+    "not measured": "no ratio was measured in this run and no exact fact fails",
+}
+#: One line for the report above the claims: how to read their tables and verdicts.
+VERDICT_RULE_NOTE = (
+    "Each claim lists its exact facts and its measured ratios, each with the band the claim's words allow. "
+    + "; ".join(f"{verdict}: {rule}" for verdict, rule in VERDICT_RULES.items())
+    + "."
+)
 
 
 @dataclass(frozen=True)
-class Claim:
-    key: str
-    title: str
-    statement: str
-    comparisons: tuple[Comparison, ...]
-    verdict: Verdict
-    summary: str
+class Band:
+    """The range a claim accepts for one quantity, ends included; None leaves that end open."""
+
+    low: float | None = None
+    high: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.low is None and self.high is None:
+            raise ValueError("a band needs at least one end")
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise ValueError(f"band {self.low}–{self.high} is empty")
+
+    def contains(self, value: float) -> bool:
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+    def describe(self, unit: Unit = "ratio") -> str:
+        """`0.80–1.25×`, `≥ 2.50×`, `≤ 1.0e-04`."""
+        if self.low is not None and self.high is not None:
+            low = f"{self.low:.2f}" if unit == "ratio" else format_value(self.low, unit)
+            return f"{low}–{format_value(self.high, unit)}"
+        if self.low is not None:
+            return f"≥ {format_value(self.low, unit)}"
+        return f"≤ {format_value(self.high, unit)}"
 
 
-def verdict_of(comparisons: tuple[Comparison, ...]) -> Verdict:
-    speed = [c for c in comparisons if c.kind == "speed" and c.measured is not None]
-    facts = [c for c in comparisons if c.kind != "speed" and c.measured is not None]
-    if not speed:
-        return "not measured"
-    holding = [c for c in speed if c.assessment in ("holds", "holds, size differs")]
-    if not holding:
-        return "not confirmed"
-    if len(holding) < len(speed):
-        return "inconclusive"  # the measurements disagree with each other
-    exact = all(c.assessment == "holds" for c in speed) and all(c.assessment == "matches" for c in facts)
-    return "confirmed" if exact else "partly confirmed"
+def around(value: float, tolerance: float) -> Band:
+    """A published figure within a relative tolerance either way."""
+    return Band(value * (1 - tolerance), value * (1 + tolerance))
 
 
-# -- building comparisons ---------------------------------------------------------------------
-
-
-def _fact(
-    quantity: str, numerator: float | None, denominator: float | None, textbook: float | None, source: str
-) -> Comparison:
-    return Comparison(quantity, textbook, ratio(numerator, denominator), source, "fact")
-
-
-def _speed(
-    quantity: str,
-    slow: Measured | None,
-    fast: Measured | None,
-    textbook: float | None,
-    higher_is_better: bool,
-) -> Comparison:
-    """How many times faster the claimed-faster model is (latency: slow/fast; throughput: fast/slow)."""
-    if slow is None or fast is None:
-        return Comparison(quantity, textbook, None, "not measured in this run", "speed")
-    measured = ratio(fast.value, slow.value) if higher_is_better else ratio(slow.value, fast.value)
-    source = fast.source if fast.source == slow.source else f"{slow.source} / {fast.source}"
-    return Comparison(quantity, textbook, measured, source, "speed")
+def format_value(value: float | None, unit: Unit = "ratio") -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2f}×" if unit == "ratio" else f"{value:.1e}"
 
 
 @dataclass(frozen=True)
@@ -130,20 +96,141 @@ class Pair:
 
     slow: str  # Triton model names
     fast: str
+    slow_label: str  # how the claim names them
+    fast_label: str
 
 
-VGG_RESNET = Pair("vgg16", "resnet50")
-RESNET_MOBILENET = Pair("resnet50", "mobilenet_v3_large")
-REPVGG_TRAIN_DEPLOY = Pair("repvgg_a0_train", "repvgg_a0_deploy")
-CONVNEXT_RESNET = Pair("convnext_tiny", "resnet50")
-#: (slow, fast) Triton model names of every claim, for measurements that serve the claims.
-CLAIM_PAIRS: tuple[tuple[str, str], ...] = tuple(
-    (p.slow, p.fast) for p in (VGG_RESNET, RESNET_MOBILENET, REPVGG_TRAIN_DEPLOY, CONVNEXT_RESNET)
+@dataclass(frozen=True)
+class Expectation:
+    """One quantity of a claim and the band the claim accepts for it."""
+
+    quantity: str  # a key of QUANTITIES
+    band: Band
+    says: str  # the claim's words, or the published figure, that the band reads
+    textbook: float | None = None  # the published figure the band is built around, where there is one
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """A claim as data: what it compares, what it states exactly, what it predicts, and who says so."""
+
+    key: str
+    title: str
+    statement: str  # the claim in the textbook's terms
+    source: str  # where the claim and its numbers come from
+    pair: Pair
+    facts: tuple[Expectation, ...]  # exact: one failing refutes the claim
+    ratios: tuple[Expectation, ...]  # measured: each judged against its band
+
+
+# -- quantities: what can be measured of a pair ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """How to read one number of a pair off a run (None when the run lacks either side)."""
+
+    measure: Callable[[RunResults, Pair], Measured | None]
+    unit: Unit = "ratio"
+
+
+MANIFESTS = "export manifests (counted on the built model)"
+
+
+def _manifest_ratio(field: Callable[[ModelFacts], float], source: str) -> Quantity:
+    def measure(results: RunResults, pair: Pair) -> Measured | None:
+        slow, fast = results.facts_for(pair.slow), results.facts_for(pair.fast)
+        value = ratio(field(slow), field(fast)) if slow and fast else None
+        return Measured(value, source) if value is not None else None
+
+    return Quantity(measure)
+
+
+def _reparam_error(results: RunResults, pair: Pair) -> Measured | None:
+    fused = results.facts_for(pair.fast)  # the re-parameterized form is the pair's cheaper side
+    if fused is None or fused.reparam_max_abs_error is None:
+        return None
+    return Measured(
+        fused.reparam_max_abs_error,
+        "export: train vs fused deploy form on one random batch (the test suite repeats it with "
+        "randomized BN statistics); absolute",
+    )
+
+
+def _speed_ratio(slow: Measured | None, fast: Measured | None, higher_is_better: bool) -> Measured | None:
+    """How many times faster the claimed-faster side is (latency: slow/fast; throughput: fast/slow)."""
+    if slow is None or fast is None:
+        return None
+    value = ratio(fast.value, slow.value) if higher_is_better else ratio(slow.value, fast.value)
+    if value is None:
+        return None
+    source = fast.source if fast.source == slow.source else f"{slow.source} / {fast.source}"
+    return Measured(value, source)
+
+
+def _inprocess(latency: bool) -> Quantity:
+    """The in-process ratio: interleaved pair measurement when the run has one, else separate baselines.
+
+    Interleaving makes the ratio robust to the machine's drift between two models' baselines.
+    """
+
+    def measure(results: RunResults, pair: Pair) -> Measured | None:
+        paired = results.paired_for(pair.slow, pair.fast)
+        if paired is not None:
+            how = f"in-process {paired.engine}, {paired.rounds} interleaved rounds, median ratio"
+            if latency:
+                return Measured(paired.latency_ratio, f"p50 at batch 1, {how}")
+            return Measured(paired.throughput_ratio, f"img/s at batch 1, {how}")
+        get = inprocess_latency if latency else inprocess_throughput
+        return _speed_ratio(get(results, pair.slow), get(results, pair.fast), higher_is_better=not latency)
+
+    return Quantity(measure)
+
+
+def _served(latency: bool) -> Quantity:
+    def measure(results: RunResults, pair: Pair) -> Measured | None:
+        get = served_latency if latency else served_throughput
+        return _speed_ratio(get(results, pair.slow), get(results, pair.fast), higher_is_better=not latency)
+
+    return Quantity(measure)
+
+
+SPEED_QUANTITIES = (
+    "latency ratio, in-process",
+    "latency ratio, served",
+    "throughput ratio, in-process",
+    "throughput ratio, served",
 )
 
+QUANTITIES: dict[str, Quantity] = {
+    "parameters": _manifest_ratio(lambda m: float(m.params), MANIFESTS),
+    "GMACs at 224²": _manifest_ratio(lambda m: m.gmacs, MANIFESTS),
+    "ONNX file size": _manifest_ratio(lambda m: m.onnx_mb, "ONNX files in the model repository"),
+    "max |Δ logits| deploy vs train": Quantity(_reparam_error, unit="absolute"),
+    "latency ratio, in-process": _inprocess(latency=True),
+    "latency ratio, served": _served(latency=True),
+    "throughput ratio, in-process": _inprocess(latency=False),
+    "throughput ratio, served": _served(latency=False),
+}
 
-def _facts(results: RunResults, model: str) -> ModelFacts | None:
-    return results.facts_for(model)
+
+# -- bands: what the claims' words allow -----------------------------------------------------------
+
+#: "several times slower / faster": clearly more than "twice", the least a reader takes "several" for.
+SEVERAL_TIMES = Band(low=2.5)
+#: "about the same speed": within a quarter either way (1/1.25 = 0.8, symmetric on a log scale).
+ABOUT_THE_SAME = Band(0.8, 1.25)
+#: "faster": by more than the 5% that interleaved in-process rounds still wander on a shared machine.
+FASTER = Band(low=1.05)
+#: Parameter counts are exact (the exporter refuses a model whose count differs from the catalog's):
+#: 1% lets through no real difference in architecture.
+PARAMS_TOLERANCE = 0.01
+#: MAC counters differ from the model cards in what they count (activations, normalisation).
+GMACS_TOLERANCE = 0.05
+#: An ONNX file holds the graph and its names beside the fp32 weights, so it tracks parameters loosely.
+ONNX_TOLERANCE = 0.05
+#: "Identical outputs" for fused float32 convolutions: the exporter's parity tolerance.
+REPARAM_TOLERANCE = 1e-4
 
 
 def published(triton_model: str) -> tuple[float, float | None]:
@@ -152,106 +239,191 @@ def published(triton_model: str) -> tuple[float, float | None]:
     return float(spec.variant(variant).expected_params), spec.reference_gmacs
 
 
-def static_comparisons(results: RunResults, pair: Pair, with_gmacs: bool = True) -> list[Comparison]:
-    slow, fast = _facts(results, pair.slow), _facts(results, pair.fast)
+def _published_ratio(pair: Pair, gmacs: bool) -> float:
     (slow_params, slow_gmacs), (fast_params, fast_gmacs) = published(pair.slow), published(pair.fast)
-    source = "export manifests (counted on the built model)"
-    rows = [
-        _fact(
-            "parameters",
-            float(slow.params) if slow else None,
-            float(fast.params) if fast else None,
-            ratio(slow_params, fast_params),
-            source,
-        )
-    ]
-    if with_gmacs:
-        rows.append(
-            _fact(
-                "GMACs at 224²",
-                slow.gmacs if slow else None,
-                fast.gmacs if fast else None,
-                ratio(slow_gmacs, fast_gmacs),
-                source,
-            )
-        )
-    # fp32 weights: file size should follow the parameter count.
-    rows.append(
-        _fact(
-            "ONNX file size",
-            slow.onnx_mb if slow else None,
-            fast.onnx_mb if fast else None,
-            ratio(slow_params, fast_params),
-            "ONNX files in the model repository (fp32: follows parameters)",
-        )
+    value = ratio(slow_gmacs, fast_gmacs) if gmacs else ratio(slow_params, fast_params)
+    if value is None:
+        raise ValueError(f"the catalog gives no published {'GMACs' if gmacs else 'parameters'} for {pair}")
+    return value
+
+
+def params_fact(pair: Pair) -> Expectation:
+    """The published parameter ratio of a pair (from the catalog), as an exact fact."""
+    value = _published_ratio(pair, gmacs=False)
+    return Expectation(
+        "parameters", around(value, PARAMS_TOLERANCE), f"{value:.2f}× the parameters (catalog counts)", value
     )
-    return rows
 
 
-def paired_comparisons(results: RunResults, pair: Pair, predicted: float | None) -> list[Comparison] | None:
-    """In-process ratios from the interleaved measurement of this pair, when the run has one."""
-    paired = results.paired_for(pair.slow, pair.fast)
-    if paired is None:
-        return None
-    how = f"in-process {paired.engine}, {paired.rounds} interleaved rounds, median ratio"
-    return [
-        Comparison(
-            "latency ratio, in-process", predicted, paired.latency_ratio, f"p50 at batch 1, {how}", "speed"
+def gmacs_fact(pair: Pair) -> Expectation:
+    """The published compute ratio of a pair (from the catalog), as an exact fact."""
+    value = _published_ratio(pair, gmacs=True)
+    return Expectation(
+        "GMACs at 224²", around(value, GMACS_TOLERANCE), f"{value:.2f}× the compute (model cards)", value
+    )
+
+
+def onnx_fact(pair: Pair) -> Expectation:
+    """fp32 weights on disk: the ONNX size ratio follows the published parameter ratio."""
+    value = _published_ratio(pair, gmacs=False)
+    return Expectation(
+        "ONNX file size",
+        around(value, ONNX_TOLERANCE),
+        f"fp32 weights follow the parameters: {value:.2f}×",
+        value,
+    )
+
+
+def speed(band: Band, says: str) -> tuple[Expectation, ...]:
+    """The same band for latency and throughput, in-process and served."""
+    return tuple(Expectation(quantity, band, says) for quantity in SPEED_QUANTITIES)
+
+
+# -- the catalog -----------------------------------------------------------------------------------
+
+_CARDS = "torchvision model cards (IMAGENET1K_V1)"
+VGG_RESNET = Pair("vgg16", "resnet50", "VGG-16", "ResNet-50")
+RESNET_MOBILENET = Pair("resnet50", "mobilenet_v3_large", "ResNet-50", "MobileNetV3-Large")
+REPVGG_TRAIN_DEPLOY = Pair("repvgg_a0_train", "repvgg_a0_deploy", "the train form", "the deploy form")
+CONVNEXT_RESNET = Pair("convnext_tiny", "resnet50", "ConvNeXt-T", "ResNet-50")
+
+CLAIMS: tuple[ClaimSpec, ...] = (
+    ClaimSpec(
+        key="vgg16-vs-resnet50",
+        title="VGG-16 vs ResNet-50",
+        statement="VGG-16 has ~138M parameters and 15.5 GMACs, ResNet-50 25.6M and 4.1: 5.4× the weights and "
+        "3.8× the compute, so it is several times slower for the same ImageNet accuracy class.",
+        source="Simonyan & Zisserman 2015 (arXiv:1409.1556); He et al. 2016 (arXiv:1512.03385), which "
+        f"compares its depth against VGG's FLOPs; sizes from the {_CARDS}",
+        pair=VGG_RESNET,
+        facts=(params_fact(VGG_RESNET), gmacs_fact(VGG_RESNET), onnx_fact(VGG_RESNET)),
+        ratios=speed(SEVERAL_TIMES, '"several times slower"'),
+    ),
+    ClaimSpec(
+        key="mobilenet-vs-resnet50",
+        title="MobileNetV3-Large vs ResNet-50",
+        statement="MobileNetV3-Large is the latency choice: 0.22 vs 4.09 GMACs (18.6× less compute) and 4.7× "
+        "fewer parameters than ResNet-50, so it runs several times faster.",
+        source=f"Howard et al. 2019, Searching for MobileNetV3 (arXiv:1905.02244); sizes from the {_CARDS}",
+        pair=RESNET_MOBILENET,
+        facts=(params_fact(RESNET_MOBILENET), gmacs_fact(RESNET_MOBILENET), onnx_fact(RESNET_MOBILENET)),
+        ratios=speed(SEVERAL_TIMES, '"several times faster"'),
+    ),
+    ClaimSpec(
+        key="repvgg-deploy-vs-train",
+        title="RepVGG-A0: deploy (re-parameterized) vs train form",
+        statement="Re-parameterization folds each block's 3x3, 1x1 and identity branches into one 3x3 conv: "
+        "identical outputs, 9.11M → 8.31M parameters, and a faster single-branch network at inference.",
+        source="Ding et al. 2021, RepVGG (arXiv:2101.03697); parameter counts from timm repvgg_a0.rvgg_in1k",
+        pair=REPVGG_TRAIN_DEPLOY,
+        facts=(
+            params_fact(REPVGG_TRAIN_DEPLOY),
+            # The paper gives no A0 train-form GMACs; folding branches away can only remove work.
+            Expectation(
+                "GMACs at 224²", Band(low=1.0), "no more MACs: the 1x1 and identity branches fold away"
+            ),
+            onnx_fact(REPVGG_TRAIN_DEPLOY),
+            Expectation(
+                "max |Δ logits| deploy vs train",
+                Band(high=REPARAM_TOLERANCE),
+                '"identical outputs" (float32)',
+            ),
         ),
-        Comparison(
-            "throughput ratio, in-process",
-            predicted,
-            paired.throughput_ratio,
-            f"img/s at batch 1, {how}",
-            "speed",
-        ),
-    ]
+        ratios=speed(FASTER, '"a faster single-branch network"'),
+    ),
+    ClaimSpec(
+        key="convnext-vs-resnet50",
+        title="ConvNeXt-T vs ResNet-50",
+        statement="ConvNeXt-T is a modernized ResNet-50 at similar cost: 4.46 vs 4.09 GMACs (1.09×) and "
+        "28.6M vs 25.6M parameters, so it should run at about ResNet-50's speed.",
+        source=f"Liu et al. 2022, A ConvNet for the 2020s (arXiv:2201.03545); sizes from the {_CARDS}",
+        pair=CONVNEXT_RESNET,
+        facts=(params_fact(CONVNEXT_RESNET), gmacs_fact(CONVNEXT_RESNET), onnx_fact(CONVNEXT_RESNET)),
+        ratios=speed(ABOUT_THE_SAME, '"about ResNet-50\'s speed"'),
+    ),
+)
+
+#: (slow, fast) Triton model names of every claim, for measurements that serve the claims.
+CLAIM_PAIRS: tuple[tuple[str, str], ...] = tuple((c.pair.slow, c.pair.fast) for c in CLAIMS)
 
 
-def speed_comparisons(results: RunResults, pair: Pair, predicted: float | None) -> list[Comparison]:
-    """Latency and throughput ratios, in-process (engine alone) and served (through the stack).
-
-    In-process ratios come from the interleaved pair measurement when there is one (robust to the
-    machine's drift), else from each model's own baselines.
-    """
-    paired = paired_comparisons(results, pair, predicted)
-    rows = [
-        _speed(
-            "latency ratio, in-process",
-            inprocess_latency(results, pair.slow),
-            inprocess_latency(results, pair.fast),
-            predicted,
-            higher_is_better=False,
-        ),
-        _speed(
-            "latency ratio, served",
-            served_latency(results, pair.slow),
-            served_latency(results, pair.fast),
-            predicted,
-            higher_is_better=False,
-        ),
-        _speed(
-            "throughput ratio, in-process",
-            inprocess_throughput(results, pair.slow),
-            inprocess_throughput(results, pair.fast),
-            predicted,
-            higher_is_better=True,
-        ),
-        _speed(
-            "throughput ratio, served",
-            served_throughput(results, pair.slow),
-            served_throughput(results, pair.fast),
-            predicted,
-            higher_is_better=True,
-        ),
-    ]
-    if paired is not None:
-        rows[0], rows[2] = paired
-    return rows
+# -- the runner ------------------------------------------------------------------------------------
 
 
-def _gmacs_ratio(slow: str, fast: str) -> float | None:
-    return ratio(published(slow)[1], published(fast)[1])
+@dataclass(frozen=True)
+class Comparison:
+    """One quantity of a claim on this run: its band, the measured value, and whether it lies inside."""
+
+    quantity: str
+    band: Band
+    says: str
+    textbook: float | None
+    measured: float | None
+    source: str
+    kind: Kind
+    unit: Unit = "ratio"
+
+    @property
+    def assessment(self) -> Assessment:
+        if self.measured is None:
+            return "not measured"
+        inside = self.band.contains(self.measured)
+        if self.kind == "fact":
+            return "holds" if inside else "fails"
+        return "inside" if inside else "outside"
+
+
+@dataclass(frozen=True)
+class Claim:
+    spec: ClaimSpec
+    comparisons: tuple[Comparison, ...]
+    verdict: Verdict
+    summary: str
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+    @property
+    def title(self) -> str:
+        return self.spec.title
+
+    @property
+    def statement(self) -> str:
+        return self.spec.statement
+
+    @property
+    def source(self) -> str:
+        return self.spec.source
+
+
+def verdict_of(comparisons: Sequence[Comparison]) -> Verdict:
+    """The rule in the module docstring: a failed fact refutes; confirmed needs everything inside."""
+    facts = [c.assessment for c in comparisons if c.kind == "fact"]
+    ratios = [c.assessment for c in comparisons if c.kind == "ratio"]
+    measured = [a for a in ratios if a != "not measured"]
+    if "fails" in facts or (measured and "inside" not in measured):
+        return "refuted"
+    if not measured:
+        return "not measured"
+    if all(a == "holds" for a in facts) and all(a == "inside" for a in ratios):
+        return "confirmed"
+    return "partly confirmed"
+
+
+def _compare(results: RunResults, spec: ClaimSpec, expectation: Expectation, kind: Kind) -> Comparison:
+    quantity = QUANTITIES[expectation.quantity]
+    reading = quantity.measure(results, spec.pair)
+    return Comparison(
+        expectation.quantity,
+        expectation.band,
+        expectation.says,
+        expectation.textbook,
+        reading.value if reading else None,
+        reading.source if reading else "not measured in this run",
+        kind,
+        quantity.unit,
+    )
 
 
 def describe_speedup(measured: float) -> str:
@@ -259,111 +431,25 @@ def describe_speedup(measured: float) -> str:
     return f"{measured:.2f}× faster" if measured >= 1 else f"{1 / measured:.2f}× slower"
 
 
-def _speed_summary(
-    comparisons: list[Comparison], slow_name: str, fast_name: str, predicted: float | None
-) -> str:
-    measured = [c for c in comparisons if c.kind == "speed" and c.measured is not None]
+def _summary(comparisons: Sequence[Comparison], pair: Pair) -> str:
+    measured = [c for c in comparisons if c.quantity in SPEED_QUANTITIES and c.measured is not None]
     if not measured:
-        return f"no latency or throughput of both {slow_name} and {fast_name} in this run"
+        return f"no latency or throughput of both {pair.slow_label} and {pair.fast_label} in this run"
     parts = [
         f"{c.quantity.removesuffix(' ratio').replace(' ratio,', ',')}: {describe_speedup(c.measured or 1.0)}"
         for c in measured
     ]
-    expectation = f" (the compute ratio predicts {predicted:.2f}×)" if predicted else ""
-    return f"{fast_name} vs {slow_name}: " + "; ".join(parts) + expectation
+    return f"{pair.fast_label} vs {pair.slow_label}: " + "; ".join(parts)
 
 
-def _claim(key: str, title: str, statement: str, comparisons: list[Comparison], summary: str) -> Claim:
-    frozen = tuple(comparisons)
-    return Claim(key, title, statement, frozen, verdict_of(frozen), summary)
-
-
-def vgg_vs_resnet(results: RunResults) -> Claim:
-    pair = VGG_RESNET
-    predicted = _gmacs_ratio(pair.slow, pair.fast)
-    comparisons = static_comparisons(results, pair) + speed_comparisons(results, pair, predicted)
-    return _claim(
-        "vgg16-vs-resnet50",
-        "VGG-16 vs ResNet-50",
-        "VGG-16 has ~138M parameters and 15.5 GMACs, ResNet-50 25.6M and 4.1: 5.4× the weights and 3.8× the "
-        "compute, so it is several times slower for the same ImageNet accuracy class.",
-        comparisons,
-        _speed_summary(comparisons, "VGG-16", "ResNet-50", predicted),
+def evaluate(spec: ClaimSpec, results: RunResults) -> Claim:
+    """One claim judged on one run: every fact and ratio beside its band, and the verdict."""
+    comparisons = tuple(_compare(results, spec, e, "fact") for e in spec.facts) + tuple(
+        _compare(results, spec, e, "ratio") for e in spec.ratios
     )
+    return Claim(spec, comparisons, verdict_of(comparisons), _summary(comparisons, spec.pair))
 
 
-def mobilenet_vs_resnet(results: RunResults) -> Claim:
-    pair = RESNET_MOBILENET
-    predicted = _gmacs_ratio(pair.slow, pair.fast)
-    comparisons = static_comparisons(results, pair) + speed_comparisons(results, pair, predicted)
-    return _claim(
-        "mobilenet-vs-resnet50",
-        "MobileNetV3-Large vs ResNet-50",
-        "MobileNetV3-Large is the latency choice: 0.22 vs 4.09 GMACs (18.6× less compute) and 4.7× fewer "
-        "parameters than ResNet-50.",
-        comparisons,
-        _speed_summary(comparisons, "ResNet-50", "MobileNetV3-Large", predicted),
-    )
-
-
-def repvgg_deploy_vs_train(results: RunResults) -> Claim:
-    pair = REPVGG_TRAIN_DEPLOY
-    deploy = _facts(results, "repvgg_a0_deploy")
-    comparisons = static_comparisons(results, pair, with_gmacs=False)
-    train = _facts(results, "repvgg_a0_train")
-    comparisons.insert(
-        1,
-        _fact(
-            "GMACs at 224²",
-            train.gmacs if train else None,
-            deploy.gmacs if deploy else None,
-            None,
-            "export manifests (the paper gives no A0 train-form GMACs)",
-        ),
-    )
-    comparisons.append(
-        Comparison(
-            "max |Δ logits| deploy vs train",
-            REPARAM_TOLERANCE,
-            deploy.reparam_max_abs_error if deploy else None,
-            "export: train vs fused deploy form on one random batch (the test suite repeats it with "
-            "randomized BN statistics); absolute, must stay within float tolerance",
-            "bound",
-        )
-    )
-    comparisons += speed_comparisons(results, pair, None)
-    return _claim(
-        "repvgg-deploy-vs-train",
-        "RepVGG-A0: deploy (re-parameterized) vs train form",
-        "Re-parameterization folds each block's 3x3, 1x1 and identity branches into one 3x3 conv: identical "
-        "outputs, 9.11M → 8.31M parameters, and a faster single-branch network at inference.",
-        comparisons,
-        _speed_summary(comparisons, "the train form", "the deploy form", None),
-    )
-
-
-def convnext_vs_resnet(results: RunResults) -> Claim:
-    pair = CONVNEXT_RESNET
-    predicted = _gmacs_ratio(pair.slow, pair.fast)
-    comparisons = static_comparisons(results, pair) + speed_comparisons(results, pair, predicted)
-    return _claim(
-        "convnext-vs-resnet50",
-        "ConvNeXt-T vs ResNet-50",
-        "ConvNeXt-T is a modernized ResNet-50 at similar cost: 4.46 vs 4.09 GMACs (1.09×) and 28.6M vs 25.6M "
-        "parameters, so it should run at about ResNet-50's speed.",
-        comparisons,
-        _speed_summary(comparisons, "ConvNeXt-T", "ResNet-50", predicted),
-    )
-
-
-CLAIMS: tuple[Callable[[RunResults], Claim], ...] = (
-    vgg_vs_resnet,
-    mobilenet_vs_resnet,
-    repvgg_deploy_vs_train,
-    convnext_vs_resnet,
-)
-
-
-def check_claims(results: RunResults) -> list[Claim]:
+def check_claims(results: RunResults, claims: Sequence[ClaimSpec] = CLAIMS) -> list[Claim]:
     """Every claim, judged on this run (claims whose models were not swept say `not measured`)."""
-    return [build(results) for build in CLAIMS]
+    return [evaluate(spec, results) for spec in claims]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from .document import VERDICT_WORDS, ReportContent
+from .claims import VERDICT_RULE_NOTE, VERDICT_RULES
+from .document import ReportContent
 from .plots import Plot
-from .tables import Table
+from .tables import Table, claim_table
 
 CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #1d1d1f;
@@ -20,7 +21,7 @@ th { background: #f4f4f6; } tr:nth-child(even) td { background: #fafafa; }
 .flag { background: #fde8e8; border: 1px solid #e0a0a0; padding: .6rem 1rem; }
 .ok { background: #e8f6ea; border: 1px solid #a6d4ae; padding: .6rem 1rem; }
 .verdict { font-weight: 600; } .confirmed { color: #1a7f37; } .partly-confirmed { color: #9a6700; }
-.not-confirmed { color: #cf222e; } .not-measured { color: #666; } .inconclusive { color: #8250df; }
+.refuted { color: #cf222e; } .not-measured { color: #666; }
 figure { margin: 1rem 0 2rem; } figcaption { color: #555; max-width: 70rem; } img { max-width: 100%; }
 """
 
@@ -69,16 +70,18 @@ def render_html(content: ReportContent) -> str:
         )
 
     parts.append('<section id="claims"><h2>Claims checked</h2>')
-    for claim, table in zip(content.claims, content.claim_tables, strict=True):
+    parts.append(f'<p class="note">{escape(VERDICT_RULE_NOTE)}</p>')
+    for claim in content.claims:
         css = claim.verdict.replace(" ", "-")
         parts.append(
             f'<h3 id="claim-{escape(claim.key)}">{escape(claim.title)}: '
             f'<span class="verdict {css}">{escape(claim.verdict)}</span></h3>'
-            f'<p class="note"><em>Textbook:</em> {escape(claim.statement)}</p>'
+            f'<p class="note"><em>Claim:</em> {escape(claim.statement)} '
+            f"<em>Source:</em> {escape(claim.source)}.</p>"
             f"<p><em>Measured:</em> {escape(claim.summary)}. "
-            f"<em>Verdict:</em> {escape(VERDICT_WORDS[claim.verdict])}.</p>"
+            f"<em>Verdict:</em> {escape(claim.verdict)}: {escape(VERDICT_RULES[claim.verdict])}.</p>"
         )
-        parts.append(render_table(table).replace("<h2>", "<h4>").replace("</h2>", "</h4>"))
+        parts.append(render_table(claim_table(claim)).replace("<h2>", "<h4>").replace("</h2>", "</h4>"))
     parts.append("</section>")
 
     for block in content.blocks:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from .document import VERDICT_WORDS, ReportContent
+from .claims import VERDICT_RULE_NOTE, VERDICT_RULES
+from .document import ReportContent
 from .plots import Plot
-from .tables import Table
+from .tables import Table, claim_table
 
 PLOTS_DIR = "plots"
 
@@ -41,11 +42,14 @@ def render_markdown(content: ReportContent) -> str:
     else:
         parts.append("No cross-check mismatch: every checked window agrees within 5%.\n")
     parts.append("## Claims checked\n")
-    for claim, table in zip(content.claims, content.claim_tables, strict=True):
+    parts.append(f"_{VERDICT_RULE_NOTE}_\n")
+    for claim in content.claims:
         parts.append(f"### {claim.title}: **{claim.verdict}**\n")
-        parts.append(f"_Textbook:_ {claim.statement}\n")
-        parts.append(f"_Measured:_ {claim.summary}. _Verdict:_ {VERDICT_WORDS[claim.verdict]}.\n")
-        parts.append(render_table(table, level="####"))
+        parts.append(f"_Claim:_ {claim.statement} _Source:_ {claim.source}.\n")
+        parts.append(
+            f"_Measured:_ {claim.summary}. _Verdict:_ {claim.verdict}: {VERDICT_RULES[claim.verdict]}.\n"
+        )
+        parts.append(render_table(claim_table(claim), level="####"))
     for block in content.blocks:
         parts.append(render_table(block) if isinstance(block, Table) else render_plot(block))
     if content.notes:

@@ -20,6 +20,7 @@ from .analysis import (
     served_models,
     single_user,
 )
+from .claims import Claim, format_value
 from .csv_files import all_points
 from .results import LOOP_LABELS, MISMATCH_TOLERANCE, PointResult, RunResults
 
@@ -451,6 +452,32 @@ def ramp_table(results: RunResults) -> Table:
         "the ramp's best throughput; beyond it more users add latency, not throughput. "
         "Cross-checked over the whole ramp.",
         ("model", "path", "steps (users, req/s, p95)", "knee", "check"),
+        rows,
+    )
+
+
+def claim_table(claim: Claim) -> Table:
+    """A claim's facts and ratios, each band beside the measured value (the statement sits above)."""
+    rows = [
+        (
+            c.quantity,
+            c.kind,
+            c.says,
+            c.band.describe(c.unit),
+            format_value(c.measured, c.unit),
+            c.assessment,
+            c.source,
+        )
+        for c in claim.comparisons
+    ]
+    pair = claim.spec.pair
+    return _table(
+        f"claim-{claim.key}",
+        claim.title,
+        f"Ratios are {pair.slow_label} ÷ {pair.fast_label} (throughput: {pair.fast_label} ÷ "
+        f"{pair.slow_label}), so above 1× means {pair.fast_label} is smaller or faster. A fact that fails "
+        "refutes the claim; a ratio outside its band keeps it from confirmation.",
+        ("quantity", "kind", "claim says", "band", "measured", "result", "measured how"),
         rows,
     )
 

@@ -5,17 +5,18 @@ from __future__ import annotations
 import base64
 import re
 import shutil
+from html import escape
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from services.cli import app
-from services.report.claims import check_claims
+from services.report.claims import VERDICT_RULES, check_claims
 from services.report.csv_files import INPROCESS_CSV, MODELS_CSV, POINTS_CSV
 from services.report.plots import build_plots
 from services.report.results import CounterCheck, load_results, save_results
-from services.report.tables import build_tables
+from services.report.tables import build_tables, claim_table
 from services.report.writer import write_report
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "results_fixture"
@@ -50,20 +51,39 @@ def test_html_report_is_self_contained_with_every_table_and_plot(run_dir: Path) 
     assert not re.search(r'(src|href)="(https?:)?//', html), "the report must load nothing from the network"
 
 
-def test_claims_section_shows_textbook_and_measured_numbers_with_a_verdict(run_dir: Path) -> None:
-    html = write_report(run_dir).html.read_text()
+def test_claims_section_shows_each_band_beside_the_measured_number_and_the_verdict(run_dir: Path) -> None:
+    files = write_report(run_dir)
+    html, markdown = files.html.read_text(), files.markdown.read_text()
     claims = check_claims(load_results(run_dir))
-    assert [c.key for c in claims] == [
-        "vgg16-vs-resnet50",
-        "mobilenet-vs-resnet50",
-        "repvgg-deploy-vs-train",
-        "convnext-vs-resnet50",
-    ]
+    assert {c.key: c.verdict for c in claims} == {
+        "vgg16-vs-resnet50": "partly confirmed",  # in-process latency 1.06×, served throughput 1.76×
+        "mobilenet-vs-resnet50": "confirmed",
+        "repvgg-deploy-vs-train": "confirmed",
+        "convnext-vs-resnet50": "partly confirmed",  # 1.33× in-process is outside 0.80–1.25×
+    }
     for claim in claims:
-        assert claim.verdict != "not measured", claim.key
         assert f'id="claim-{claim.key}"' in html and f'id="table-claim-{claim.key}"' in html
-        measured = [c for c in claim.comparisons if c.kind == "speed" and c.measured is not None]
+        measured = [c for c in claim.comparisons if c.kind == "ratio" and c.measured is not None]
         assert len(measured) == 4, claim.key  # latency and throughput, in-process and served
+        assert escape(VERDICT_RULES[claim.verdict]) in html and VERDICT_RULES[claim.verdict] in markdown
+        assert escape(claim.source) in html and claim.source in markdown
+        table = claim_table(claim)
+        band, value, result = (table.columns.index(c) for c in ("band", "measured", "result"))
+        for row in table.rows:
+            html_row = "".join(f"<td>{escape(cell)}</td>" for cell in row)
+            assert html_row in html, row
+            assert "| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" in markdown, row
+            assert row[band] != "–" and row[value] != "–", row  # the fixture measures everything
+
+
+def test_claim_table_puts_the_band_beside_the_measured_ratio(run_dir: Path) -> None:
+    convnext = next(c for c in check_claims(load_results(run_dir)) if c.key == "convnext-vs-resnet50")
+    table = claim_table(convnext)
+    rows = {row[0]: dict(zip(table.columns, row, strict=True)) for row in table.rows}
+    latency = rows["latency ratio, in-process"]
+    assert (latency["band"], latency["measured"], latency["result"]) == ("0.80–1.25×", "1.33×", "outside")
+    assert latency["claim says"] == '"about ResNet-50\'s speed"'
+    assert rows["parameters"]["kind"] == "fact" and rows["parameters"]["result"] == "holds"
 
 
 def test_every_number_says_which_loop_it_comes_from(run_dir: Path) -> None:
