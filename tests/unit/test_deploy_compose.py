@@ -1,6 +1,7 @@
 """docker-compose.yml against the Compose specification schema (the copy pinned by check-jsonschema),
 plus the wiring the schema cannot see: health-gated start order, the GPU reservation, the exported
-backend, settings names, mounts and the load-test profile. No Docker engine is needed."""
+backend, settings names, mounts, the load-test profile, and Triton kept off every public interface with
+its shared-memory and model-repository APIs locked. No Docker engine is needed."""
 
 from __future__ import annotations
 
@@ -23,6 +24,16 @@ from services.runtime.settings import RuntimeSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+LOOPBACK = {"127.0.0.1", "::1"}
+#: The services allowed to share a network with Triton: its one client and its scraper.
+TRITON_NEIGHBOURS = {"gateway", "prometheus"}
+#: API groups `tritonserver --help` accepts for --http-restricted-api / --grpc-restricted-protocol.
+TRITON_API_GROUPS = {
+    "health", "metadata", "inference", "shared-memory", "model-config", "model-repository",
+    "statistics", "trace", "logging",
+}  # fmt: skip
+GATEWAY_TRITON_KEY = "DEPLOYLAB_GATEWAY_TRITON_API_KEY"
+GATEWAY_HAS_TRITON_KEY = "triton_api_key" in GatewaySettings.model_fields
 
 Compose = dict[str, Any]
 
@@ -58,6 +69,64 @@ def default_value(text: str) -> str:
     return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", text)
 
 
+def published_ports(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """(host address, container port) per published port, short or long syntax; "" = every interface."""
+    published: list[tuple[str, str]] = []
+    for entry in service.get("ports", []):
+        if isinstance(entry, dict):
+            published.append((entry.get("host_ip", ""), str(entry["target"])))
+            continue
+        text, host = str(entry).split("/")[0], ""
+        if text.startswith("["):  # [::1]:8080:8080
+            host, text = text[1:].split("]:", 1)
+        parts = text.split(":")
+        if len(parts) == 3:
+            host = parts[0]
+        published.append((host, parts[-1]))
+    return published
+
+
+def networks_of(service: dict[str, Any]) -> set[str]:
+    """The networks a service joins: compose puts a service without `networks` on `default`."""
+    return set(service.get("networks", ["default"]))
+
+
+def triton_exposure(document: Compose) -> list[str]:
+    """Every way the file lets a non-neighbour reach Triton's ports (empty: none)."""
+    all_services = document["services"]
+    triton = all_services["triton"]
+    problems = [f"published on {host or 'every interface'}: {port}"
+                for host, port in published_ports(triton) if host not in LOOPBACK]  # fmt: skip
+    if "network_mode" in triton:
+        problems.append(f"network_mode {triton['network_mode']}")
+    for network in networks_of(triton):
+        if not (document.get("networks") or {}).get(network, {}).get("internal"):
+            problems.append(f"network {network} is not internal")
+        neighbours = {n for n, s in all_services.items() if n != "triton" and network in networks_of(s)}
+        problems += [f"{n} shares network {network}" for n in sorted(neighbours - TRITON_NEIGHBOURS)]
+    return problems
+
+
+def triton_script() -> list[str]:
+    """Triton's start-up script as shell words, with compose's `$$` escapes undone."""
+    command = services()["triton"]["command"]
+    assert command[:2] == ["sh", "-c"], command
+    return shlex.split(command[2].replace("$$", "$"))
+
+
+def restricted_groups(words: list[str], flag: str) -> dict[str, tuple[str, str]]:
+    """`--flag=<api>,<api>:<key>=<value>` (repeatable) → api → (header key, value)."""
+    groups: dict[str, tuple[str, str]] = {}
+    for word in words:
+        if word.startswith(f"{flag}="):
+            apis, _, setting = word.removeprefix(f"{flag}=").partition(":")
+            key, _, value = setting.partition("=")
+            for api in apis.split(","):
+                assert api not in groups, f"{api} in two {flag} groups (tritonserver refuses that)"
+                groups[api] = (key, value)
+    return groups
+
+
 def test_compose_file_is_valid_against_the_compose_specification() -> None:
     assert schema_errors(compose()) == []
 
@@ -90,7 +159,78 @@ def test_triton_is_the_pinned_ngc_image_with_a_gpu_reservation() -> None:
     assert image == "nvcr.io/nvidia/tritonserver" and re.fullmatch(r"\d{2}\.\d{2}-py3", tag)
     devices = triton["deploy"]["resources"]["reservations"]["devices"]
     assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
-    assert "--model-repository=/models" in triton["command"]
+    words = triton_script()
+    assert words[words.index("exec") + 1] == "tritonserver"  # exec: tritonserver gets the signals
+    assert "--model-repository=/models" in words
+
+
+def test_triton_publishes_no_port_and_shares_a_network_only_with_the_gateway_and_prometheus() -> None:
+    document = compose()
+    assert triton_exposure(document) == []
+    triton = document["services"]["triton"]
+    assert "ports" not in triton
+    assert networks_of(document["services"]["gateway"]) & networks_of(triton)
+    # `expose` (what the scrape check reads) lists the ports tritonserver really listens on
+    port_flags = ("--http-port=", "--grpc-port=", "--metrics-port=")
+    listening = {w.split("=")[1] for w in triton_script() if w.startswith(port_flags)}
+    assert set(triton["expose"]) == listening
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda c: c["services"]["triton"].update(ports=["8000:8000"]), "every interface"),
+        (lambda c: c["services"]["triton"].update(ports=["0.0.0.0:8002:8002"]), "0.0.0.0"),
+        (lambda c: c["services"]["triton"].update(network_mode="host"), "network_mode"),
+        (lambda c: c["services"]["grafana"].update(networks=["default", "backend"]), "grafana shares"),
+        (lambda c: c["networks"]["backend"].pop("internal"), "not internal"),
+    ],
+    ids=["published", "published-on-all-addresses", "host-network", "public-neighbour", "routed-network"],
+)
+def test_exposure_check_catches_each_way_triton_could_be_reached(change: Any, problem: str) -> None:
+    """Negative control: each way of opening Triton up is reported."""
+    document = compose()
+    change(document)
+    assert schema_errors(document) == []
+    assert any(problem in p for p in triton_exposure(document)), triton_exposure(document)
+
+
+def test_only_the_gateway_listens_on_every_interface() -> None:
+    for name, service in services().items():
+        for host, port in published_ports(service):
+            assert name == "gateway" or host in LOOPBACK, f"{name} publishes {port} on {host or 'all'}"
+    assert published_ports(services()["gateway"]) == [("", "8080")]
+
+
+def test_triton_restricts_shared_memory_and_model_repository_on_http_and_grpc() -> None:
+    """model-repository wants the key the gateway holds; shared memory, trace and logging a key drawn
+    at each start that no one holds (the gateway is in another container: it never maps shared memory)."""
+    words = triton_script()
+    assert words[:5] == ["read", "-r", "locked", "<", "/proc/sys/kernel/random/uuid"]
+    for flag in ("--http-restricted-api", "--grpc-restricted-protocol"):
+        groups = restricted_groups(words, flag)
+        assert set(groups) <= TRITON_API_GROUPS, set(groups) - TRITON_API_GROUPS
+        assert groups["model-repository"] == ("deploylab-triton-key", "$TRITON_API_KEY"), flag
+        for api in ("shared-memory", "trace", "logging"):
+            assert groups[api] == ("deploylab-triton-locked", "$locked"), (flag, api)
+    required = services()["triton"]["environment"]["TRITON_API_KEY"]
+    assert re.fullmatch(r"\$\{DEPLOYLAB_TRITON_API_KEY:\?[^}]+\}", required), "the key has no default"
+
+
+def test_gateway_is_given_the_key_triton_requires() -> None:
+    all_services = services()
+    required = all_services["triton"]["environment"]["TRITON_API_KEY"]
+    assert all_services["gateway"]["environment"][GATEWAY_TRITON_KEY] == required
+
+
+@pytest.mark.xfail(
+    not GATEWAY_HAS_TRITON_KEY,
+    reason="GatewaySettings has no triton_api_key: the gateway sends Triton no deploylab-triton-key "
+    "header, so Triton refuses its /v2/repository calls",
+    strict=True,
+)
+def test_gateway_reads_the_triton_key_setting() -> None:
+    assert GATEWAY_TRITON_KEY.removeprefix("DEPLOYLAB_GATEWAY_").lower() in GatewaySettings.model_fields
 
 
 def test_exporter_writes_the_onnxruntime_gpu_repository_triton_serves() -> None:
@@ -120,6 +260,8 @@ def test_environment_names_are_settings_fields() -> None:
     """A misspelt DEPLOYLAB_* variable is silently ignored by pydantic-settings: catch it here."""
     all_services = services()
     for name in all_services["gateway"]["environment"]:
+        if name == GATEWAY_TRITON_KEY and not GATEWAY_HAS_TRITON_KEY:
+            continue  # test_gateway_reads_the_triton_key_setting says so
         assert name.removeprefix("DEPLOYLAB_GATEWAY_").lower() in GatewaySettings.model_fields, name
     for name in all_services["exporter"]["environment"]:
         if name != "DEPLOYLAB_EXPORT_MODELS":
@@ -148,7 +290,10 @@ def test_prometheus_scrapes_the_compose_services_and_grafana_reads_that_promethe
     for job in config["scrape_configs"]:
         host, port = job["static_configs"][0]["targets"][0].split(":")
         assert host in all_services, f"scrape target {host} is not a compose service"
-        assert any(p.endswith(f":{port}") for p in all_services[host]["ports"]), (host, port)
+        target = all_services[host]
+        assert networks_of(target) & networks_of(all_services["prometheus"]), f"{host} unreachable"
+        listening = {p for _, p in published_ports(target)} | set(target.get("expose", []))
+        assert port in listening, (host, port)
     datasource = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
     assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
 

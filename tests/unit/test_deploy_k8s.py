@@ -1,10 +1,12 @@
 """Kubernetes manifests: rendered by kustomize (kubectl's), core kinds validated strictly against the
 Kubernetes 1.37 schemas (kubernetes-validate), prometheus-operator kinds against models generated from
-their CRD schemas (cloudcoil), plus the wiring a schema cannot see (selectors, ports, probes, GPUs)."""
+their CRD schemas (cloudcoil), plus the wiring a schema cannot see (selectors, ports, probes, GPUs, who
+may reach Triton and which of its APIs are locked)."""
 
 from __future__ import annotations
 
 import copy
+import shlex
 import shutil
 import subprocess
 import sys
@@ -26,6 +28,14 @@ K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("cpu", "gpu")
 KUBERNETES_VERSION = "1.37.0"
 CRD_GROUP = "monitoring.coreos.com/"
+#: API groups `tritonserver --help` accepts for --http-restricted-api / --grpc-restricted-protocol.
+TRITON_API_GROUPS = {
+    "health", "metadata", "inference", "shared-memory", "model-config", "model-repository",
+    "statistics", "trace", "logging",
+}  # fmt: skip
+TRITON_KEY_SECRET = {"name": "triton-api-key", "key": "api-key"}
+GATEWAY_TRITON_KEY = "DEPLOYLAB_GATEWAY_TRITON_API_KEY"
+GATEWAY_HAS_TRITON_KEY = "triton_api_key" in GatewaySettings.model_fields
 
 Manifest = dict[str, Any]
 
@@ -58,6 +68,93 @@ def pod_spec(manifest: Manifest) -> Manifest:
 
 def container(manifest: Manifest, name: str) -> Manifest:
     return next(c for c in pod_spec(manifest)["containers"] if c["name"] == name)
+
+
+def env_var(item: Manifest, name: str) -> Manifest:
+    return next(e for e in item.get("env", []) if e["name"] == name)
+
+
+def triton_script(manifests: tuple[Manifest, ...]) -> list[str]:
+    """Triton's start-up script (container args `sh -c SCRIPT`) as shell words."""
+    args = container(find(manifests, "Deployment", "triton"), "triton")["args"]
+    assert args[:2] == ["sh", "-c"], args
+    return shlex.split(args[2])
+
+
+def restricted_groups(words: list[str], flag: str) -> dict[str, tuple[str, str]]:
+    """`--flag=<api>,<api>:<key>=<value>` (repeatable) → api → (header key, value)."""
+    groups: dict[str, tuple[str, str]] = {}
+    for word in words:
+        if word.startswith(f"{flag}="):
+            apis, _, setting = word.removeprefix(f"{flag}=").partition(":")
+            key, _, value = setting.partition("=")
+            for api in apis.split(","):
+                assert api not in groups, f"{api} in two {flag} groups (tritonserver refuses that)"
+                groups[api] = (key, value)
+    return groups
+
+
+def scraper_namespace() -> str:
+    """The namespace the monitoring stack runs in, as the prometheus-adapter kustomization names it."""
+    adapter = find(render("prometheus-adapter"), "ConfigMap", "deploylab-adapter-rules")
+    namespace: str = adapter["metadata"]["namespace"]
+    return namespace
+
+
+def pod_labels(manifest: Manifest) -> dict[str, str]:
+    labels: dict[str, str] = manifest["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def container_ports(manifest: Manifest, name: str) -> dict[str, int]:
+    return {p["name"]: p["containerPort"] for p in container(manifest, name)["ports"]}
+
+
+def peer_kind(peer: Manifest, manifests: tuple[Manifest, ...]) -> str:
+    """Which pods a NetworkPolicy peer admits, "gateway" or "scraper"; fails when it admits more."""
+    assert "ipBlock" not in peer, "an ipBlock admits whatever routes from there"
+    selector = peer.get("podSelector", {})
+    pods = selector.get("matchLabels", {})
+    assert pods and not selector.get("matchExpressions"), f"peer selects any pod: {peer}"
+    if "namespaceSelector" in peer:
+        namespaces = {"matchLabels": {"kubernetes.io/metadata.name": scraper_namespace()}}
+        assert peer["namespaceSelector"] == namespaces, peer
+        assert pods == {"app.kubernetes.io/name": "prometheus"}, pods
+        return "scraper"
+    gateway = find(manifests, "Deployment", "gateway")
+    assert pods.items() <= pod_labels(gateway).items(), f"same-namespace peer is not the gateway: {pods}"
+    for other in manifests:
+        if other["kind"] in ("Deployment", "Job") and other is not gateway:
+            assert not pods.items() <= pod_labels(other).items(), (
+                f"{pods} selects {other['metadata']['name']}"
+            )
+    return "gateway"
+
+
+def triton_ingress(manifests: tuple[Manifest, ...]) -> dict[str, set[int]]:
+    """Who may reach Triton's pods, on which container ports: "gateway" / "scraper" → ports.
+
+    Fails on any rule that lets in anything else (no `from`, no `ports`, an ipBlock, a peer that
+    selects pods other than the gateway's or Prometheus's): policies add up, so every one counts.
+    """
+    triton = find(manifests, "Deployment", "triton")
+    numbers = container_ports(triton, "triton")
+    policies = [
+        m for m in manifests
+        if m["kind"] == "NetworkPolicy"
+        and m["spec"]["podSelector"].get("matchLabels", {}).items() <= pod_labels(triton).items()
+    ]  # fmt: skip
+    assert policies, "no NetworkPolicy selects the Triton pods: every pod may reach them"
+    allowed: dict[str, set[int]] = {}
+    for policy in policies:
+        assert "Ingress" in policy["spec"]["policyTypes"], policy["metadata"]["name"]
+        for rule in policy["spec"].get("ingress", []):
+            assert rule.get("from"), "a rule without `from` admits every source"
+            assert rule.get("ports"), "a rule without `ports` admits every port"
+            ports = {numbers.get(p["port"], p["port"]) for p in rule["ports"]}
+            for peer in rule["from"]:
+                allowed.setdefault(peer_kind(peer, manifests), set()).update(ports)
+    return allowed
 
 
 def validate_crd(manifest: Manifest) -> None:
@@ -121,7 +218,9 @@ def test_triton_probes_kserve_v2_health_and_waits_for_the_exported_repository(ov
     main = container(triton, "triton")
     assert main["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert main["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
-    assert "--model-repository=/models" in main["args"]
+    words = triton_script(render(f"overlays/{overlay}"))
+    assert words[words.index("exec") + 1] == "tritonserver"  # exec: tritonserver gets the signals
+    assert "--model-repository=/models" in words
     volumes = {v["name"]: v for v in pod_spec(triton)["volumes"]}
     assert volumes["models"]["persistentVolumeClaim"]["claimName"] == "model-repository"
     wait = pod_spec(triton)["initContainers"][0]
@@ -170,6 +269,71 @@ def test_selectors_and_named_ports_connect(overlay: str) -> None:
     assert triton_labels[pod_monitor["spec"]["jobLabel"]] == "triton"
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policy_admits_only_the_gateway_and_prometheus_to_triton(overlay: str) -> None:
+    manifests = render(f"overlays/{overlay}")
+    triton_ports = container_ports(find(manifests, "Deployment", "triton"), "triton")
+    scraped = find(manifests, "PodMonitor", "triton")["spec"]["podMetricsEndpoints"][0]["port"]
+    assert triton_ingress(manifests) == {
+        "gateway": {triton_ports["http"]},
+        "scraper": {triton_ports[scraped]},
+    }
+    gateway = container(find(manifests, "Deployment", "gateway"), "gateway")
+    assert env_var(gateway, "DEPLOYLAB_GATEWAY_TRITON_URL")["value"] == f"triton:{triton_ports['http']}"
+    # a NodePort or LoadBalancer would take traffic in around the policy
+    assert find(manifests, "Service", "triton")["spec"].get("type", "ClusterIP") == "ClusterIP"
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"from": [{"podSelector": {}}], "ports": [{"port": "http"}]},
+        {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gateway"}}}]},
+        {"ports": [{"port": "grpc"}]},
+        {"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": "http"}]},
+        {
+            "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "deploylab"}}}],
+            "ports": [{"port": "http"}],
+        },
+        {
+            "from": [
+                {
+                    "namespaceSelector": {},
+                    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+                }
+            ],
+            "ports": [{"port": "metrics"}],
+        },
+    ],
+    ids=["any-pod", "any-port", "any-source", "ip-block", "every-deploylab-pod", "prometheus-anywhere"],
+)
+def test_ingress_check_catches_a_rule_that_opens_triton(rule: Manifest) -> None:
+    """Negative control: one extra rule that admits more than the gateway and the scraper fails."""
+    manifests = copy.deepcopy(render("overlays/gpu"))
+    find(manifests, "NetworkPolicy", "triton")["spec"]["ingress"].append(rule)
+    with pytest.raises(AssertionError):
+        triton_ingress(manifests)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_triton_restricts_shared_memory_and_model_repository_on_http_and_grpc(overlay: str) -> None:
+    """model-repository wants the Secret's key, which the gateway holds; shared memory, trace and
+    logging a key drawn at each start that no one holds (gateway and Triton are separate pods)."""
+    manifests = render(f"overlays/{overlay}")
+    words = triton_script(manifests)
+    assert words[:5] == ["read", "-r", "locked", "<", "/proc/sys/kernel/random/uuid"]
+    for flag in ("--http-restricted-api", "--grpc-restricted-protocol"):
+        groups = restricted_groups(words, flag)
+        assert set(groups) <= TRITON_API_GROUPS, set(groups) - TRITON_API_GROUPS
+        assert groups["model-repository"] == ("deploylab-triton-key", "$TRITON_API_KEY"), flag
+        for api in ("shared-memory", "trace", "logging"):
+            assert groups[api] == ("deploylab-triton-locked", "$locked"), (flag, api)
+    triton_key = env_var(container(find(manifests, "Deployment", "triton"), "triton"), "TRITON_API_KEY")
+    assert triton_key["valueFrom"]["secretKeyRef"] == TRITON_KEY_SECRET  # not optional: no key, no start
+    gateway_key = env_var(container(find(manifests, "Deployment", "gateway"), "gateway"), GATEWAY_TRITON_KEY)
+    assert gateway_key["valueFrom"]["secretKeyRef"] == TRITON_KEY_SECRET
+
+
 def test_gateway_hpa_scales_on_the_metric_the_adapter_rule_serves() -> None:
     manifests = render("overlays/gpu")
     hpa = find(manifests, "HorizontalPodAutoscaler", "gateway")
@@ -188,6 +352,8 @@ def test_env_names_are_settings_fields() -> None:
     gateway_env = {e["name"] for e in container(find(manifests, "Deployment", "gateway"), "gateway")["env"]}
     export_env = {e["name"] for e in container(find(manifests, "Job", "model-export"), "export")["env"]}
     for name in gateway_env:
+        if name == GATEWAY_TRITON_KEY and not GATEWAY_HAS_TRITON_KEY:
+            continue  # test_deploy_compose.py::test_gateway_reads_the_triton_key_setting says so
         assert name.removeprefix("DEPLOYLAB_GATEWAY_").lower() in GatewaySettings.model_fields, name
     for name in export_env - {"MODEL_SET", "INSTANCE_KIND"}:
         assert name.removeprefix("DEPLOYLAB_").lower() in RuntimeSettings.model_fields, name
