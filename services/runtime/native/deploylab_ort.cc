@@ -9,8 +9,14 @@
 // Scope, kept small on purpose: CPU instances, one FP32 input and one FP32 output whose first axis is
 // the batch, the parameters deploylab writes (`intra_op_thread_count`, `inter_op_thread_count`,
 // `allow_spinning`). Anything else is refused at load with a message that says so.
+//
+// The model is not trusted to match its config: each instance compares its session's input and output
+// (name, element type, dims) with config.pbtxt at load, and every batch's output type and shape is
+// checked again before a byte of it is copied into Triton's buffers.
+#include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -45,12 +51,50 @@ void LogAt(TRITONSERVER_LogLevel level, int line, const std::string& message) {
 }
 #define Log(level, message) LogAt(level, __LINE__, message)
 
-//! An ONNX Runtime status as a Triton error (nullptr stays nullptr); releases the status.
+//! How each ONNX Runtime error reaches Triton's clients, by whose fault it is (over HTTP Triton answers
+//! INVALID_ARG 400, NOT_FOUND 404, UNSUPPORTED 501, UNAVAILABLE 503, INTERNAL 500). INVALID_ARGUMENT
+//! while running is the request's values: the model's input type and dims were checked at load.
+struct OrtErrorRoute {
+  OrtErrorCode ort;
+  const char* name;
+  TRITONSERVER_Error_Code triton;
+};
+constexpr OrtErrorRoute kOrtErrors[] = {
+    {ORT_FAIL, "FAIL", TRITONSERVER_ERROR_INTERNAL},
+    {ORT_INVALID_ARGUMENT, "INVALID_ARGUMENT", TRITONSERVER_ERROR_INVALID_ARG},
+    {ORT_NO_SUCHFILE, "NO_SUCHFILE", TRITONSERVER_ERROR_NOT_FOUND},
+    {ORT_NO_MODEL, "NO_MODEL", TRITONSERVER_ERROR_NOT_FOUND},
+    {ORT_ENGINE_ERROR, "ENGINE_ERROR", TRITONSERVER_ERROR_INTERNAL},
+    {ORT_RUNTIME_EXCEPTION, "RUNTIME_EXCEPTION", TRITONSERVER_ERROR_INTERNAL},
+    {ORT_INVALID_PROTOBUF, "INVALID_PROTOBUF", TRITONSERVER_ERROR_INVALID_ARG},  // model.onnx is no model
+    {ORT_MODEL_LOADED, "MODEL_LOADED", TRITONSERVER_ERROR_INTERNAL},
+    {ORT_NOT_IMPLEMENTED, "NOT_IMPLEMENTED", TRITONSERVER_ERROR_UNSUPPORTED},    // an op or type ORT lacks
+    {ORT_INVALID_GRAPH, "INVALID_GRAPH", TRITONSERVER_ERROR_INVALID_ARG},
+    {ORT_EP_FAIL, "EP_FAIL", TRITONSERVER_ERROR_UNAVAILABLE},
+};
+
+constexpr bool RoutesEveryOrtErrorOnce() {
+  for (int code = ORT_FAIL; code <= ORT_EP_FAIL; ++code) {
+    int routes = 0;
+    for (const OrtErrorRoute& route : kOrtErrors) routes += route.ort == code ? 1 : 0;
+    if (routes != 1) return false;
+  }
+  return std::size(kOrtErrors) == ORT_EP_FAIL;
+}
+static_assert(RoutesEveryOrtErrorOnce(), "kOrtErrors routes each OrtErrorCode but ORT_OK exactly once");
+
+//! An ONNX Runtime status as a Triton error (nullptr stays nullptr), coded by kOrtErrors; releases it.
 TRITONSERVER_Error* FromOrt(OrtStatus* status, const std::string& what) {
   if (status == nullptr) return nullptr;
-  std::string message = what + ": " + g_ort->GetErrorMessage(status);
+  const OrtErrorCode code = g_ort->GetErrorCode(status);
+  OrtErrorRoute route{code, nullptr, TRITONSERVER_ERROR_INTERNAL};  // a code newer than this table
+  for (const OrtErrorRoute& known : kOrtErrors) {
+    if (known.ort == code) route = known;
+  }
+  std::string name = route.name != nullptr ? route.name : "code " + std::to_string(code);
+  std::string message = what + ": [ONNX Runtime " + name + "] " + g_ort->GetErrorMessage(status);
   g_ort->ReleaseStatus(status);
-  return Error(TRITONSERVER_ERROR_INTERNAL, message);
+  return Error(route.triton, message);
 }
 
 #define RETURN_IF_ERROR(expr)                   \
@@ -61,6 +105,24 @@ TRITONSERVER_Error* FromOrt(OrtStatus* status, const std::string& what) {
 
 int64_t ElementCount(const std::vector<int64_t>& dims) {
   return std::accumulate(dims.begin(), dims.end(), int64_t{1}, std::multiplies<int64_t>());
+}
+
+std::string DimsText(const std::vector<int64_t>& dims) {
+  std::string text = "[";
+  for (size_t axis = 0; axis < dims.size(); ++axis) text += (axis > 0 ? ", " : "") + std::to_string(dims[axis]);
+  return text + "]";
+}
+
+//! ONNX's element type names (TensorProto.DataType), by value, for messages.
+constexpr const char* kOnnxTypes[] = {
+    "UNDEFINED", "FLOAT",     "UINT8",  "INT8",         "UINT16",         "INT16",      "INT32",
+    "INT64",     "STRING",    "BOOL",   "FLOAT16",      "DOUBLE",         "UINT32",     "UINT64",
+    "COMPLEX64", "COMPLEX128", "BFLOAT16", "FLOAT8E4M3FN", "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ",
+    "UINT4",     "INT4",      "FLOAT4E2M1"};
+
+std::string OnnxTypeName(int type) {
+  if (type >= 0 && type < static_cast<int>(std::size(kOnnxTypes))) return kOnnxTypes[type];
+  return "element type " + std::to_string(type);
 }
 
 //! What the model's config.pbtxt says, read once per model load.
@@ -82,6 +144,9 @@ struct InstanceState {
   std::string name;
   OrtSession* session = nullptr;  // one per instance: one copy of the weights each, no more
   std::vector<char> staging;      // the batch, when more than one buffer makes it up
+  ~InstanceState() {
+    if (session != nullptr) g_ort->ReleaseSession(session);
+  }
 };
 
 std::string Parameter(const json& config, const char* key) {
@@ -187,12 +252,117 @@ TRITONSERVER_Error* CreateSession(const ModelState& model, OrtSession** session)
                  "loading " + model.onnx_path);
 }
 
+//! What the ONNX model declares for one of its inputs or outputs.
+struct OnnxTensor {
+  std::string name;
+  bool is_tensor = false;  // not a sequence, map or optional
+  int element_type = 0;
+  std::vector<int64_t> dims;  // -1 where the model leaves a dimension open
+};
+
+TRITONSERVER_Error* DescribeTensor(const OrtTypeInfo* type_info, OnnxTensor* tensor) {
+  ONNXType kind = ONNX_TYPE_UNKNOWN;
+  RETURN_IF_ERROR(FromOrt(g_ort->GetOnnxTypeFromTypeInfo(type_info, &kind), "type of " + tensor->name));
+  tensor->is_tensor = kind == ONNX_TYPE_TENSOR;
+  if (!tensor->is_tensor) return nullptr;
+  const OrtTensorTypeAndShapeInfo* info = nullptr;  // owned by type_info
+  RETURN_IF_ERROR(FromOrt(g_ort->CastTypeInfoToTensorInfo(type_info, &info), "type of " + tensor->name));
+  ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  RETURN_IF_ERROR(FromOrt(g_ort->GetTensorElementType(info, &type), "element type of " + tensor->name));
+  tensor->element_type = type;
+  size_t rank = 0;
+  RETURN_IF_ERROR(FromOrt(g_ort->GetDimensionsCount(info, &rank), "dims of " + tensor->name));
+  tensor->dims.assign(rank, 0);
+  return FromOrt(g_ort->GetDimensions(info, tensor->dims.data(), rank), "dims of " + tensor->name);
+}
+
+//! The session's inputs (`outputs` false) or outputs as the ONNX model declares them.
+TRITONSERVER_Error* SessionTensors(OrtSession* session, bool outputs, std::vector<OnnxTensor>* tensors) {
+  OrtAllocator* allocator = nullptr;
+  RETURN_IF_ERROR(FromOrt(g_ort->GetAllocatorWithDefaultOptions(&allocator), "allocator"));
+  size_t count = 0;
+  RETURN_IF_ERROR(FromOrt(outputs ? g_ort->SessionGetOutputCount(session, &count)
+                                  : g_ort->SessionGetInputCount(session, &count),
+                          "the model's tensors"));
+  for (size_t index = 0; index < count; ++index) {
+    OnnxTensor tensor;
+    char* name = nullptr;
+    RETURN_IF_ERROR(FromOrt(outputs ? g_ort->SessionGetOutputName(session, index, allocator, &name)
+                                    : g_ort->SessionGetInputName(session, index, allocator, &name),
+                            "the model's tensor names"));
+    tensor.name = name;
+    RETURN_IF_ERROR(FromOrt(g_ort->AllocatorFree(allocator, name), "the model's tensor names"));
+    OrtTypeInfo* type_info = nullptr;
+    RETURN_IF_ERROR(FromOrt(outputs ? g_ort->SessionGetOutputTypeInfo(session, index, &type_info)
+                                    : g_ort->SessionGetInputTypeInfo(session, index, &type_info),
+                            "type of " + tensor.name));
+    TRITONSERVER_Error* err = DescribeTensor(type_info, &tensor);
+    g_ort->ReleaseTypeInfo(type_info);
+    RETURN_IF_ERROR(err);
+    tensors->push_back(std::move(tensor));
+  }
+  return nullptr;
+}
+
+std::string Names(const std::vector<OnnxTensor>& tensors) {
+  std::string names;
+  for (const OnnxTensor& tensor : tensors) names += (names.empty() ? "'" : ", '") + tensor.name + "'";
+  return names.empty() ? "none" : names;
+}
+
+//! nullptr when the model's tensor is what config.pbtxt declares: FP32, batch axis open, same item dims.
+TRITONSERVER_Error* CheckTensor(const char* role, const OnnxTensor& tensor, const std::vector<int64_t>& item_dims) {
+  const std::string what = std::string(role) + " '" + tensor.name + "'";
+  if (!tensor.is_tensor) {
+    return Error(TRITONSERVER_ERROR_INVALID_ARG,
+                 what + " is not a tensor in the ONNX model but a TYPE_FP32 tensor in config.pbtxt");
+  }
+  if (tensor.element_type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+    return Error(TRITONSERVER_ERROR_INVALID_ARG, what + " is " + OnnxTypeName(tensor.element_type) +
+                                                     " in the ONNX model but TYPE_FP32 in config.pbtxt "
+                                                     "(this backend serves FLOAT tensors only)");
+  }
+  std::vector<int64_t> expected{-1};
+  expected.insert(expected.end(), item_dims.begin(), item_dims.end());
+  bool agrees = tensor.dims.size() == expected.size() && tensor.dims.front() == -1;
+  for (size_t axis = 1; agrees && axis < expected.size(); ++axis) {
+    agrees = tensor.dims[axis] == -1 || tensor.dims[axis] == expected[axis];
+  }
+  if (!agrees) {
+    return Error(TRITONSERVER_ERROR_INVALID_ARG, what + " has dims " + DimsText(tensor.dims) +
+                                                     " in the ONNX model but " + DimsText(expected) +
+                                                     " in config.pbtxt (-1 first: the batch, left open)");
+  }
+  return nullptr;
+}
+
+//! Refuse a session whose model differs from config.pbtxt, so that nothing is ever copied on trust.
+TRITONSERVER_Error* CheckSession(const ModelState& model, OrtSession* session) {
+  std::vector<OnnxTensor> inputs;
+  std::vector<OnnxTensor> outputs;
+  RETURN_IF_ERROR(SessionTensors(session, false, &inputs));
+  RETURN_IF_ERROR(SessionTensors(session, true, &outputs));
+  if (inputs.size() != 1 || inputs.front().name != model.input_name) {
+    return Error(TRITONSERVER_ERROR_INVALID_ARG, "config.pbtxt declares the input '" + model.input_name +
+                                                     "', the ONNX model's inputs are " + Names(inputs) +
+                                                     " (this backend serves models with exactly one)");
+  }
+  RETURN_IF_ERROR(CheckTensor("input", inputs.front(), model.item_input_dims));
+  for (const OnnxTensor& output : outputs) {
+    if (output.name == model.output_name) return CheckTensor("output", output, model.item_output_dims);
+  }
+  return Error(TRITONSERVER_ERROR_INVALID_ARG, "config.pbtxt declares the output '" + model.output_name +
+                                                   "', the ONNX model's outputs are " + Names(outputs));
+}
+
 //! One request's share of the batch: where its input bytes are, how many items, or why it failed.
 struct Slice {
   TRITONBACKEND_Request* request = nullptr;
   int64_t items = 0;
   std::vector<std::pair<const void*, size_t>> buffers;
   TRITONSERVER_Error* error = nullptr;  // owned until the response is sent
+  const char* rows = nullptr;           // its part of a checked batch output, once run
+  size_t rows_bytes = 0;
   bool ok = false;                      // answered with its rows
 };
 
@@ -205,14 +375,20 @@ TRITONSERVER_Error* ReadSlice(const ModelState& model, int64_t item_bytes, Slice
   uint64_t byte_size = 0;
   uint32_t buffer_count = 0;
   RETURN_IF_ERROR(TRITONBACKEND_InputProperties(input, nullptr, &datatype, &shape, &dims, &byte_size, &buffer_count));
-  if (datatype != TRITONSERVER_TYPE_FP32 || dims != model.item_input_dims.size() + 1) {
-    return Error(TRITONSERVER_ERROR_INVALID_ARG, "input must be FP32 [batch, " +
-                                                     std::to_string(model.item_input_dims.size()) + " dims]");
+  // Triton checks these against config.pbtxt before a request gets here; they are checked again
+  // because the bytes are copied (or handed to ONNX Runtime) by this count.
+  std::vector<int64_t> item_shape(shape + std::min<uint32_t>(dims, 1), shape + dims);
+  if (datatype != TRITONSERVER_TYPE_FP32 || dims < 1 || item_shape != model.item_input_dims) {
+    std::vector<int64_t> expected{-1};
+    expected.insert(expected.end(), model.item_input_dims.begin(), model.item_input_dims.end());
+    return Error(TRITONSERVER_ERROR_INVALID_ARG,
+                 "input '" + model.input_name + "' must be FP32 " + DimsText(expected) + " (-1: the batch)");
   }
   slice->items = shape[0];
   if (slice->items < 1 || byte_size != static_cast<uint64_t>(slice->items * item_bytes)) {
     return Error(TRITONSERVER_ERROR_INVALID_ARG, "input byte size does not match its shape");
   }
+  uint64_t buffered = 0;
   for (uint32_t index = 0; index < buffer_count; ++index) {
     const void* buffer = nullptr;
     uint64_t size = 0;
@@ -223,28 +399,80 @@ TRITONSERVER_Error* ReadSlice(const ModelState& model, int64_t item_bytes, Slice
       return Error(TRITONSERVER_ERROR_UNSUPPORTED, "input in GPU memory: this backend serves CPU instances");
     }
     slice->buffers.emplace_back(buffer, size);
+    buffered += size;
+  }
+  if (buffered != byte_size) {
+    return Error(TRITONSERVER_ERROR_INVALID_ARG, "input buffers hold " + std::to_string(buffered) +
+                                                     " bytes, its shape needs " + std::to_string(byte_size));
   }
   return nullptr;
 }
 
-//! Run the batch; on success `logits` holds total × item_output floats owned by `*output`.
-TRITONSERVER_Error* RunBatch(InstanceState* instance, const std::vector<Slice>& slices, int64_t total,
-                             int64_t item_bytes, OrtValue** output, const float** logits) {
+//! A batch's output: owned by ONNX Runtime until this is destroyed; `bytes` of FP32 at `data`.
+struct BatchOutput {
+  OrtValue* value = nullptr;
+  const char* data = nullptr;
+  size_t bytes = 0;
+  BatchOutput() = default;
+  BatchOutput(const BatchOutput&) = delete;
+  BatchOutput& operator=(const BatchOutput&) = delete;
+  ~BatchOutput() {
+    if (value != nullptr) g_ort->ReleaseValue(value);
+  }
+};
+
+//! nullptr when ONNX Runtime's output is FP32 with the config's dims for a batch of `total`.
+TRITONSERVER_Error* CheckOutput(const ModelState& model, int64_t total, BatchOutput* output) {
+  OrtTensorTypeAndShapeInfo* info = nullptr;
+  RETURN_IF_ERROR(FromOrt(g_ort->GetTensorTypeAndShape(output->value, &info), "output shape"));
+  ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  size_t rank = 0;
+  std::vector<int64_t> dims;
+  TRITONSERVER_Error* err = FromOrt(g_ort->GetTensorElementType(info, &type), "output type");
+  if (err == nullptr) err = FromOrt(g_ort->GetDimensionsCount(info, &rank), "output shape");
+  if (err == nullptr) {
+    dims.assign(rank, 0);
+    err = FromOrt(g_ort->GetDimensions(info, dims.data(), rank), "output shape");
+  }
+  g_ort->ReleaseTensorTypeAndShapeInfo(info);
+  RETURN_IF_ERROR(err);
+  std::vector<int64_t> expected{total};
+  expected.insert(expected.end(), model.item_output_dims.begin(), model.item_output_dims.end());
+  const std::string what = "output '" + model.output_name + "' ";
+  if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+    return Error(TRITONSERVER_ERROR_INTERNAL,
+                 what + "came back " + OnnxTypeName(type) + ", config.pbtxt declares TYPE_FP32");
+  }
+  if (dims != expected) {
+    return Error(TRITONSERVER_ERROR_INTERNAL,
+                 what + "came back " + DimsText(dims) + ", config.pbtxt implies " + DimsText(expected));
+  }
+  void* raw = nullptr;
+  RETURN_IF_ERROR(FromOrt(g_ort->GetTensorMutableData(output->value, &raw), "output data"));
+  output->data = static_cast<const char*>(raw);
+  output->bytes = static_cast<size_t>(ElementCount(dims)) * sizeof(float);
+  return nullptr;
+}
+
+//! Run `group` as one batch; on success `output` holds its rows in request order, checked.
+TRITONSERVER_Error* RunBatch(InstanceState* instance, const std::vector<Slice*>& group, int64_t item_bytes,
+                             BatchOutput* output) {
   const ModelState& model = *instance->model;
-  const void* data = nullptr;
+  int64_t total = 0;
   size_t buffers = 0;
-  for (const Slice& slice : slices) buffers += slice.error == nullptr ? slice.buffers.size() : 0;
+  for (const Slice* slice : group) {
+    total += slice->items;
+    buffers += slice->buffers.size();
+  }
+  const void* data = nullptr;
   if (buffers == 1) {
-    for (const Slice& slice : slices) {
-      if (slice.error == nullptr) data = slice.buffers.front().first;  // Triton's buffer, used in place
-    }
+    data = group.front()->buffers.front().first;  // Triton's buffer, used in place
   } else {
     instance->staging.resize(static_cast<size_t>(total * item_bytes));
     char* cursor = instance->staging.data();
-    for (const Slice& slice : slices) {
-      if (slice.error != nullptr) continue;
-      for (const auto& [buffer, size] : slice.buffers) {
-        std::memcpy(cursor, buffer, size);
+    for (const Slice* slice : group) {
+      for (const auto& [buffer, size] : slice->buffers) {
+        std::memcpy(cursor, buffer, size);  // sizes sum to items × item_bytes (ReadSlice)
         cursor += size;
       }
     }
@@ -260,29 +488,14 @@ TRITONSERVER_Error* RunBatch(InstanceState* instance, const std::vector<Slice>& 
   const char* input_names[] = {model.input_name.c_str()};
   const char* output_names[] = {model.output_name.c_str()};
   TRITONSERVER_Error* err = FromOrt(
-      g_ort->Run(instance->session, nullptr, input_names, &input, 1, output_names, 1, output), "inference");
+      g_ort->Run(instance->session, nullptr, input_names, &input, 1, output_names, 1, &output->value), "inference");
   g_ort->ReleaseValue(input);
   RETURN_IF_ERROR(err);
-
-  OrtTensorTypeAndShapeInfo* info = nullptr;
-  size_t elements = 0;
-  err = FromOrt(g_ort->GetTensorTypeAndShape(*output, &info), "output shape");
-  if (err == nullptr) {
-    err = FromOrt(g_ort->GetTensorShapeElementCount(info, &elements), "output shape");
-    g_ort->ReleaseTensorTypeAndShapeInfo(info);
-  }
-  if (err == nullptr && static_cast<int64_t>(elements) != total * ElementCount(model.item_output_dims)) {
-    err = Error(TRITONSERVER_ERROR_INTERNAL, "the model's output does not match the configured dims");
-  }
-  void* raw = nullptr;
-  if (err == nullptr) err = FromOrt(g_ort->GetTensorMutableData(*output, &raw), "output data");
-  *logits = static_cast<const float*>(raw);
-  return err;
+  return CheckOutput(model, total, output);
 }
 
-//! Answer one request with its rows of the batch output, or with `error` (which stays the caller's).
-TRITONSERVER_Error* Respond(const ModelState& model, const Slice& slice, const float* rows,
-                            TRITONSERVER_Error* error, bool* ok) {
+//! Answer one request with its rows of the batch output or with `error` (which stays the caller's).
+TRITONSERVER_Error* Respond(const ModelState& model, const Slice& slice, TRITONSERVER_Error* error, bool* ok) {
   *ok = false;
   TRITONBACKEND_Response* response = nullptr;
   RETURN_IF_ERROR(TRITONBACKEND_ResponseNew(&response, slice.request));
@@ -295,14 +508,21 @@ TRITONSERVER_Error* Respond(const ModelState& model, const Slice& slice, const f
   void* buffer = nullptr;
   TRITONSERVER_MemoryType memory = TRITONSERVER_MEMORY_CPU;
   int64_t memory_id = 0;
-  TRITONSERVER_Error* failed = TRITONBACKEND_ResponseOutput(
-      response, &output, model.output_name.c_str(), TRITONSERVER_TYPE_FP32, shape.data(),
-      static_cast<uint32_t>(shape.size()));
+  TRITONSERVER_Error* failed = nullptr;
+  if (slice.rows_bytes != bytes) {
+    failed = Error(TRITONSERVER_ERROR_INTERNAL, "the batch holds " + std::to_string(slice.rows_bytes) +
+                                                    " bytes for this request's output, its buffer " +
+                                                    std::to_string(bytes));
+  }
+  if (failed == nullptr) {
+    failed = TRITONBACKEND_ResponseOutput(response, &output, model.output_name.c_str(), TRITONSERVER_TYPE_FP32,
+                                          shape.data(), static_cast<uint32_t>(shape.size()));
+  }
   if (failed == nullptr) failed = TRITONBACKEND_OutputBuffer(output, &buffer, bytes, &memory, &memory_id);
   if (failed == nullptr && memory == TRITONSERVER_MEMORY_GPU) {
     failed = Error(TRITONSERVER_ERROR_UNSUPPORTED, "output wanted in GPU memory: this backend serves CPU instances");
   }
-  if (failed == nullptr) std::memcpy(buffer, rows, bytes);
+  if (failed == nullptr) std::memcpy(buffer, slice.rows, bytes);
   TRITONSERVER_Error* sent = TRITONBACKEND_ResponseSend(response, TRITONSERVER_RESPONSE_COMPLETE_FINAL, failed);
   *ok = failed == nullptr && sent == nullptr;
   if (failed != nullptr) TRITONSERVER_ErrorDelete(failed);
@@ -313,6 +533,37 @@ void LogIfError(TRITONSERVER_Error* err, const std::string& what) {
   if (err == nullptr) return;
   Log(TRITONSERVER_LOG_ERROR, "deploylab_ort: " + what + ": " + TRITONSERVER_ErrorMessage(err));
   TRITONSERVER_ErrorDelete(err);
+}
+
+//! One ONNX Runtime run that answered its requests, for Triton's batch statistics.
+struct ExecutedBatch {
+  int64_t items = 0;
+  uint64_t compute_start = 0;
+  uint64_t compute_end = 0;
+};
+
+//! Run `group` as one batch and point each request at its rows of the output, which `outputs` keeps
+//! until the responses are sent; when the run fails, return why and leave the requests as they are.
+TRITONSERVER_Error* RunGroup(InstanceState* instance, const std::vector<Slice*>& group, int64_t item_bytes,
+                             std::vector<std::unique_ptr<BatchOutput>>* outputs,
+                             std::vector<ExecutedBatch>* executed) {
+  ExecutedBatch batch;
+  batch.compute_start = NowNs();
+  auto output = std::make_unique<BatchOutput>();
+  RETURN_IF_ERROR(RunBatch(instance, group, item_bytes, output.get()));
+  batch.compute_end = NowNs();
+  const size_t row_bytes = static_cast<size_t>(ElementCount(instance->model->item_output_dims)) * sizeof(float);
+  size_t offset = 0;
+  for (Slice* slice : group) {
+    const size_t wanted = static_cast<size_t>(slice->items) * row_bytes;
+    slice->rows = output->data + offset;
+    slice->rows_bytes = offset < output->bytes ? std::min(wanted, output->bytes - offset) : 0;  // Respond checks
+    offset += wanted;
+    batch.items += slice->items;
+  }
+  outputs->push_back(std::move(output));
+  executed->push_back(batch);
+  return nullptr;
 }
 
 }  // namespace
@@ -382,6 +633,7 @@ BACKEND_EXPORT TRITONSERVER_Error* TRITONBACKEND_ModelInstanceInitialize(TRITONB
   RETURN_IF_ERROR(TRITONBACKEND_ModelInstanceName(instance, &name));
   state->name = name;
   RETURN_IF_ERROR(CreateSession(*state->model, &state->session));
+  RETURN_IF_ERROR(CheckSession(*state->model, state->session));
   Log(TRITONSERVER_LOG_INFO, "deploylab_ort: " + state->name + " intra_op=" +
                                  std::to_string(state->model->intra_op_threads) +
                                  " inter_op=" + std::to_string(state->model->inter_op_threads));
@@ -394,14 +646,13 @@ BACKEND_EXPORT TRITONSERVER_Error* TRITONBACKEND_ModelInstanceFinalize(TRITONBAC
   void* raw = nullptr;
   RETURN_IF_ERROR(TRITONBACKEND_ModelInstanceState(instance, &raw));
   auto* state = static_cast<InstanceState*>(raw);
-  if (state == nullptr) return nullptr;  // its initialization failed before setting one
-  if (state->session != nullptr) g_ort->ReleaseSession(state->session);
-  delete state;
+  delete state;  // nullptr when its initialization failed before setting one
   return nullptr;
 }
 
 BACKEND_EXPORT TRITONSERVER_Error* TRITONBACKEND_ModelInstanceExecute(TRITONBACKEND_ModelInstance* triton_instance,
-                                                       TRITONBACKEND_Request** requests, const uint32_t count) {
+                                                                     TRITONBACKEND_Request** requests,
+                                                                     const uint32_t count) {
   const uint64_t exec_start = NowNs();
   void* raw = nullptr;
   RETURN_IF_ERROR(TRITONBACKEND_ModelInstanceState(triton_instance, &raw));  // before owning any request
@@ -411,35 +662,47 @@ BACKEND_EXPORT TRITONSERVER_Error* TRITONBACKEND_ModelInstanceExecute(TRITONBACK
 
   // From here every request is ours: each gets exactly one response and is released.
   std::vector<Slice> slices(count);
-  int64_t total = 0;
+  std::vector<Slice*> group;  // the requests that make up the batch
   for (uint32_t index = 0; index < count; ++index) {
     slices[index].request = requests[index];
     slices[index].error = ReadSlice(model, item_bytes, &slices[index]);
-    if (slices[index].error == nullptr) total += slices[index].items;
+    if (slices[index].error == nullptr) group.push_back(&slices[index]);
   }
 
+  // A failed run that is the model's or the runtime's fault goes to the server log; a request's own
+  // fault (INVALID_ARG) only to its client.
+  auto log_run_error = [&model](TRITONSERVER_Error* err) {
+    if (err != nullptr && TRITONSERVER_ErrorCode(err) != TRITONSERVER_ERROR_INVALID_ARG) {
+      Log(TRITONSERVER_LOG_ERROR, std::string(TRITONSERVER_ErrorMessage(err)) + " (model " + model.name + ")");
+    }
+  };
   const uint64_t compute_start = NowNs();
-  OrtValue* output = nullptr;
-  const float* logits = nullptr;
-  TRITONSERVER_Error* run_error = total > 0 ? RunBatch(instance, slices, total, item_bytes, &output, &logits) : nullptr;
+  std::vector<std::unique_ptr<BatchOutput>> outputs;
+  std::vector<ExecutedBatch> executed;
+  TRITONSERVER_Error* run_error =
+      group.empty() ? nullptr : RunGroup(instance, group, item_bytes, &outputs, &executed);
+  if (run_error != nullptr && group.size() > 1 && TRITONSERVER_ErrorCode(run_error) == TRITONSERVER_ERROR_INVALID_ARG) {
+    // One request's values can fail the whole batch (an index out of range, say): each request then
+    // runs alone, so that only the one at fault is answered with the error.
+    for (Slice* slice : group) {
+      slice->error = RunGroup(instance, {slice}, item_bytes, &outputs, &executed);
+      log_run_error(slice->error);
+    }
+  } else if (run_error != nullptr) {
+    log_run_error(run_error);
+    for (Slice* slice : group) {
+      slice->error = TRITONSERVER_ErrorNew(TRITONSERVER_ErrorCode(run_error), TRITONSERVER_ErrorMessage(run_error));
+    }
+  }
+  if (run_error != nullptr) TRITONSERVER_ErrorDelete(run_error);
   const uint64_t compute_end = NowNs();
 
-  const int64_t row = ElementCount(model.item_output_dims);
-  int64_t offset = 0;
   for (Slice& slice : slices) {
-    TRITONSERVER_Error* error = slice.error;
-    const float* rows = nullptr;
-    if (error == nullptr && run_error != nullptr) {
-      error = TRITONSERVER_ErrorNew(TRITONSERVER_ERROR_INTERNAL, TRITONSERVER_ErrorMessage(run_error));
-    } else if (error == nullptr) {
-      rows = logits + offset * row;
-      offset += slice.items;
-    }
-    LogIfError(Respond(model, slice, rows, error, &slice.ok), model.name + ": sending a response");
-    if (error != nullptr) TRITONSERVER_ErrorDelete(error);
+    LogIfError(Respond(model, slice, slice.error, &slice.ok), model.name + ": sending a response");
+    if (slice.error != nullptr) TRITONSERVER_ErrorDelete(slice.error);
     slice.error = nullptr;
   }
-  if (output != nullptr) g_ort->ReleaseValue(output);
+  outputs.clear();
   const uint64_t exec_end = NowNs();
 
   for (Slice& slice : slices) {
@@ -449,14 +712,11 @@ BACKEND_EXPORT TRITONSERVER_Error* TRITONBACKEND_ModelInstanceExecute(TRITONBACK
     LogIfError(TRITONBACKEND_RequestRelease(slice.request, TRITONSERVER_REQUEST_RELEASE_ALL),
                model.name + ": releasing a request");
   }
-  if (total > 0 && run_error == nullptr) {
-    LogIfError(TRITONBACKEND_ModelInstanceReportBatchStatistics(triton_instance, static_cast<uint64_t>(total),
-                                                                exec_start, compute_start, compute_end, exec_end),
+  for (const ExecutedBatch& batch : executed) {
+    LogIfError(TRITONBACKEND_ModelInstanceReportBatchStatistics(triton_instance, static_cast<uint64_t>(batch.items),
+                                                                exec_start, batch.compute_start,
+                                                                batch.compute_end, exec_end),
                model.name + ": batch statistics");
-  }
-  if (run_error != nullptr) {
-    Log(TRITONSERVER_LOG_ERROR, "deploylab_ort: " + model.name + ": " + TRITONSERVER_ErrorMessage(run_error));
-    TRITONSERVER_ErrorDelete(run_error);
   }
   return nullptr;
 }

@@ -19,13 +19,33 @@ struct OrtMemoryInfo;
 struct OrtValue;
 struct OrtRunOptions;
 struct OrtTensorTypeAndShapeInfo;
+struct OrtTypeInfo;
+struct OrtAllocator;
 
 enum OrtLoggingLevel { ORT_LOGGING_LEVEL_VERBOSE, ORT_LOGGING_LEVEL_INFO, ORT_LOGGING_LEVEL_WARNING };
 enum GraphOptimizationLevel { ORT_ENABLE_ALL = 99 };
 enum ExecutionMode { ORT_SEQUENTIAL = 0 };
 enum OrtAllocatorType { OrtDeviceAllocator = 0, OrtArenaAllocator = 1 };
 enum OrtMemType { OrtMemTypeDefault = 0 };
-enum ONNXTensorElementDataType { ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT = 1 };
+// An int underneath, as in C: ONNX Runtime hands back any of ONNX's TensorProto.DataType values
+// (FLOAT16 = 10, INT64 = 7, …), and only FLOAT is named here because only FLOAT is served.
+enum ONNXTensorElementDataType : int { ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT = 1 };
+enum ONNXType : int { ONNX_TYPE_UNKNOWN, ONNX_TYPE_TENSOR };
+// Every code in declaration order; a newer runtime may return one past the end (an int underneath).
+enum OrtErrorCode : int {
+  ORT_OK,
+  ORT_FAIL,
+  ORT_INVALID_ARGUMENT,
+  ORT_NO_SUCHFILE,
+  ORT_NO_MODEL,
+  ORT_ENGINE_ERROR,
+  ORT_RUNTIME_EXCEPTION,
+  ORT_INVALID_PROTOBUF,
+  ORT_MODEL_LOADED,
+  ORT_NOT_IMPLEMENTED,
+  ORT_INVALID_GRAPH,
+  ORT_EP_FAIL,
+};
 
 struct OrtApi;
 struct OrtApiBase {
@@ -60,6 +80,28 @@ class Api {
                                size_t, const char* const*, size_t, OrtValue**)>(9)(
         session, run_options, input_names, inputs, input_len, output_names, output_len, outputs);
   }
+  OrtStatus* SessionGetInputCount(const OrtSession* session, size_t* out) const {
+    return Call<OrtStatus* (*)(const OrtSession*, size_t*)>(30)(session, out);
+  }
+  OrtStatus* SessionGetOutputCount(const OrtSession* session, size_t* out) const {
+    return Call<OrtStatus* (*)(const OrtSession*, size_t*)>(31)(session, out);
+  }
+  OrtStatus* SessionGetInputTypeInfo(const OrtSession* session, size_t index, OrtTypeInfo** out) const {
+    return Call<OrtStatus* (*)(const OrtSession*, size_t, OrtTypeInfo**)>(33)(session, index, out);
+  }
+  OrtStatus* SessionGetOutputTypeInfo(const OrtSession* session, size_t index, OrtTypeInfo** out) const {
+    return Call<OrtStatus* (*)(const OrtSession*, size_t, OrtTypeInfo**)>(34)(session, index, out);
+  }
+  OrtStatus* SessionGetInputName(const OrtSession* session, size_t index, OrtAllocator* allocator,
+                                 char** out) const {
+    return Call<OrtStatus* (*)(const OrtSession*, size_t, OrtAllocator*, char**)>(36)(session, index, allocator,
+                                                                                     out);
+  }
+  OrtStatus* SessionGetOutputName(const OrtSession* session, size_t index, OrtAllocator* allocator,
+                                  char** out) const {
+    return Call<OrtStatus* (*)(const OrtSession*, size_t, OrtAllocator*, char**)>(37)(session, index, allocator,
+                                                                                     out);
+  }
   OrtStatus* CreateSessionOptions(OrtSessionOptions** out) const {
     return Call<OrtStatus* (*)(OrtSessionOptions**)>(10)(out);
   }
@@ -85,8 +127,21 @@ class Api {
   OrtStatus* GetTensorMutableData(OrtValue* value, void** out) const {
     return Call<OrtStatus* (*)(OrtValue*, void**)>(51)(value, out);
   }
-  OrtStatus* GetTensorShapeElementCount(const OrtTensorTypeAndShapeInfo* info, size_t* out) const {
-    return Call<OrtStatus* (*)(const OrtTensorTypeAndShapeInfo*, size_t*)>(64)(info, out);
+  OrtStatus* CastTypeInfoToTensorInfo(const OrtTypeInfo* info, const OrtTensorTypeAndShapeInfo** out) const {
+    return Call<OrtStatus* (*)(const OrtTypeInfo*, const OrtTensorTypeAndShapeInfo**)>(55)(info, out);
+  }
+  OrtStatus* GetOnnxTypeFromTypeInfo(const OrtTypeInfo* info, ONNXType* out) const {
+    return Call<OrtStatus* (*)(const OrtTypeInfo*, ONNXType*)>(56)(info, out);
+  }
+  OrtStatus* GetTensorElementType(const OrtTensorTypeAndShapeInfo* info, ONNXTensorElementDataType* out) const {
+    return Call<OrtStatus* (*)(const OrtTensorTypeAndShapeInfo*, ONNXTensorElementDataType*)>(60)(info, out);
+  }
+  OrtStatus* GetDimensionsCount(const OrtTensorTypeAndShapeInfo* info, size_t* out) const {
+    return Call<OrtStatus* (*)(const OrtTensorTypeAndShapeInfo*, size_t*)>(61)(info, out);
+  }
+  //! -1 for a dimension the model leaves open (symbolic or unknown).
+  OrtStatus* GetDimensions(const OrtTensorTypeAndShapeInfo* info, int64_t* values, size_t count) const {
+    return Call<OrtStatus* (*)(const OrtTensorTypeAndShapeInfo*, int64_t*, size_t)>(62)(info, values, count);
   }
   OrtStatus* GetTensorTypeAndShape(const OrtValue* value, OrtTensorTypeAndShapeInfo** out) const {
     return Call<OrtStatus* (*)(const OrtValue*, OrtTensorTypeAndShapeInfo**)>(65)(value, out);
@@ -94,10 +149,20 @@ class Api {
   OrtStatus* CreateCpuMemoryInfo(OrtAllocatorType type, OrtMemType mem_type, OrtMemoryInfo** out) const {
     return Call<OrtStatus* (*)(OrtAllocatorType, OrtMemType, OrtMemoryInfo**)>(69)(type, mem_type, out);
   }
+  OrtStatus* AllocatorFree(OrtAllocator* allocator, void* p) const {
+    return Call<OrtStatus* (*)(OrtAllocator*, void*)>(76)(allocator, p);
+  }
+  //! ONNX Runtime's own CPU allocator (not to be released): it owns the names Session*Name return.
+  OrtStatus* GetAllocatorWithDefaultOptions(OrtAllocator** out) const {
+    return Call<OrtStatus* (*)(OrtAllocator**)>(78)(out);
+  }
   OrtStatus* AddSessionConfigEntry(OrtSessionOptions* options, const char* key, const char* value) const {
     return Call<OrtStatus* (*)(OrtSessionOptions*, const char*, const char*)>(130)(options, key, value);
   }
 
+  OrtErrorCode GetErrorCode(const OrtStatus* status) const {
+    return Call<OrtErrorCode (*)(const OrtStatus*)>(1)(status);
+  }
   const char* GetErrorMessage(const OrtStatus* status) const {
     return Call<const char* (*)(const OrtStatus*)>(2)(status);
   }
@@ -106,6 +171,7 @@ class Api {
   void ReleaseMemoryInfo(OrtMemoryInfo* p) const { Call<void (*)(OrtMemoryInfo*)>(94)(p); }
   void ReleaseSession(OrtSession* p) const { Call<void (*)(OrtSession*)>(95)(p); }
   void ReleaseValue(OrtValue* p) const { Call<void (*)(OrtValue*)>(96)(p); }
+  void ReleaseTypeInfo(OrtTypeInfo* p) const { Call<void (*)(OrtTypeInfo*)>(98)(p); }
   void ReleaseTensorTypeAndShapeInfo(OrtTensorTypeAndShapeInfo* p) const {
     Call<void (*)(OrtTensorTypeAndShapeInfo*)>(99)(p);
   }
