@@ -53,8 +53,8 @@ def sweep_settings(repository: Path, run_dir: Path) -> tuple[RuntimeSettings, Ga
             "triton_url": f"127.0.0.1:{http}",
             "admin_api_key": None,
             # A capacity sweep measures how far the models go: a fixed in-flight bound above every
-            # point's concurrency lets Triton's batcher see all requests (adaptive admission would
-            # shed them as 429), and a long deadline measures latency instead of timeouts.
+            # point's concurrency lets Triton's batcher see all requests (slo admission would shed
+            # the points past the SLO as 429), and a long deadline measures latency instead of timeouts.
             "admission": "static",
             "max_inflight_per_model": max(base["max_inflight_per_model"], SWEEP_MAX_INFLIGHT),
             "request_timeout_s": max(base["request_timeout_s"], SWEEP_REQUEST_TIMEOUT_S),

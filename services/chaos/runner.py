@@ -127,7 +127,7 @@ def _run_main_stack(
 ) -> None:
     runtime = _runtime(plan.repository, workdir / "main")
     admin_key = secrets.token_urlsafe(24)
-    settings = _gateway(runtime, routing, admin_api_key=admin_key)  # adaptive admission: the default
+    settings = _gateway(runtime, routing, admin_api_key=admin_key)  # slo admission: the default
     with ServingStack(runtime, settings, triton_names, log_dir=workdir / "main" / "logs") as stack:
         if "overload" in plan.scenarios:
             pid = stack.gateway.process.pid if stack.gateway.process else 0

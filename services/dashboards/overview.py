@@ -54,6 +54,9 @@ def _errors_and_load(sel: str) -> list[Panel]:
     by_kind = f"sum by (kind) (rate(deploylab_gateway_errors_total{{{q.MODEL}}}[{q.RATE_WINDOW}]))"
     in_flight = f"sum by (model) (deploylab_gateway_in_flight_requests{{{q.MODEL}}})"
     bound = f"max by (model) (deploylab_gateway_admission_limit{{{q.MODEL}}})"
+    goodput = (f"sum(rate(deploylab_gateway_requests_total{{{q.INFERENCE_ROUTES}, status=\"200\", {sel}}}"
+               f"[{q.RATE_WINDOW}]))")
+    shed = f"sum by (reason) (rate(deploylab_gateway_shed_requests_total{{{q.MODEL}}}[{q.RATE_WINDOW}]))"
     transport = f"sum by (transport) (rate(deploylab_gateway_triton_tensor_transport_total[{q.RATE_WINDOW}]))"
     misses = f"sum(rate(deploylab_gateway_shared_memory_slot_misses_total[{q.RATE_WINDOW}]))"
     return [
@@ -66,8 +69,14 @@ def _errors_and_load(sel: str) -> list[Panel]:
                          "(services/gateway/errors.py).", "reqps", (by_kind, "{{kind}}"),
                          span=8, stacked=True),
         timeseries_panel("In flight by model", "Admitted requests per model, and the admission bound in "
-                         "use (adaptive: it follows latency); beyond the bound the gateway answers 429.",
-                         "short", (in_flight, "{{model}}"), (bound, "{{model}} bound"), span=16),
+                         "use (slo admission: between the knee and the ceiling, following the SLO); "
+                         "beyond the bound the gateway answers 429.",
+                         "short", (in_flight, "{{model}}"), (bound, "{{model}} bound"), span=8),
+        timeseries_panel("Goodput and shedding", "Requests per second answered 200 (goodput), and "
+                         "requests shed by reason: over_slo (the bound follows the SLO), over_ceiling "
+                         "(max_inflight_per_model), triton_down (503 while Triton is not ready). The "
+                         "DeploylabSheddingSustained alert fires when over 5% are shed for 10 minutes.",
+                         "reqps", (goodput, "goodput"), (shed, "shed {{reason}}"), span=8),
         timeseries_panel("Tensors to Triton", "Inference requests per second by how the tensor reached "
                          "Triton (same host: shared memory; a remote Triton or a forwarded request: HTTP), "
                          "and slot misses: requests that found every shared-memory slot busy and paid "

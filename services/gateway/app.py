@@ -23,6 +23,7 @@ from .middleware import BodyLimitMiddleware, DrainMiddleware, MetricsMiddleware
 from .routes import admin, classify, health, models, v2
 from .routing import RoutingError, RoutingTable
 from .settings import GatewaySettings, get_settings
+from .shedding import AdmissionMiddleware, RefusalPacer
 
 log = logging.getLogger("deploylab.gateway")
 
@@ -80,6 +81,11 @@ def create_app(settings: GatewaySettings | None = None, drain: Drain = DRAIN) ->
         max_body_bytes=settings.max_body_bytes,
         read_timeout_s=settings.body_read_timeout_s,
         deadline_s=settings.body_deadline_s,
+    )
+    app.add_middleware(
+        AdmissionMiddleware,
+        context=lambda: getattr(app.state, "context", None),
+        pacer=RefusalPacer(settings.shed_rate_per_s, settings.shed_max_delay_s),
     )
     app.add_middleware(DrainMiddleware, drain=drain, retry_after_s=settings.retry_after_s)
     app.add_middleware(MetricsMiddleware)  # outermost: sees every status, 413s and 503s included

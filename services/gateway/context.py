@@ -14,6 +14,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from services.modelzoo.manifest import Manifest, read_repository
 from services.modelzoo.repository import available_cores
@@ -21,7 +22,8 @@ from services.modelzoo.repository import available_cores
 from .drain import Drain
 from .errors import BackendUnavailableError, GatewayError, ModelNotFoundError, ModelNotReadyError
 from .limits import InFlightLimiter
-from .metrics import ROUTING_RELOADS, TRITON_UP
+from .metrics import ROUTING_RELOADS, SHED, TRITON_UP
+from .model_profile import full_batch_seconds, instance_count
 from .routing import RoutingError, RoutingTable, Target
 from .settings import GatewaySettings
 from .shadow import ShadowRunner
@@ -37,6 +39,9 @@ NOT_LOADED = "NOT_LOADED"
 SLOW_PROBES_TOLERATED = 3
 PROBE_TIMEOUT_S = 1.0
 
+#: How often admission re-reads each model's knee and full-batch compute time from Triton.
+ADMISSION_PROFILE_PERIOD_S = 5.0
+
 
 class GatewayContext:
     def __init__(self, settings: GatewaySettings, routing: RoutingTable, drain: Drain | None = None) -> None:
@@ -49,13 +54,16 @@ class GatewayContext:
             connect_timeout_s=settings.connect_timeout_s,
             request_timeout_s=settings.request_timeout_s,
             shared_memory_slots=settings.shared_memory_slots,
+            api_key=None if settings.triton_api_key is None else settings.triton_api_key.get_secret_value(),
         )
         self.limiter = InFlightLimiter(
             settings.max_inflight_per_model,
             settings.admission,
-            settings.adaptive_min_inflight,
-            settings.adaptive_latency_tolerance,
+            None if settings.slo_p99_ms is None else settings.slo_p99_ms / 1e3,
+            {model: ms / 1e3 for model, ms in settings.model_slo_p99_ms.items()},
+            settings.slo_full_batch_multiple,
         )
+        self._profiles_read = 0.0
         self.shadows = ShadowRunner(settings.shadow_max_inflight)
         threads = settings.preprocess_threads or available_cores()
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode")
@@ -64,7 +72,7 @@ class GatewayContext:
         self.last_probe = 0.0
         self._slow_probes = 0
         self._stopping = False
-        self._max_batch: dict[str, int] = {}
+        self._configs: dict[str, dict[str, Any]] = {}
         self._routing_mtime = _mtime(settings.routing_file)
         self._probe_task: asyncio.Task[None] | None = None
         self._manifests: dict[str, Manifest] = {}
@@ -117,7 +125,7 @@ class GatewayContext:
         elif self.triton_ready:
             log.warning("Triton at %s is not ready", self.settings.triton_url)
         if states != self.model_states:
-            self._max_batch.clear()  # a reload may change max_batch_size
+            self._configs.clear()  # a reload may change the config
         self.triton_ready, self.model_states = ready, states
         self.last_probe = time.monotonic()
         TRITON_UP.set(1 if ready else 0)
@@ -128,12 +136,15 @@ class GatewayContext:
             try:
                 await self.probe()
                 self._maybe_reload_routing()
+                if time.monotonic() - self._profiles_read >= ADMISSION_PROFILE_PERIOD_S:
+                    await self.refresh_admission_profiles()
             except Exception:  # the probe must outlive any single failure
                 log.exception("health probe failed")
 
     def check_servable(self, target: Target) -> None:
         """Fail fast (503/404) when the probe already knows the request cannot succeed."""
         if not self.triton_ready and self.last_probe:
+            SHED.labels(target.triton_model, "triton_down").inc()
             raise BackendUnavailableError(f"Triton at {self.settings.triton_url} is not ready")
         state = self.model_states.get(target.triton_model)
         if self.model_states and state is None:
@@ -164,10 +175,32 @@ class GatewayContext:
 
     async def max_batch_size(self, triton_model: str) -> int:
         """The model's max_batch_size from Triton's config (cached until model states change)."""
-        if triton_model not in self._max_batch:
-            config = await self.client.model_config(triton_model)
-            self._max_batch[triton_model] = int(config.get("max_batch_size", 0))
-        return self._max_batch[triton_model]
+        return int((await self._config(triton_model)).get("max_batch_size", 0))
+
+    async def _config(self, triton_model: str) -> dict[str, Any]:
+        if triton_model not in self._configs:
+            self._configs[triton_model] = await self.client.model_config(triton_model)
+        return self._configs[triton_model]
+
+    async def refresh_admission_profiles(self) -> None:
+        """Tell admission each ready model's knee and full-batch compute time (Triton's numbers)."""
+        self._profiles_read = time.monotonic()
+        for model in self.limiter.models():
+            if self.model_states.get(model) != "READY":
+                continue
+            try:
+                config = await self._config(model)
+                statistics = await self.client.model_statistics(model)
+            except GatewayError as exc:  # the next period tries again; admission keeps what it had
+                log.debug("admission profile of %s not read: %s", model, exc)
+                continue
+            max_batch = int(config.get("max_batch_size", 0))
+            self.limiter.set_profile(
+                model,
+                instances=instance_count(config),
+                max_batch_size=max_batch,
+                full_batch_s=full_batch_seconds(statistics, max_batch),
+            )
 
     def manifests(self) -> dict[str, Manifest]:
         """Export manifests (facts for /v1/models); re-read at most every 5 s."""

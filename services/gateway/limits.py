@@ -1,148 +1,136 @@
-"""Admission control: a bounded number of in-flight inference requests per Triton model.
+"""Admission control: the most goodput a model gives while its accepted requests stay within a latency SLO.
 
-Past the bound the gateway answers 429 with Retry-After at once instead of queueing: a queue in front
-of a saturated model only adds latency to every request behind it, and callers (or their load
-balancer) can retry elsewhere. Counts live on the event loop, so no lock is needed.
+Each Triton model has a bound on the inference requests the gateway lets in at once; past it the
+gateway answers 429 before reading the body. Counts live on the event loop, so no lock is needed.
 
 Two modes:
-- `static`: a fixed bound (`max_inflight_per_model`). What capacity benchmarks use: it lets Triton's
-  dynamic batcher see every request and form the largest batches.
-- `adaptive` (default): the bound follows latency, in the spirit of TCP Vegas / Netflix's
-  concurrency-limits. Each window of completed requests is compared with the best latency seen
-  recently (the no-load baseline): above `tolerance` x baseline the bound shrinks multiplicatively;
-  below half that margin, if requests were actually queueing at the bound, it grows by one; in
-  between it holds (TCP Vegas' alpha/beta band). Under overload the accepted requests therefore keep
-  close to their unloaded latency and the excess is shed as 429.
+- `slo` (default). The bound never goes below the model's *knee*: the requests in flight that keep
+  every Triton instance running a full batch with the next one forming (2 x instances x
+  max_batch_size). Below the knee more requests in flight buy throughput; a dynamically batching
+  server needs that queue, or its batcher never forms a full batch. Above the knee more in flight
+  only adds latency, and the bound follows the latency objective with a gradient step, as Envoy's
+  adaptive concurrency filter and Netflix's gradient2 do, but against an absolute objective rather
+  than a multiple of the lone-request latency (which a batching server exceeds by design at 2-8 in
+  flight): a window whose p99 is over the SLO scales the bound by SLO/p99 (at most halving it); a
+  window under 0.8 x SLO that found the bound full grows it by sqrt(bound), gradient2's headroom.
+  The SLO is `slo_p99_ms` when set, else measured: `slo_full_batch_multiple` x the model's
+  full-batch compute time from Triton's statistics. At the knee a request waits for one batch and
+  runs in the next, about two full-batch times, so the default multiple 4 leaves as much again for
+  bursts. Until Triton has executed a batch no SLO is known, and the bound is the ceiling.
+- `static`: a fixed bound (`max_inflight_per_model`), for capacity measurements that must not depend
+  on a controller.
 
-Defaults (floor 1, tolerance 1.2) were chosen by measurement (docs/reliability.md): on 2 shared
-cores, open-loop arrivals at 2x capacity kept the accepted p99 at 2.4-2.8x the unloaded p99 with
-floor 2 / tolerance 1.5, 1.9-2.1x with floor 1 / 1.3, and 1.2-1.9x with floor 1 / 1.2 — at the same
-accepted throughput, because the excess is queueing, not work.
+The ceiling (`max_inflight_per_model`) bounds both: it caps the gateway's memory and Triton's queue.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
 from .errors import BackendTimeoutError, OverloadedError
-from .metrics import ADMISSION_LIMIT, IN_FLIGHT
+from .metrics import ADMISSION_LIMIT, ADMISSION_SLO, IN_FLIGHT, SHED
 
-Mode = Literal["adaptive", "static"]
+Mode = Literal["slo", "static"]
+ShedReason = Literal["over_slo", "over_ceiling"]
 
-#: At most this many good windows between growth probes once growing keeps overshooting the knee.
-MAX_PROBE_PENALTY = 32
+#: A window under this share of the SLO may grow the bound (between it and the SLO: hold).
+GROW_BELOW_SLO = 0.8
+#: The most one window may shrink the bound by (gradient2 and Envoy clamp their gradient alike).
+MIN_GRADIENT = 0.5
+#: Completed requests per controller window at least (a p99 needs enough of them to mean something).
+MIN_WINDOW = 64
+
+
+def nearest_rank(sorted_values: list[float], quantile: float) -> float:
+    """The nearest-rank percentile of an ascending list: always a value that was observed."""
+    rank = max(1, math.ceil(quantile * len(sorted_values)))
+    return sorted_values[rank - 1]
 
 
 @dataclass
-class AdaptiveLimit:
-    """Vegas-style bound for one model: shrink when a window's latency exceeds tolerance x baseline.
+class SloBound:
+    """The in-flight bound of one model under `slo` admission, and the completion rate it measures."""
 
-    The baseline is the best (lowest) window median of the last `baseline_horizon_s` seconds — a
-    windowed minimum, like BBR's min-RTT filter. It follows a machine that really got slower once the
-    old minimum ages out, but it cannot creep up under sustained overload: every decrease brings the
-    bound back near the floor, whose windows re-measure the no-load latency and keep the minimum low.
-    (A baseline that drifted up per window — the first design — let latency ratchet up with it.)
-
-    Growing is a probe: when a growth is followed by a slow window, the next growth waits twice as
-    many good windows (up to MAX_PROBE_PENALTY), so sustained overload at the knee costs a slow window
-    now and then instead of every other one; a growth that holds up halves the wait again.
-    """
-
-    floor: int
     ceiling: int
-    tolerance: float = 1.2
-    window_size: int = 16
-    baseline_horizon_s: float = 10.0
+    knee: int = 1
+    slo_s: float | None = None
     clock: Callable[[], float] = time.monotonic
     limit: float = field(init=False)
+    rate_per_s: float | None = field(default=None, init=False)
     _samples: list[float] = field(default_factory=list, init=False)
-    _timeouts: int = field(default=0, init=False)
     _saturated: bool = field(default=False, init=False)
-    _minima: deque[tuple[float, float]] = field(default_factory=deque, init=False)
-    _probing: bool = field(default=False, init=False)  # the bound grew after the last window
-    _penalty: int = field(default=1, init=False)  # good windows to wait after a failed growth
-    _wait: int = field(default=0, init=False)
+    _window_started: float = field(init=False)
 
     def __post_init__(self) -> None:
-        self.limit = float(max(self.floor, min(self.ceiling, 2 * self.floor)))
+        self.limit = float(self.ceiling)
+        self._window_started = self.clock()
 
     @property
     def bound(self) -> int:
         return int(self.limit)
 
-    @property
-    def grow_below(self) -> float:
-        """Grow only while latency is within half the tolerance band of the baseline."""
-        return 1.0 + (self.tolerance - 1.0) / 2
-
-    @property
-    def baseline_s(self) -> float | None:
-        return self._minima[0][1] if self._minima else None
+    def set_profile(self, knee: int, slo_s: float | None) -> None:
+        """The model's knee and SLO (from its Triton config and statistics, or the settings)."""
+        self.knee = max(1, min(knee, self.ceiling))
+        self.slo_s = slo_s
+        if slo_s is None:
+            self.limit = float(self.ceiling)
+        self.limit = max(self.limit, float(self.knee))
 
     def note_saturation(self) -> None:
-        """A request arrived while the bound was full: growing the bound could be worth it."""
+        """A request found the bound full: growing it could be worth it."""
         self._saturated = True
 
-    def observe(self, latency_s: float, timed_out: bool = False) -> None:
-        """One admitted request's duration; every `window_size` of them, adjust the bound."""
+    def observe(self, latency_s: float) -> None:
+        """One admitted request's duration; once per window, move the bound."""
         self._samples.append(latency_s)
-        self._timeouts += timed_out
-        if len(self._samples) < self.window_size:
+        if len(self._samples) < max(MIN_WINDOW, self.bound):
             return
-        typical = sorted(self._samples)[len(self._samples) // 2]
-        congested = self._timeouts > 0  # a timeout is congestion, whatever the median says
-        self._samples.clear()
-        self._timeouts = 0
-        if not congested:
-            self._remember(typical)
-        baseline = self.baseline_s
-        probed, self._probing = self._probing, False
-        if congested or (baseline is not None and typical > self.tolerance * baseline):
-            # At least one whole slot: 2.6 x 0.8 would still be 2, and one more slow window.
-            self.limit = max(float(self.floor), min(self.limit * 0.8, self.limit - 1.0))
-            if probed:  # the last growth went past the knee: probe half as often
-                self._penalty = min(self._penalty * 2, MAX_PROBE_PENALTY)
-            self._wait = self._penalty
-        elif self._saturated and (baseline is None or typical <= self.grow_below * baseline):
-            if probed:
-                self._penalty = max(1, self._penalty // 2)
-            if self._wait > 0:
-                self._wait -= 1
-            else:
-                self.limit = min(float(self.ceiling), self.limit + 1.0)
-                self._probing = True
-        # Between grow_below and tolerance: hold (Vegas' alpha/beta band), no probing into the knee.
-        self._saturated = False
-
-    def _remember(self, median_s: float) -> None:
-        """Windowed minimum: a deque of (time, median) with increasing medians; the front is the min."""
         now = self.clock()
-        while self._minima and self._minima[-1][1] >= median_s:
-            self._minima.pop()
-        self._minima.append((now, median_s))
-        while len(self._minima) > 1 and now - self._minima[0][0] > self.baseline_horizon_s:
-            self._minima.popleft()
+        elapsed = now - self._window_started
+        if elapsed > 0:
+            self.rate_per_s = len(self._samples) / elapsed
+        p99 = nearest_rank(sorted(self._samples), 0.99)
+        self._samples.clear()
+        self._window_started = now
+        saturated, self._saturated = self._saturated, False
+        if self.slo_s is None:
+            return
+        if p99 > self.slo_s:
+            gradient = max(MIN_GRADIENT, self.slo_s / p99)
+            self.limit = max(float(self.knee), math.floor(self.limit * gradient))
+        elif saturated and p99 < GROW_BELOW_SLO * self.slo_s:
+            self.limit = min(float(self.ceiling), self.limit + max(1.0, math.sqrt(self.limit)))
 
 
 class InFlightLimiter:
+    """Per-model in-flight counts and bounds; the decision to admit or shed one request."""
+
     def __init__(
         self,
-        limit: int,
-        mode: Mode = "adaptive",
-        adaptive_floor: int = 1,
-        tolerance: float = 1.2,
+        ceiling: int,
+        mode: Mode = "slo",
+        slo_s: float | None = None,
+        slo_s_by_model: dict[str, float] | None = None,
+        slo_full_batch_multiple: float = 4.0,
     ) -> None:
-        self.limit = limit
+        self.ceiling = ceiling
         self.mode = mode
-        self.adaptive_floor = min(adaptive_floor, limit)
-        self.tolerance = tolerance
+        self.slo_full_batch_multiple = slo_full_batch_multiple
+        self._slo_s = slo_s
+        self._slo_s_by_model = slo_s_by_model or {}
         self._counts: defaultdict[str, int] = defaultdict(int)
-        self._adaptive: dict[str, AdaptiveLimit] = {}
+        self._bounds: dict[str, SloBound] = {}
+
+    def models(self) -> list[str]:
+        """Models that have asked for admission since start."""
+        return list(self._bounds)
 
     def in_flight(self, model: str) -> int:
         return self._counts[model]
@@ -152,32 +140,76 @@ class InFlightLimiter:
 
     def bound(self, model: str) -> int:
         if self.mode == "static":
-            return self.limit
-        return self._limit_for(model).bound
+            return self.ceiling
+        return self._bound_for(model).bound
 
-    def _limit_for(self, model: str) -> AdaptiveLimit:
-        if model not in self._adaptive:
-            self._adaptive[model] = AdaptiveLimit(self.adaptive_floor, self.limit, self.tolerance)
-        return self._adaptive[model]
+    def slo_s(self, model: str) -> float | None:
+        """The model's latency objective in use (configured or measured); None until known."""
+        return self._bound_for(model).slo_s
+
+    def _bound_for(self, model: str) -> SloBound:
+        bound = self._bounds.get(model)
+        if bound is None:
+            bound = self._bounds[model] = SloBound(self.ceiling, slo_s=self._configured_slo(model))
+        return bound
+
+    def _configured_slo(self, model: str) -> float | None:
+        return self._slo_s_by_model.get(model, self._slo_s)
+
+    def set_profile(
+        self, model: str, *, instances: int, max_batch_size: int, full_batch_s: float | None
+    ) -> None:
+        """What Triton says about `model`: its knee and, unless configured, its measured SLO."""
+        knee = 2 * max(1, instances) * max(1, max_batch_size)
+        slo = self._configured_slo(model)
+        if slo is None and full_batch_s is not None:
+            slo = self.slo_full_batch_multiple * full_batch_s
+        bound = self._bound_for(model)
+        bound.set_profile(knee, slo)
+        if slo is not None:
+            ADMISSION_SLO.labels(model).set(slo)
+        ADMISSION_LIMIT.labels(model).set(self.bound(model))
+
+    def at_bound(self, model: str) -> bool:
+        slo_bound = self._bound_for(model)  # registers the model for its profile
+        return self._counts[model] >= (self.ceiling if self.mode == "static" else slo_bound.bound)
+
+    def shed_reason(self, model: str) -> ShedReason:
+        return "over_ceiling" if self.bound(model) >= self.ceiling else "over_slo"
+
+    def retry_after_s(self, model: str) -> int:
+        """Whole seconds until the requests in flight have drained, by the measured completion rate."""
+        rate = self._bounds[model].rate_per_s if model in self._bounds else None
+        if not rate:
+            return 1
+        return max(1, math.ceil(self._counts[model] / rate))
+
+    def refuse(self, model: str) -> OverloadedError:
+        """Count one shed request and describe it; the caller answers 429 with it."""
+        reason = self.shed_reason(model)
+        SHED.labels(model, reason).inc()
+        if self.mode == "slo":
+            self._bound_for(model).note_saturation()
+        bound = self.bound(model)
+        retry_after = self.retry_after_s(model)
+        return OverloadedError(
+            f"model {model!r} has {bound} requests in flight; retry in {retry_after}s",
+            details={"model": model, "in_flight_limit": bound, "admission": self.mode, "reason": reason},
+            headers={"Retry-After": str(retry_after)},
+        )
 
     def try_admit(self, model: str) -> None:
         """Raise OverloadedError now if `model` is at its bound (call before reading the body)."""
-        bound = self.bound(model)
-        if self._counts[model] >= bound:
-            if self.mode == "adaptive":
-                self._limit_for(model).note_saturation()
-            raise OverloadedError(
-                f"model {model!r} has {bound} requests in flight; retry shortly",
-                details={"model": model, "in_flight_limit": bound, "admission": self.mode},
-            )
+        if self.at_bound(model):
+            raise self.refuse(model)
 
     @contextmanager
     def admit(self, model: str) -> Iterator[None]:
         """Hold one slot for `model` for the duration of the block, or raise OverloadedError.
 
-        The block's duration (decode + inference: everything the slot pays for) feeds the adaptive
-        bound when it completes or times out; a block that fails fast on bad input says nothing about
-        congestion and would drag the no-load baseline down, so it is not observed.
+        The block's duration (decode + inference: everything the slot pays for) feeds the bound when
+        it completes or times out; a block that fails fast on bad input or a backend error says
+        nothing about latency and would drag the window's percentile down, so it is not observed.
         """
         self.try_admit(model)
         self._counts[model] += 1
@@ -187,7 +219,7 @@ class InFlightLimiter:
         try:
             yield
         except BackendTimeoutError:
-            self.observe_latency(model, time.perf_counter() - started, timed_out=True)
+            self.observe_latency(model, time.perf_counter() - started)
             raise
         else:
             self.observe_latency(model, time.perf_counter() - started)
@@ -195,9 +227,7 @@ class InFlightLimiter:
             self._counts[model] -= 1
             gauge.dec()
 
-    def observe_latency(self, model: str, latency_s: float, timed_out: bool = False) -> None:
-        """Feed one admitted request's duration into the adaptive bound; publish the bound in use."""
-        if self.mode == "adaptive":
-            limit = self._limit_for(model)
-            limit.observe(latency_s, timed_out)
+    def observe_latency(self, model: str, latency_s: float) -> None:
+        """Feed one admitted request's duration into the model's bound; publish the bound in use."""
+        self._bound_for(model).observe(latency_s)  # static too: the completion rate sets Retry-After
         ADMISSION_LIMIT.labels(model).set(self.bound(model))

@@ -70,10 +70,24 @@ IN_FLIGHT = Gauge(
 )
 ADMISSION_LIMIT = Gauge(
     "admission_limit",
-    "Current in-flight bound per model (adaptive admission; the static bound otherwise).",
+    "Current in-flight bound per model (slo admission: between knee and ceiling; static: the ceiling).",
     ["model"],
     namespace=NAMESPACE,
     multiprocess_mode="max",
+)
+ADMISSION_SLO = Gauge(
+    "admission_slo_seconds",
+    "The p99 latency objective slo admission holds per model (configured, or measured from Triton).",
+    ["model"],
+    namespace=NAMESPACE,
+    multiprocess_mode="max",
+)
+SHED = Counter(
+    "shed_requests",
+    "Requests refused to protect goodput, by model and reason: over_slo (the bound follows the SLO), "
+    "over_ceiling (max_inflight_per_model), triton_down (503 while Triton or the model is not ready).",
+    ["model", "reason"],
+    namespace=NAMESPACE,
 )
 IMAGES_PER_REQUEST = Histogram(
     "images_per_request",

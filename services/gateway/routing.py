@@ -207,6 +207,23 @@ class RoutingTable:
                 f"unknown model {name!r}", details={"known": self.known_names()}
             ) from None
 
+    def fixed_target(self, name: str, variant: str | None = None) -> Target | None:
+        """The target `name` always resolves to, or None (a weighted split, or not a valid name).
+
+        Admission sheds before the route runs only where the target cannot depend on a random pick;
+        every other request is admitted (or refused) by its route.
+        """
+        route = self.routes.get(name)
+        try:
+            if route is None:
+                return _target(name, variant) if NAME_PATTERN.match(name) else None
+            if len(route.backends) != 1:
+                return None
+            chosen = route.backends[0].target
+            return Target(chosen.spec, chosen.spec.variant(variant).name) if variant else chosen
+        except (UnknownModelError, UnknownVariantError):
+            return None
+
     def _pick(self, route: Route, sticky_key: str | None) -> WeightedTarget:
         if len(route.backends) == 1:
             return route.backends[0]

@@ -47,20 +47,38 @@ class GatewaySettings(BaseSettings):
     )
     max_images_per_request: int = Field(32, ge=1, description="multipart files per request")
     max_inflight_per_model: int = Field(
-        64, ge=1, description="admitted inference requests per Triton model (adaptive: the ceiling)"
+        64, ge=1, description="admitted inference requests per Triton model (slo admission: the ceiling)"
     )
-    admission: Literal["adaptive", "static"] = Field(
-        "adaptive",
-        description="adaptive: the in-flight bound follows latency and sheds overload as 429; "
-        "static: a fixed bound, for capacity benchmarks",
+    admission: Literal["slo", "static"] = Field(
+        "slo",
+        description="slo: admit while the accepted p99 stays within the model's latency SLO, never "
+        "below the knee where Triton's batcher has full batches; static: a fixed bound, for capacity "
+        "measurements",
     )
-    adaptive_min_inflight: int = Field(1, ge=1, description="adaptive admission never goes below this")
-    adaptive_latency_tolerance: float = Field(
-        1.2, gt=1.0, description="shrink the bound when latency exceeds this x the no-load baseline"
+    slo_p99_ms: float | None = Field(
+        None, gt=0, description="latency objective (accepted p99) for every model; default: measured"
     )
+    model_slo_p99_ms: dict[str, float] = Field(
+        default_factory=dict,
+        description='objectives by Triton model name, JSON ({"resnet50": 800}); they win over slo_p99_ms',
+    )
+    slo_full_batch_multiple: float = Field(
+        4.0,
+        gt=1.0,
+        description="measured SLO: this x the model's full-batch compute time (Triton's statistics)",
+    )
+    shed_rate_per_s: float = Field(
+        200.0,
+        gt=0,
+        description="429s answered at once per second per worker; more wait their turn (up to "
+        "shed_max_delay_s), so clients that retry at once cannot spend the CPU that serves requests",
+    )
+    shed_max_delay_s: float = Field(1.0, ge=0, description="longest a paced 429 waits before it is sent")
     request_timeout_s: float = Field(10.0, gt=0, description="Triton round trip limit; beyond it 504")
     connect_timeout_s: float = Field(0.5, gt=0, description="TCP connect to Triton; beyond it 503")
-    retry_after_s: int = Field(1, ge=1, description="Retry-After on 429/503")
+    retry_after_s: int = Field(
+        1, ge=1, description="Retry-After on 503 (a 429's comes from the model's measured drain time)"
+    )
     triton_pool_size: int = Field(128, ge=1, description="pooled keep-alive connections to Triton")
     triton_shared_memory_slots: int | None = Field(
         None,
@@ -85,6 +103,11 @@ class GatewaySettings(BaseSettings):
         "before closing the port, so load balancers notice (Kubernetes: a few seconds)",
     )
 
+    triton_api_key: SecretStr | None = Field(
+        None,
+        description="sent to Triton as the deploylab-triton-key header: the key of a Triton whose "
+        "model-repository API is restricted (the compose and Kubernetes deployments)",
+    )
     admin_api_key: SecretStr | None = Field(
         None, description="enables /admin endpoints (X-API-Key); admin is off when unset"
     )
@@ -120,6 +143,14 @@ class GatewaySettings(BaseSettings):
         if self.connect_timeout_s > self.request_timeout_s:
             raise ValueError("connect_timeout_s must not exceed request_timeout_s")
         return self
+
+    @field_validator("model_slo_p99_ms")
+    @classmethod
+    def _positive_slos(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {name: ms for name, ms in value.items() if not ms > 0}
+        if bad:
+            raise ValueError(f"model_slo_p99_ms must be positive milliseconds, got {bad}")
+        return value
 
     @property
     def shared_memory_slots(self) -> int:

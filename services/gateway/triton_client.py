@@ -73,6 +73,10 @@ class InferOutput:
     model_version: str
 
 
+#: The header a Triton started with restricted protocol groups (compose, Kubernetes) expects the key in.
+TRITON_KEY_HEADER = "deploylab-triton-key"
+
+
 class TritonClient:
     """Async client bound to one Triton HTTP endpoint (`host:port`)."""
 
@@ -84,8 +88,10 @@ class TritonClient:
         connect_timeout_s: float = 0.5,
         request_timeout_s: float = 10.0,
         shared_memory_slots: int = 0,
+        api_key: str | None = None,
     ) -> None:
         self.base_url = f"http://{url}"
+        self.api_key = api_key
         self.pool_size = pool_size
         self.connect_timeout_s = connect_timeout_s
         self.request_timeout_s = request_timeout_s
@@ -108,10 +114,16 @@ class TritonClient:
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout_s),
             auto_decompress=False,
-            # Loopback: compression would only cost CPU, and passthrough relays bytes as they come.
-            headers={"Accept-Encoding": "identity"},
+            headers=self._default_headers(),
             skip_auto_headers=("User-Agent",),
         )
+
+    def _default_headers(self) -> dict[str, str]:
+        # Loopback: compression would only cost CPU, and passthrough relays bytes as they come.
+        headers = {"Accept-Encoding": "identity"}
+        if self.api_key is not None:  # a Triton whose model-repository API is restricted to this key
+            headers[TRITON_KEY_HEADER] = self.api_key
+        return headers
 
     async def close(self) -> None:
         if self.shm is not None and self._session is not None:
@@ -416,6 +428,13 @@ class TritonClient:
 
     async def model_config(self, model: str, timeout_s: float = 2.0) -> dict[str, Any]:
         response = await self.request("GET", f"/v2/models/{model}/config", timeout_s=timeout_s, control=True)
+        if response.status != 200:
+            raise triton_error(response, model)
+        return json.loads(response.body)  # type: ignore[no-any-return]
+
+    async def model_statistics(self, model: str, timeout_s: float = 2.0) -> dict[str, Any]:
+        """Triton's cumulative inference statistics for `model` (per batch size, per stage)."""
+        response = await self.request("GET", f"/v2/models/{model}/stats", timeout_s=timeout_s, control=True)
         if response.status != 200:
             raise triton_error(response, model)
         return json.loads(response.body)  # type: ignore[no-any-return]

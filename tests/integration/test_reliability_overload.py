@@ -1,9 +1,9 @@
-"""Overload: open-loop arrivals at twice the measured capacity, against the default (adaptive) gateway.
+"""Admission under load, against a gateway with default (slo) admission in front of a real Triton.
 
-Promise: the requests the gateway accepts keep a p99 within 2x of the unloaded p99 (the excess gets
-429 + Retry-After instead of queueing), the gateway's memory stays flat, and normal service is back
-within seconds. The unloaded p99 pools sequential requests before and after the overload; the
-capacity is measured in the same run, on the same machine, just before.
+Promises: ordinary concurrency is never refused; open-loop arrivals far above capacity keep most of
+the capacity as goodput, the excess gets 429 + Retry-After, the gateway's memory stays flat, and
+normal service is back within seconds. Bounds here are generous (2 shared cores); the exact targets
+are measured by `deploylab bench`.
 """
 
 from __future__ import annotations
@@ -14,51 +14,76 @@ from pathlib import Path
 
 import pytest
 
-from services.chaos.load import RequestTemplate
-from services.chaos.scenarios import OverloadPlan, overload
+from services.chaos.load import LoadClient, RequestTemplate, closed_loop
+from services.chaos.scenarios import OverloadPlan, ScenarioResult, overload
 from services.gateway.stack import GatewayProcess
 from services.runtime.settings import RuntimeSettings
 from services.runtime.triton import TritonServer
 from tests.conftest import make_gateway_settings, running_gateway
 from tests.support import images
 
-MODEL = "mobilenet_v3_small"
+#: The heaviest small model: its capacity is low enough that a Python client can offer 10x of it.
+MODEL = "resnet18"
 
 
 @pytest.fixture(scope="module")
-def adaptive_gateway(
+def default_gateway(
     triton: TritonServer, runtime_settings: RuntimeSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    settings = make_gateway_settings(runtime_settings, admission="adaptive")
-    assert settings.admission == "adaptive"
+    settings = make_gateway_settings(runtime_settings, admission="slo")
+    assert settings.admission == "slo" and settings.admission == type(settings)().admission
     with running_gateway(settings, tmp_path_factory.mktemp("overload-logs")) as gateway:
         yield gateway
 
 
-def test_overload_at_twice_capacity_sheds_the_excess_and_keeps_accepted_latency(
-    adaptive_gateway: GatewayProcess,
+def _classify() -> RequestTemplate:
+    return RequestTemplate.classify(MODEL, images.jpeg())
+
+
+async def _closed_loop(url: str, concurrency: int, seconds: float) -> list[int | None]:
+    async with LoadClient(url) as client:
+        end = client.now() + seconds
+        stop = lambda: client.now() > end  # noqa: E731
+        outcomes = await closed_loop(client, _classify(), concurrency=concurrency, stop=stop)
+    return [o.status for o in outcomes]
+
+
+def test_four_concurrent_clients_on_a_default_gateway_get_no_429(default_gateway: GatewayProcess) -> None:
+    statuses = asyncio.run(_closed_loop(default_gateway.url, concurrency=4, seconds=5.0))
+    assert len(statuses) >= 20, statuses
+    assert set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+
+
+@pytest.fixture(scope="module")
+def tenfold_overload(default_gateway: GatewayProcess) -> ScenarioResult:
+    assert default_gateway.process is not None
+    plan = OverloadPlan(factor=10.0, overload_s=20.0, capacity_s=5.0, goodput_share=0.8)
+    return asyncio.run(overload(default_gateway.url, default_gateway.process.pid, _classify(), plan))
+
+
+def test_tenfold_overload_keeps_goodput_and_sheds_the_excess_with_retry_after(
+    tenfold_overload: ScenarioResult,
 ) -> None:
-    assert adaptive_gateway.process is not None
-    plan = OverloadPlan(factor=2.0, overload_s=6.0, unloaded_requests=300, capacity_s=3.0)
-    request = RequestTemplate.classify(MODEL, images.jpeg())
-    result = asyncio.run(overload(adaptive_gateway.url, adaptive_gateway.process.pid, request, plan))
-    failures = result.failures()
-    if failures and all(f.startswith("accepted p99") for f in failures):
-        # NOTE: a p99 over a few hundred requests on 2 shared cores can be decided by one burst from
-        # another tenant; a gateway that queues fails every run by 3-12x, so one fresh rerun may
-        # clear a latency-only miss (everything else must pass the first time).
-        result = asyncio.run(overload(adaptive_gateway.url, adaptive_gateway.process.pid, request, plan))
-        assert result.passed, f"twice: {failures} then {result.failures()}"
-    numbers = result.numbers
-    assert result.passed, "; ".join(result.failures())
-    assert numbers["offered_rps"] >= 1.9 * numbers["capacity_rps"]
-    assert numbers["p99_ratio"] <= 2.0
-    assert 0.0 < numbers["shed_fraction"] < 1.0  # some shed, some served
-    assert result.summary.lost == 0 and result.summary.refused == 0
-    assert result.recovery_s is not None and result.recovery_s <= 5.0
+    numbers = tenfold_overload.numbers
+    checks = {c.name: c for c in tenfold_overload.checks}
+    goodput = checks["goodput at least 0.8x capacity"]
+    assert goodput.passed, goodput.observed
+    assert numbers["offered_rps"] >= 9.0 * numbers["capacity_rps"]
+    shed = checks["the excess gets 429 + Retry-After"]
+    assert shed.passed, shed.observed
+    assert tenfold_overload.summary.lost == 0 and tenfold_overload.summary.refused == 0
     assert numbers["rss_peak_mib"] - numbers["rss_before_mib"] <= 64
 
 
-def test_gateway_log_has_no_errors_after_the_overload(adaptive_gateway: GatewayProcess) -> None:
-    log = Path(adaptive_gateway.log_path).read_text()
+def test_service_is_normal_within_5s_after_the_overload(tenfold_overload: ScenarioResult) -> None:
+    """A generous error-path bound: the gateway holds no backlog once arrivals stop."""
+    recovery_s = tenfold_overload.recovery_s
+    assert recovery_s is not None and recovery_s <= 5.0, recovery_s
+
+
+def test_gateway_log_has_no_errors_after_an_overload(
+    tenfold_overload: ScenarioResult, default_gateway: GatewayProcess
+) -> None:
+    assert tenfold_overload.summary.sent > 0  # the overload ran in this gateway before the log is read
+    log = Path(default_gateway.log_path).read_text()
     assert "Traceback" not in log and " ERROR " not in log, log[-2000:]

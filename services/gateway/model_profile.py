@@ -1,0 +1,52 @@
+"""What admission needs to know about a served model, read from Triton's own config and statistics.
+
+The knee of a dynamically batching model follows from its config (instances x max_batch_size); its
+latency objective, unless configured, from the time one instance takes to compute a full batch.
+Both come from Triton, so they describe the deployment actually served, whatever exported it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+#: Triton's per-batch-size stages that make up one execution of a batch.
+_COMPUTE_STAGES = ("compute_input", "compute_infer", "compute_output")
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    instances: int
+    max_batch_size: int
+    full_batch_s: float | None  # None until Triton has executed a batch
+
+
+def instance_count(config: dict[str, Any]) -> int:
+    """Instances Triton runs for a model (every instance group; a group without a count is one)."""
+    groups = config.get("instance_group") or [{}]
+    return sum(max(1, int(group.get("count", 1))) for group in groups)
+
+
+def full_batch_seconds(statistics: dict[str, Any], max_batch_size: int) -> float | None:
+    """Mean compute time of one full batch, from Triton's per-batch-size statistics.
+
+    When no full batch has run yet, the largest batch size seen is scaled up per image: that
+    overstates a full batch (batching is cheaper per image), which errs towards a looser objective.
+    """
+    entries = statistics.get("model_stats") or []
+    per_size: dict[int, float] = {}
+    for entry in entries:
+        for batch in entry.get("batch_stats") or []:
+            size = int(batch.get("batch_size", 0))
+            count = int((batch.get("compute_infer") or {}).get("count", 0))
+            if size <= 0 or count <= 0:
+                continue
+            nanoseconds = sum(int((batch.get(stage) or {}).get("ns", 0)) for stage in _COMPUTE_STAGES)
+            per_size[size] = nanoseconds / count / 1e9
+    if not per_size:
+        return None
+    target = max(1, max_batch_size)
+    if target in per_size:
+        return per_size[target]
+    largest = max(per_size)
+    return per_size[largest] * target / largest
