@@ -28,7 +28,7 @@ def chaos_command(
         "triton_kill, slow_backend"),
     ] = None,
     overload_s: Annotated[float, typer.Option(min=1.0, help="overload window")] = 8.0,
-    factor: Annotated[float, typer.Option(min=1.0, help="offered load as a multiple of capacity")] = 2.0,
+    factor: Annotated[float, typer.Option(min=1.0, help="offered load as a multiple of capacity")] = 4.0,
 ) -> None:
     """Kill Triton, unload a model, SIGTERM the gateway, stall the backend and overload it — under load,
     counting every request — then write the table (faults, sent/answered, errors by class, recovery)."""

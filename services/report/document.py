@@ -7,19 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .claims import Claim, check_claims, describe_speedup
+from .claims import Claim, check_claims
 from .plots import Plot, build_plots
 from .results import LOOP_LABELS, RunResults
-from .tables import Table, build_tables, times
-
-VERDICT_WORDS = {
-    "confirmed": "the measurement agrees with the claim, in direction and size",
-    "partly confirmed": "the direction holds, but not every number is what the textbook predicts",
-    "inconclusive": "the measurements disagree with each other (machine noise, or the serving path changes "
-    "the answer): rerun with longer windows before quoting them",
-    "not confirmed": "the measurement contradicts the claim on this machine",
-    "not measured": "the run has no latency or throughput for both sides",
-}
+from .tables import Table, build_tables
 
 #: Reading order: ("table" | "plot", key). Claims and the flag banner come before these.
 LAYOUT: tuple[tuple[str, str], ...] = (
@@ -47,30 +38,8 @@ class ReportContent:
     summary: list[str]
     flags: list[str]
     claims: list[Claim]
-    claim_tables: list[Table]
     blocks: list[Table | Plot]
     notes: list[str] = field(default_factory=list)
-
-
-def claim_table(claim: Claim) -> Table:
-    rows = []
-    for c in claim.comparisons:
-        if c.kind == "bound":
-            published = f"≤ {c.textbook:.0e}" if c.textbook is not None else "–"
-            measured = f"{c.measured:.1e}" if c.measured is not None else "–"
-        elif c.kind == "speed":
-            published = f"{times(c.textbook)} faster" if c.textbook else "faster"
-            measured = describe_speedup(c.measured) if c.measured else "–"
-        else:
-            published, measured = times(c.textbook), times(c.measured)
-        rows.append((c.quantity, published, measured, c.assessment, c.source))
-    return Table(
-        f"claim-{claim.key}",
-        claim.title,
-        "",  # the statement is printed above the table
-        ("quantity", "textbook", "measured", "assessment", "measured how"),
-        tuple(rows),
-    )
 
 
 def build_content(results: RunResults) -> ReportContent:
@@ -105,7 +74,6 @@ def build_content(results: RunResults) -> ReportContent:
         summary=summary,
         flags=flags,
         claims=claims,
-        claim_tables=[claim_table(c) for c in claims],
         blocks=blocks,
         notes=list(results.notes),
     )
