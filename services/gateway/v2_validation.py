@@ -2,7 +2,7 @@
 
 Triton would refuse most bad requests too, but only after the body crossed another hop, and with
 messages about its internals. Checking here gives a 400 naming the problem (shape, dtype, sizes,
-NaN/Inf) and keeps garbage off the inference path.
+NaN/Inf, a parameter this gateway does not pass on) and keeps garbage off the inference path.
 """
 
 from __future__ import annotations
@@ -27,6 +27,28 @@ class InferRequestInfo:
     header: dict[str, Any]  # the parsed JSON part
     json_size: int  # where the binary tensor starts
 
+
+#: The `parameters` a client may send, one set per level; every other key is refused (docs/contracts.md).
+#: Triton acts on more than these: `shared_memory_*` makes it read or write a region by name (the
+#: gateway's own regions included), `priority` and `sequence_*` steer its scheduler for everyone
+#: sharing the model, `classification` replaces the FP32 logits this gateway promises with strings,
+#: and any other key reaches the backend as a custom parameter. None of that is a client's to choose.
+REQUEST_PARAMETERS = frozenset({"binary_data_output", "timeout"})
+INPUT_PARAMETERS = frozenset({"binary_data_size"})
+OUTPUT_PARAMETERS = frozenset({"binary_data"})
+ALLOWED_PARAMETERS: dict[str, frozenset[str]] = {
+    "request": REQUEST_PARAMETERS,
+    "input": INPUT_PARAMETERS,
+    "output": OUTPUT_PARAMETERS,
+}
+
+#: The JSON type each allowed parameter's value must have (bool is not an int here).
+_PARAMETER_TYPES: dict[str, type] = {
+    "binary_data_output": bool,
+    "timeout": int,
+    "binary_data_size": int,
+    "binary_data": bool,
+}
 
 #: Request fields the shared-memory fast path knows how to carry over; anything else goes over HTTP.
 _PLAIN_REQUEST_KEYS = {"id", "inputs", "outputs", "parameters"}
@@ -78,6 +100,7 @@ def validate_infer_request(
 ) -> InferRequestInfo:
     """Check the one input tensor against the model's contract; raise InvalidTensorError otherwise."""
     header, json_size = _header(body, header_length)
+    check_parameters(header)
     inputs = header.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise InvalidTensorError(f"expected exactly one input tensor named {INPUT_NAME!r}")
@@ -134,6 +157,40 @@ def validate_infer_request(
         raise InvalidTensorError(f"input 'data' holds {values.size} values, shape {shape} needs {elements}")
     _check_finite(values)
     return InferRequestInfo(batch, False, shape, header, json_size)
+
+
+def check_parameters(header: dict[str, Any]) -> None:
+    """Refuse a `parameters` key outside its level's allow-list, or an allowed one of the wrong type.
+
+    Only keys are named in the message, never values: a guessed shared-memory region name gets the
+    same answer whether or not such a region exists.
+    """
+    _check_level(header, "request")
+    for level in ("input", "output"):
+        tensors = header.get(f"{level}s")
+        for tensor in tensors if isinstance(tensors, list) else ():
+            if isinstance(tensor, dict):
+                _check_level(tensor, level)
+
+
+def _check_level(owner: dict[str, Any], level: str) -> None:
+    if "parameters" not in owner:
+        return
+    parameters, allowed = owner["parameters"], ALLOWED_PARAMETERS[level]
+    if not isinstance(parameters, dict):
+        raise InvalidTensorError(f"{level} 'parameters' must be an object")
+    for key, value in parameters.items():
+        shown = key if len(key) <= 64 else key[:64] + "…"
+        if key not in allowed:
+            raise InvalidTensorError(
+                f"{level} parameter {shown!r} is not accepted; {level} parameters allowed: "
+                f"{', '.join(sorted(allowed))}"
+            )
+        if _PARAMETER_TYPES[key] is bool:
+            if not isinstance(value, bool):
+                raise InvalidTensorError(f"{level} parameter {shown!r} must be true or false")
+        elif not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InvalidTensorError(f"{level} parameter {shown!r} must be a non-negative integer")
 
 
 def _check_finite(values: np.ndarray) -> None:

@@ -6,9 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 import tritonclient.http as tritonhttp
 
+from services.gateway.stack import GatewayProcess
 from services.modelzoo.parity import random_batch
 from services.runtime.settings import RuntimeSettings
 
@@ -229,3 +231,82 @@ def test_bodies_read_into_shared_memory_answer_like_direct_triton(
             np.testing.assert_array_equal(
                 result.as_numpy("logits"), infer(direct, "resnet18", batch).as_numpy("logits")
             )
+
+
+def triton_inference_count(runtime_settings: RuntimeSettings, model: str) -> int:
+    """Requests Triton itself counted for `model`, answered or failed."""
+    import httpx
+
+    stats = httpx.get(f"{runtime_settings.triton_http_url}/v2/models/{model}/stats", timeout=10).json()
+    return sum(
+        s["inference_stats"]["success"]["count"] + s["inference_stats"]["fail"]["count"]
+        for s in stats["model_stats"]
+    )
+
+
+def test_a_client_cannot_steer_tritons_shared_memory_through_the_gateway(
+    via_gateway: tritonhttp.InferenceServerClient,
+    direct: tritonhttp.InferenceServerClient,
+    runtime_settings: RuntimeSettings,
+    gateway_process: GatewayProcess,
+) -> None:
+    """A request naming a region the gateway registered with Triton (read from Triton itself) is
+    refused before Triton sees it, as is one naming no region at all: same answer, no oracle."""
+    import httpx
+
+    from services.common.shm_regions import SHM_DIR
+
+    infer(via_gateway, "resnet18", random_batch(1, 224, seed=30))  # the gateway's slots are registered
+    own = f"deploylab_gw_{gateway_process.process.pid}_"
+    regions = [name for name in triton_shm_regions(runtime_settings) if name.startswith(own)]
+    assert regions, f"the gateway registered no region {own}* with Triton"
+    region_in = next(name for name in regions if "_in" in name.removeprefix(own))
+    region_out = next(name for name in regions if "_out" in name.removeprefix(own))
+    logits_before = (SHM_DIR / region_out).read_bytes()  # input slots also receive bodies read in
+    counted = triton_inference_count(runtime_settings, "resnet18")
+
+    batch = random_batch(1, 224, seed=31)  # logits unlike anything the regions hold
+    tensor = {"name": "input", "shape": [1, 3, 224, 224], "datatype": "FP32"}
+    json_input = {**tensor, "data": batch.ravel().tolist()}
+    stolen_input = {
+        **tensor,
+        "parameters": {"shared_memory_region": region_in, "shared_memory_byte_size": 602112},
+    }
+    binary_input = {**tensor, "parameters": {"binary_data_size": batch.nbytes}}
+
+    def into(region: str) -> list[dict[str, object]]:
+        return [
+            {
+                "name": "logits",
+                "parameters": {"shared_memory_region": region, "shared_memory_byte_size": 4000},
+            }
+        ]
+
+    attacks: list[tuple[str, bytes, dict[str, str], str]] = []  # path, body, headers, level refused
+    for path in ("/v2/models/resnet18/infer", "/v2/models/resnet18/versions/1/infer"):
+        for region in (region_out, "deploylab_gw_1_000000_out9"):  # a real region, then a made-up one
+            body = orjson.dumps({"inputs": [json_input], "outputs": into(region)})
+            attacks.append((path, body, {"content-type": "application/json"}, "output"))
+        body = orjson.dumps({"inputs": [stolen_input]})  # would read another client's image
+        attacks.append((path, body, {"content-type": "application/json"}, "input"))
+        header = orjson.dumps({"inputs": [binary_input], "outputs": into(region_out)})
+        length = {"Inference-Header-Content-Length": str(len(header))}
+        attacks.append((path, header + batch.tobytes(), length, "output"))
+    with httpx.Client(base_url=gateway_process.url, timeout=30) as http:
+        answers = []
+        for path, body, headers, level in attacks:
+            response = http.post(path, content=body, headers=headers)
+            assert response.status_code == 400, (path, level, response.text)
+            error = response.json()
+            assert error["code"] == "invalid_tensor"
+            assert f"{level} parameter 'shared_memory_region' is not accepted" in error["error"]
+            answers.append(response.content)
+        assert answers[0] == answers[1], "a real region name and a made-up one must get the same answer"
+        assert http.get("/readyz").status_code == 200
+
+    assert triton_inference_count(runtime_settings, "resnet18") == counted, "a refused request reached Triton"
+    assert (SHM_DIR / region_out).read_bytes() == logits_before, "Triton wrote into the gateway's region"
+    np.testing.assert_array_equal(  # and the gateway serves as before
+        infer(via_gateway, "resnet18", batch, binary=False).as_numpy("logits"),
+        infer(direct, "resnet18", batch, binary=False).as_numpy("logits"),
+    )

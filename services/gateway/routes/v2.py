@@ -2,7 +2,10 @@
 
 An unmodified `tritonclient.http.InferenceServerClient` pointed at the gateway works: metadata,
 readiness and infer (JSON or binary tensors) keep Triton's wire format; only `{model}` is resolved
-(aliases, splits, variants) and infer bodies are validated first. Errors use the gateway's JSON shape.
+(aliases, splits, variants) and infer bodies are validated first, their `parameters` included: only
+the allow-listed ones in v2_validation.py reach Triton, so no client names a shared-memory region or
+steers Triton's scheduler through the gateway. Infer is the only route here that forwards a body.
+Errors use the gateway's JSON shape.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from ..triton_client import (
     parse_infer_response,
     triton_error,
 )
-from ..v2_validation import validate_infer_request, wants_plain_binary_answer
+from ..v2_validation import ALLOWED_PARAMETERS, validate_infer_request, wants_plain_binary_answer
 
 router = APIRouter(tags=["kserve-v2"])
 
@@ -51,7 +54,7 @@ _PASSTHROUGH_HEADERS = ("content-type", HEADER_LENGTH.lower())
 _ERRORS = {
     code: {"model": V2ErrorResponse, "description": description}
     for code, description in {
-        400: "invalid tensor (shape, dtype, sizes, NaN/Inf) or version",
+        400: "invalid tensor (shape, dtype, sizes, NaN/Inf), a parameter not accepted, or version",
         404: "unknown model",
         408: "request body sent too slowly",
         413: "body over the size limit",
@@ -62,6 +65,10 @@ _ERRORS = {
         504: "Triton did not answer in time",
     }.items()
 }
+_ACCEPTED_PARAMETERS = "; ".join(
+    f"{level} " + ", ".join(f"`{name}`" for name in sorted(names))
+    for level, names in ALLOWED_PARAMETERS.items()
+)
 #: Triton's health endpoints answer 200 with an empty body.
 _EMPTY_OK = {200: {"description": "ready/live (empty body)", "content": {"text/plain": {"schema": {}}}}}
 
@@ -171,7 +178,7 @@ async def model_ready(request: Request, model: str, context: ContextDep) -> Resp
             "description": (
                 "KServe v2 inference request: JSON, or JSON header + raw tensor bytes with "
                 "`Inference-Header-Content-Length` (binary tensor extension). One input `input` "
-                "FP32 [N, 3, S, S]."
+                f"FP32 [N, 3, S, S]. Parameters accepted (any other is a 400): {_ACCEPTED_PARAMETERS}."
             ),
             "content": {
                 "application/json": {
