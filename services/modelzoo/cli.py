@@ -21,6 +21,7 @@ from .catalog import CATALOG, MODEL_SETS, ModelSpec, resolve_model_set
 from .export import ExportOptions, export_model
 from .facts import measure_facts
 from .manifest import read_repository
+from .parity import ATOL, MAX_ATOL, MAX_RTOL, RTOL, ParityToleranceError, Tolerance
 from .repository import BACKENDS, ServingConfig, default_cpu_threads
 
 console = Console(stderr=True)
@@ -148,9 +149,7 @@ def export_command(
         ),
     ] = "python",
     max_batch: Annotated[int, typer.Option("--max-batch", min=0, help="Triton max_batch_size")] = 8,
-    instances: Annotated[
-        int | None, typer.Option(min=1, help="instances per model (default 2)")
-    ] = None,
+    instances: Annotated[int | None, typer.Option(min=1, help="instances per model (default 2)")] = None,
     threads: Annotated[
         int | None, typer.Option(min=0, help="ONNX Runtime intra-op threads per instance")
     ] = None,
@@ -177,11 +176,31 @@ def export_command(
             "batcher then stops forming batches ahead (0: no policy)",
         ),
     ] = 0,
+    parity_rtol: Annotated[
+        float | None,
+        typer.Option(
+            "--parity-rtol",
+            help=f"parity torch vs ONNX Runtime: per sample |Δ| ≤ atol + rtol·max|logit|, same top-1 and "
+            f"top-5 up to ties (default {RTOL:g}, at most {MAX_RTOL:g})",
+        ),
+    ] = None,
+    parity_atol: Annotated[
+        float | None,
+        typer.Option(
+            "--parity-atol",
+            help=f"parity floor for samples whose logits are all near zero (default {ATOL:.3g}, float32's "
+            f"smallest normal; at most {MAX_ATOL:g})",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option(help="re-export even when unchanged")] = False,
     repository: RepositoryOpt = None,
 ) -> None:
     """Export models to ONNX, check parity, and install them into the Triton model repository."""
     settings = _settings(repository)
+    tolerance = Tolerance(
+        rtol=RTOL if parity_rtol is None else parity_rtol,
+        atol=ATOL if parity_atol is None else parity_atol,
+    )
     specs = resolve_model_set(models or [], model_set)
     if weights is not None and len(specs) != 1:
         raise ValueError("--weights applies to one model: name exactly one catalog model")
@@ -227,8 +246,14 @@ def export_command(
                 status.update(f"{prefix} {model}: {message} ({elapsed:.0f}s)")
                 console.print(f"{prefix} {model}: {message}")
 
-            options = ExportOptions(serving=serving_for(spec), weights=weights, force=force)
-            outcome = export_model(spec, var, settings.model_repository, options, on_step)
+            options = ExportOptions(serving=serving_for(spec), weights=weights, force=force, parity=tolerance)
+            try:
+                outcome = export_model(spec, var, settings.model_repository, options, on_step)
+            except ParityToleranceError as exc:
+                raise ParityToleranceError(
+                    f"{exc}. If the model is right and this is float noise, relax the check with "
+                    f"--parity-rtol (now {tolerance.rtol:g}) or --parity-atol (now {tolerance.atol:.3g})"
+                ) from None
         if outcome.status == "exported":
             m = outcome.manifest
             console.print(

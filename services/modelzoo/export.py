@@ -29,7 +29,7 @@ from .catalog import ModelSpec
 from .errors import ParityError, WeightsError, ZooError
 from .facts import count_gmacs, count_params
 from .manifest import Manifest, ParityRecord, WeightsRecord, read_manifest, write_manifest
-from .parity import check_parity, random_batch, torch_logits
+from .parity import Tolerance, check_parity, random_batch, torch_logits
 from .reparam import reparameterize
 from .repository import (
     INPUT_NAME,
@@ -58,6 +58,7 @@ class ExportOptions:
     weights: Path | None = None
     force: bool = False
     opset: int = OPSET
+    parity: Tolerance = Tolerance()
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def export_model(
     export_onnx(model, tmp_onnx, spec.input_size, options.opset)
     step(name, f"checking parity torch vs ONNX Runtime ({tmp_onnx.stat().st_size / 1e6:.0f} MB)")
     try:
-        parity = check_parity(model, tmp_onnx, spec.input_size)
+        parity = check_parity(model, tmp_onnx, spec.input_size, tolerance=options.parity)
     except ParityError:
         tmp_onnx.unlink(missing_ok=True)
         raise
@@ -154,8 +155,10 @@ def export_model(
             batch_sizes=list(parity.batch_sizes),
             max_abs_error=parity.max_abs_error,
             max_scaled_error=parity.max_scaled_error,
-            rtol=parity.rtol,
-            atol=parity.atol,
+            max_abs_logit=parity.max_abs_logit,
+            rtol=parity.tolerance.rtol,
+            atol=parity.tolerance.atol,
+            criterion=parity.tolerance.describe(),
             reparam_max_abs_error=reparam_error,
         ),
         weights=weights_record,
