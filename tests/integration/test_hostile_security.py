@@ -4,20 +4,21 @@
   when no key is configured;
 - CORS is off unless origins are listed, and then only for those;
 - the gateway's log holds neither the admin key nor anything from request bodies, even at debug level;
-- model names and versions from URLs are validated before they touch a Triton URL: a recording stand-in
-  for Triton sees only catalog names, whatever the clients sent.
+- model names and versions from URLs are validated before they touch a Triton URL: a tap on the wire
+  to the real Triton sees only catalog names, whatever the clients sent.
 (Weights are loaded with `weights_only=True`: tests/unit/test_weights.py refuses a pickled payload.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import secrets
+import socket
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -107,16 +108,18 @@ def test_admin_endpoints_need_exactly_the_configured_key(
 
 
 def test_admin_key_is_compared_with_a_constant_time_compare(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real `require_admin` runs; the standard library's constant-time compare is watched, not
+    replaced (the spy hands every call to it). Timing itself is not something a test may assert."""
     import hmac
 
     compared: list[tuple[bytes, bytes]] = []
     real = hmac.compare_digest
 
-    def recording(a: bytes, b: bytes) -> bool:
+    def spy(a: bytes, b: bytes) -> bool:
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(hmac, "compare_digest", recording)
+    monkeypatch.setattr(hmac, "compare_digest", spy)
     key = "k" * 24
     context = SimpleNamespace(settings=GatewaySettings(admin_api_key=SecretStr(key)))
     asyncio.run(deps.require_admin(context, key))  # type: ignore[arg-type]
@@ -183,69 +186,87 @@ def test_logs_hold_no_secrets_and_no_request_bodies(guarded_gateway: GatewayProc
 
 
 # -- names and URLs ---------------------------------------------------------------------------------
-class RecordingTriton(ThreadingHTTPServer):
-    """Stand-in for Triton's HTTP API that records every path the gateway asks for."""
+class WireTap:
+    """A TCP relay in front of the session's real tritonserver that keeps a copy of what the gateway sends.
 
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-        super().__init__(("127.0.0.1", 0), _Handler)
+    Not a stand-in: every byte goes on to Triton and every answer is Triton's own. It exists because
+    Triton's request log (`--log-verbose`) shows paths without their query string or fragment, and a
+    name smuggling `?x=` into a Triton URL is exactly what this must catch.
+    """
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.streams: list[bytearray] = []  # what the gateway sent, one per connection
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def request_targets(self) -> list[str]:
+        """The request-target of every HTTP request that went through, exactly as sent."""
+        line = re.compile(rb"(?:GET|HEAD|POST|PUT|DELETE|PATCH|OPTIONS) (\S+) HTTP/1\.[01]\r\n")
+        return [t.decode(errors="replace") for s in list(self.streams) for t in line.findall(bytes(s))]
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=5)
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        sent = bytearray()
+        self.streams.append(sent)
+        with client, socket.create_connection(self.upstream) as server:
+            answers = threading.Thread(target=_pump, args=(server, client, None), daemon=True)
+            answers.start()
+            _pump(client, server, sent)
+            answers.join(timeout=30)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: RecordingTriton
-
-    def _answer(self, status: int, body: object) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self.server.paths.append(self.path)
-        if self.path in ("/v2/health/ready", "/v2/health/live"):
-            self._answer(200, {})
-        elif self.path.endswith("/config"):
-            self._answer(200, {"max_batch_size": 8})
-        else:
-            self._answer(400, {"error": "stand-in"})
-
-    def do_POST(self) -> None:  # noqa: N802
-        self.server.paths.append(self.path)
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.path == "/v2/repository/index":
-            self._answer(200, [{"name": "resnet18", "version": "1", "state": "READY"}])
-        else:
-            self._answer(400, {"error": "stand-in"})
-
-    def log_message(self, *args: object) -> None:
-        pass
+def _pump(source: socket.socket, sink: socket.socket, copy: bytearray | None) -> None:
+    with contextlib.suppress(OSError):
+        while chunk := source.recv(1 << 16):
+            if copy is not None:
+                copy += chunk
+            sink.sendall(chunk)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
 
 
 TRITON_NAMES = "|".join(sorted({s.triton_name(v) for s in CATALOG.values() for v in s.variant_names}))
 ALLOWED_PATH = re.compile(
     rf"^/v2(/health/(live|ready)|/repository/index|/repository/models/({TRITON_NAMES})/(load|unload)"
-    rf"|/models/({TRITON_NAMES})(/versions/[1-9][0-9]*)?(/ready|/config|/infer)?)?$"
+    rf"|/models/({TRITON_NAMES})(/versions/[1-9][0-9]*)?(/ready|/config|/stats|/infer)?"
+    r"|/systemsharedmemory/region/deploylab_gw_[0-9]+_[0-9a-f]{6}_(in|out)[0-9]+/(register|unregister))?$"
 )
 
 
 @pytest.fixture
-def recording_triton() -> Iterator[RecordingTriton]:
-    server = RecordingTriton()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def wire_tap(triton: TritonServer, runtime_settings: RuntimeSettings) -> Iterator[WireTap]:
+    tap = WireTap((runtime_settings.triton_host, runtime_settings.triton_http_port))
+    yield tap
+    tap.close()
 
 
 def test_model_names_are_validated_before_they_touch_a_triton_url(
-    recording_triton: RecordingTriton, runtime_settings: RuntimeSettings, tmp_path: Path
+    wire_tap: WireTap, runtime_settings: RuntimeSettings, tmp_path: Path
 ) -> None:
     key = "names-key-" + secrets.token_hex(8)
-    port = recording_triton.server_address[1]
-    settings = make_gateway_settings(runtime_settings, triton_url=f"127.0.0.1:{port}", admin_api_key=key)
+    settings = make_gateway_settings(runtime_settings, triton_url=wire_tap.address, admin_api_key=key)
     hostile = ["..%2F..%2Fetc%2Fpasswd", "a" * 10_000, "résnet18", "resnet18%00", "resnet18%3Fx%3D1",
                "%2E%2E", "resnet18%23frag", "-x", "resnet18%2Funload"]  # fmt: skip
     versions = ["1%3Fx%3Dy", "%2E%2E", "1%2F..%2F..", "-1", "0", "1e3", "%F0%9F%92%A5", "1%23x"]
@@ -263,10 +284,10 @@ def test_model_names_are_validated_before_they_touch_a_triton_url(
                 assert c.get(f"/v2/models/resnet18/versions/{version}{suffix}").status_code in (400, 404)
             infer = c.post(f"/v2/models/resnet18/versions/{version}/infer", content=b"{}")
             assert infer.status_code in (400, 404)
-        # The same calls with legitimate names do reach the stand-in, so the recorder is listening.
-        c.get("/v2/models/resnet18/versions/1/ready")
-        c.post("/admin/models/resnet18/unload", headers={"X-API-Key": key})
-    assert "/v2/models/resnet18/versions/1/ready" in recording_triton.paths
-    assert "/v2/repository/models/resnet18/unload" in recording_triton.paths
-    strays = sorted({p for p in recording_triton.paths if not ALLOWED_PATH.match(p)})
+        # Legitimate names do reach Triton through the tap, and Triton answers them.
+        assert c.get("/v2/models/resnet18/versions/1/ready").status_code == 200
+        assert c.get("/v2/models/classifier/config").json()["name"] == "resnet18"
+    targets = wire_tap.request_targets()
+    assert "/v2/models/resnet18/versions/1/ready" in targets and "/v2/models/resnet18/config" in targets
+    strays = sorted({t for t in targets if not ALLOWED_PATH.match(t)})
     assert not strays, f"paths built from client input reached Triton: {strays[:5]}"
