@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import tritonclient.http as tritonhttp
 
 from services.gateway.stack import GatewayProcess
 from services.runtime.settings import RuntimeSettings
@@ -18,6 +19,8 @@ from tests.support.http import classify, error_of
 from tests.support.metrics import value
 
 KEY = {"X-API-Key": TEST_ADMIN_KEY}
+#: Unloaded and loaded again in the session's Triton (every other test expects it served).
+UNLOADED = "mobilenet_v3_small"
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +55,7 @@ def test_admin_needs_the_key(client: httpx.Client) -> None:
 
 
 def test_admin_is_off_without_a_configured_key(
-    gateway_url: str, runtime_settings: RuntimeSettings, tmp_path: Path
+    triton: TritonServer, runtime_settings: RuntimeSettings, tmp_path: Path
 ) -> None:
     settings = make_gateway_settings(runtime_settings, admin_api_key=None)
     with running_gateway(settings, tmp_path) as gateway:
@@ -84,22 +87,34 @@ def test_valid_reload_applies_and_invalid_reload_keeps_the_old_table(
         client.post("/admin/routing/reload", headers=KEY)
 
 
-def test_unload_makes_the_model_unavailable_and_load_brings_it_back(client: httpx.Client) -> None:
-    assert classify(client, "mobilenet_v3_small").status_code == 200
-    response = client.post("/admin/models/mobilenet_v3_small/unload", headers=KEY)
+@pytest.fixture
+def unloaded_model_restored(triton: TritonServer) -> Iterator[str]:
+    """The model the test unloads from the session's Triton, loaded again afterwards whatever happened,
+    through Triton's own API, so that no other test ever finds it missing."""
+    yield UNLOADED
+    server = tritonhttp.InferenceServerClient(triton.settings.triton_http_url.removeprefix("http://"))
+    if not server.is_model_ready(UNLOADED):
+        server.load_model(UNLOADED)  # returns once the model is loaded (or raises)
+    assert server.is_model_ready(UNLOADED), f"{UNLOADED} could not be loaded back into the session's Triton"
+
+
+def test_unload_makes_the_model_unavailable_and_load_brings_it_back(
+    client: httpx.Client, unloaded_model_restored: str
+) -> None:
+    model = unloaded_model_restored
+    assert classify(client, model).status_code == 200
+    response = client.post(f"/admin/models/{model}/unload", headers=KEY)
     assert response.status_code == 200, response.text
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            answer = classify(client, "mobilenet_v3_small")
-            if answer.status_code != 200:
-                break
-            time.sleep(0.2)
-        assert answer.status_code in (404, 503), answer.text
-        assert error_of(answer)["code"] in {"model_not_ready", "model_not_found"}
-        ready = client.get("/readyz")
-        assert ready.status_code == 503 and ready.json()["models"]["mobilenet_v3_small"] is False
-    finally:
-        assert client.post("/admin/models/mobilenet_v3_small/load", headers=KEY).status_code == 200
-    assert classify(client, "mobilenet_v3_small").status_code == 200
+    deadline = time.monotonic() + 20  # a wait that ends on the first refusal
+    while time.monotonic() < deadline:
+        answer = classify(client, model)
+        if answer.status_code != 200:
+            break
+        time.sleep(0.2)
+    assert answer.status_code in (404, 503), answer.text
+    assert error_of(answer)["code"] in {"model_not_ready", "model_not_found"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json()["models"][model] is False
+    assert client.post(f"/admin/models/{model}/load", headers=KEY).status_code == 200
+    assert classify(client, model).status_code == 200
     assert client.get("/readyz").status_code == 200

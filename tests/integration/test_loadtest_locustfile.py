@@ -12,7 +12,7 @@ import pytest
 
 from services.runtime.settings import RuntimeSettings
 from services.runtime.triton import TritonServer
-from tests.integration.test_loadtest_sweep import capacity_gateway
+from tests.support.loadtest import capacity_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,55 +14,7 @@ from services.report.csv_files import POINT_COLUMNS
 from services.report.results import RunResults, load_results
 from services.runtime.settings import RuntimeSettings
 from services.runtime.triton import TritonServer
-from tests.conftest import make_gateway_settings, running_gateway
-
-ROOT = Path(__file__).resolve().parents[2]
-MODEL = "mobilenet_v3_small"
-
-
-@contextlib.contextmanager
-def capacity_gateway(runtime: RuntimeSettings, log_dir: Path) -> Iterator[str]:
-    """A real gateway configured the way `deploylab loadtest` configures its own: a fixed in-flight
-    bound above every concurrency and a long deadline, so load is measured rather than shed."""
-    settings = make_gateway_settings(
-        runtime, admission="static", max_inflight_per_model=128, request_timeout_s=60.0
-    )
-    with running_gateway(settings, log_dir) as gateway:
-        yield gateway.url
-
-
-def run_loadtest(
-    out: Path,
-    gateway_url: str,
-    runtime: RuntimeSettings,
-    repository: Path,
-    *extra: str,
-    stop_timeout_s: float = 3,
-) -> subprocess.CompletedProcess[str]:
-    """`deploylab loadtest MODEL --profile smoke` against running servers, as a user would run it."""
-    command = [
-        sys.executable,
-        "-m",
-        "services.cli",
-        "loadtest",
-        MODEL,
-        "--profile",
-        "smoke",
-        "--gateway-url",
-        gateway_url,
-        "--triton-url",
-        runtime.triton_http_url,
-        "--triton-metrics-url",
-        runtime.triton_metrics_url,
-        "--repository",
-        str(repository),
-        "--out",
-        str(out),
-        "--stop-timeout-s",
-        str(stop_timeout_s),
-        *extra,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=ROOT, check=False)
+from tests.support.loadtest import MODEL, capacity_gateway, run_loadtest
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,8 @@ as a single local process, against the real gateway and Triton."""
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 from services.report.results import load_results
 from services.runtime.settings import RuntimeSettings
 from services.runtime.triton import TritonServer
-from tests.integration.test_loadtest_sweep import capacity_gateway, run_loadtest
+from tests.support.loadtest import capacity_gateway, run_loadtest
 
 
 def key_paths(value: object, prefix: str = "") -> set[str]:
@@ -32,11 +34,24 @@ def files_of(run_dir: Path) -> list[str]:
     return sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file())
 
 
-def locust_processes() -> list[psutil.Process]:
+#: Marks the environment of every process this module's runs start, so that the check for leftover
+#: workers finds this module's and never another program's Locust workers.
+RUN_MARK = {"DEPLOYLAB_TEST_RUN": f"locust-distributed-{os.getpid()}-{uuid.uuid4().hex[:8]}"}
+
+
+def locust_workers(mark: dict[str, str] = RUN_MARK) -> list[psutil.Process]:
+    """Live Locust worker processes started under `mark` (anywhere in the process table: a worker
+    that outlived its master is no longer anyone's child)."""
     found = []
     for process in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(process.info["cmdline"] or [])
-        if "locust" in cmdline and "--worker" in cmdline and "loadtests/locustfile.py" in cmdline:
+        if "locust" not in cmdline or "--worker" not in cmdline:
+            continue
+        try:
+            environ = process.environ()
+        except psutil.Error:
+            continue  # gone meanwhile, or not ours to read
+        if mark.items() <= environ.items():
             found.append(process)
     return found
 
@@ -69,6 +84,7 @@ def two_runs(
             str(workers),
             "--no-inprocess",
             stop_timeout_s=2,
+            env=RUN_MARK,
         )
         assert done.returncode == 0, done.stderr[-3000:]
         (runs[workers],) = out.iterdir()
@@ -99,4 +115,4 @@ def test_distributed_windows_are_complete_and_cross_check(two_runs: dict[int, Pa
 
 
 def test_no_worker_outlives_its_run(two_runs: dict[int, Path]) -> None:
-    assert locust_processes() == []
+    assert locust_workers() == []

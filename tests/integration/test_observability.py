@@ -34,6 +34,7 @@ POD_LABELS = {"namespace": "deploylab", "pod": "gateway-0"}
 #: Queries allowed to be empty on a healthy CPU host, and why.
 EMPTY_ALLOWED = {
     ("deploylab-loadtest", "annotation", "Alerts firing"): "no deploylab alert fires on a healthy system",
+    ("deploylab-overview", "panel", "Goodput and shedding [B]"): "nothing is shed below capacity",
 }
 DEADLINE_S = 90.0
 
@@ -236,8 +237,14 @@ def test_adapter_rule_yields_a_per_pod_metric(prometheus: str, traffic: Traffic,
     adapter renders it for an HPA's pod list, returns one value for the pod."""
     rule = yaml.safe_load(ADAPTER_CONFIG.read_text())["rules"][index]
     params = {"match[]": rule["seriesQuery"]}
-    series = httpx.get(f"{prometheus}/api/v1/series", params=params, timeout=10).json()
-    assert series["status"] == "success" and series["data"], rule["seriesQuery"]
+
+    def series_found() -> bool:
+        series = httpx.get(f"{prometheus}/api/v1/series", params=params, timeout=10).json()
+        assert series["status"] == "success", series
+        return bool(series["data"])
+
+    # Whichever test runs first, Prometheus may not have scraped yet: wait for the series.
+    assert eventually(series_found, DEADLINE_S), f"no series for {rule['seriesQuery']}"
     matchers = f'namespace="{POD_LABELS["namespace"]}",pod=~"{POD_LABELS["pod"]}"'
     rendered = (
         rule["metricsQuery"]
@@ -251,12 +258,20 @@ def test_adapter_rule_yields_a_per_pod_metric(prometheus: str, traffic: Traffic,
         only_the_pod = [r["metric"] for r in result] == [{"pod": POD_LABELS["pod"]}]
         return only_the_pod and result[0]["value"][1] != "NaN"
 
-    assert eventually(one_value_for_the_pod, 30), f"{rendered} → {instant(prometheus, rendered)}"
+    assert eventually(one_value_for_the_pod, DEADLINE_S), f"{rendered} → {instant(prometheus, rendered)}"
 
 
 def test_every_rule_group_evaluates_without_errors(prometheus: str, traffic: Traffic) -> None:
+    rules: list[dict[str, Any]] = []
+
+    def all_evaluated() -> bool:
+        body = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()
+        rules[:] = [rule for group in body["data"]["groups"] for rule in group["rules"]]
+        return bool(rules) and all(rule["health"] != "unknown" for rule in rules)
+
+    # Whichever test runs first, the rules may not have been evaluated yet ("unknown"): wait for that.
+    assert eventually(all_evaluated, DEADLINE_S), [r["name"] for r in rules if r["health"] == "unknown"]
     body = httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()
-    rules = [rule for group in body["data"]["groups"] for rule in group["rules"]]
     assert {group["name"] for group in body["data"]["groups"]} == {
         "deploylab-gateway", "deploylab-triton", "deploylab-alerts"
     }

@@ -1,7 +1,9 @@
 """Faults against real processes on loopback, under load, with every request accounted for.
 
-One supervised stack (tritonserver + gateway) serves mobilenet_v3_small for the module; the fault that
-restarts Triton runs last. A second stack serves a deliberately slow model under the same catalog name.
+One supervised stack (tritonserver + gateway) serves mobilenet_v3_small for the module; every test that
+uses it starts once it is ready again, so the faults may run in any order (the supervisor restarts a
+killed Triton, an unloaded model is loaded back). A second stack serves a deliberately slow model under
+the same catalog name.
 Each scenario returns named checks (services/chaos/scenarios.py); the assertions below name the
 behaviour each test defines, and a failing check prints what was observed.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from services.chaos.scenarios import (
 from services.gateway.settings import GatewaySettings
 from services.gateway.stack import ServingStack
 from services.runtime.settings import RuntimeSettings
+from services.runtime.triton import http_ok
 from tests.conftest import TEST_ADMIN_KEY, make_gateway_settings, running_gateway
 from tests.support import images
 from tests.support.ports import free_ports
@@ -67,11 +71,21 @@ def assert_passed(result: ScenarioResult) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServingStack]:
+def module_stack(model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServingStack]:
     runtime = runtime_for(model_repository, tmp_path_factory.mktemp("faults-state"))
     gateway = make_gateway_settings(runtime, request_timeout_s=2.0, health_interval_s=0.25)
     with serving(runtime, gateway, tmp_path_factory.mktemp("faults-logs")) as started:
         yield started
+
+
+@pytest.fixture
+def stack(module_stack: ServingStack) -> ServingStack:
+    """The module's stack, ready: whatever fault an earlier test injected, it has recovered from it."""
+    deadline = time.monotonic() + 90  # a wait that ends once ready
+    while not http_ok(f"{module_stack.gateway_url}/readyz"):
+        assert time.monotonic() < deadline, "the module's stack did not become ready again"
+        time.sleep(0.25)
+    return module_stack
 
 
 def test_slow_model_times_out_with_504_at_the_configured_timeout_and_bounded_in_flight(

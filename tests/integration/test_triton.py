@@ -7,39 +7,19 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import psutil
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
-from services.modelzoo.parity import ATOL, RTOL, random_batch
-from services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME, onnx_path
+from services.modelzoo.parity import random_batch
+from services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME
 from services.runtime.settings import RuntimeSettings
 from services.runtime.triton import TritonServer
 from tests.conftest import SMALL_MODELS
-from tests.support.ports import free_ports
+from tests.support.triton import assert_parity, http_infer, in_process_logits, own_server
 
 MODELS = [f"{n}_{v}" if v != "default" else n for n, v in SMALL_MODELS]
-
-
-def in_process_logits(repository: Path, model: str, batch: np.ndarray) -> np.ndarray:
-    session = ort.InferenceSession(str(onnx_path(repository, model)), providers=["CPUExecutionProvider"])
-    return session.run(None, {INPUT_NAME: batch})[0]  # type: ignore[no-any-return]
-
-
-def assert_parity(served: np.ndarray, expected: np.ndarray) -> None:
-    scale = float(np.abs(expected).max()) or 1.0
-    np.testing.assert_allclose(served, expected, rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(served / scale, expected / scale, rtol=RTOL, atol=ATOL)
-
-
-def http_infer(url: str, model: str, batch: np.ndarray) -> np.ndarray:
-    client = httpclient.InferenceServerClient(url)
-    tensor = httpclient.InferInput(INPUT_NAME, list(batch.shape), "FP32")
-    tensor.set_data_from_numpy(batch, binary_data=True)
-    result = client.infer(model, [tensor], outputs=[httpclient.InferRequestedOutput(OUTPUT_NAME)])
-    return result.as_numpy(OUTPUT_NAME)  # type: ignore[no-any-return]
 
 
 def test_every_exported_model_is_loaded_and_ready(
@@ -122,19 +102,6 @@ def test_metrics_endpoint_counts_successful_inferences_per_model(
     }
     assert success['model="mobilenet_v3_small"'] >= 3
     assert {f'model="{m}"' for m in MODELS} <= set(success)
-
-
-def own_server(model_repository: Path, state_dir: Path) -> TritonServer:
-    """A Triton of the test's own (not the session's), serving mobilenet_v3_small on free ports."""
-    http, grpc, metrics = free_ports(3)
-    settings = RuntimeSettings(
-        model_repository=model_repository,
-        state_dir=state_dir,
-        triton_http_port=http,
-        triton_grpc_port=grpc,
-        triton_metrics_port=metrics,
-    )
-    return TritonServer(settings, models=["mobilenet_v3_small"])
 
 
 def test_server_stops_cleanly_and_leaves_no_stub_processes(model_repository: Path, tmp_path: Path) -> None:

@@ -1,0 +1,47 @@
+"""Talking to a real tritonserver in tests: in-process reference logits, parity, a server of one's own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import tritonclient.http as httpclient
+
+from services.modelzoo.parity import ATOL, RTOL
+from services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME, onnx_path
+from services.runtime.settings import RuntimeSettings
+from services.runtime.triton import TritonServer
+from tests.support.ports import free_ports
+
+
+def in_process_logits(repository: Path, model: str, batch: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(onnx_path(repository, model)), providers=["CPUExecutionProvider"])
+    return session.run(None, {INPUT_NAME: batch})[0]  # type: ignore[no-any-return]
+
+
+def assert_parity(served: np.ndarray, expected: np.ndarray) -> None:
+    scale = float(np.abs(expected).max()) or 1.0
+    np.testing.assert_allclose(served, expected, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(served / scale, expected / scale, rtol=RTOL, atol=ATOL)
+
+
+def http_infer(url: str, model: str, batch: np.ndarray) -> np.ndarray:
+    client = httpclient.InferenceServerClient(url)
+    tensor = httpclient.InferInput(INPUT_NAME, list(batch.shape), "FP32")
+    tensor.set_data_from_numpy(batch, binary_data=True)
+    result = client.infer(model, [tensor], outputs=[httpclient.InferRequestedOutput(OUTPUT_NAME)])
+    return result.as_numpy(OUTPUT_NAME)  # type: ignore[no-any-return]
+
+
+def own_server(model_repository: Path, state_dir: Path) -> TritonServer:
+    """A Triton of the test's own (not the session's), serving mobilenet_v3_small on free ports."""
+    http, grpc, metrics = free_ports(3)
+    settings = RuntimeSettings(
+        model_repository=model_repository,
+        state_dir=state_dir,
+        triton_http_port=http,
+        triton_grpc_port=grpc,
+        triton_metrics_port=metrics,
+    )
+    return TritonServer(settings, models=["mobilenet_v3_small"])
