@@ -21,6 +21,7 @@ import yaml
 from services.gateway.settings import GatewaySettings
 from services.modelzoo.catalog import CATALOG, MODEL_SETS
 from services.runtime.settings import RuntimeSettings
+from tests.support.restricted_api import restricted_groups
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -111,19 +112,6 @@ def triton_script() -> list[str]:
     command = services()["triton"]["command"]
     assert command[:2] == ["sh", "-c"], command
     return shlex.split(command[2].replace("$$", "$"))
-
-
-def restricted_groups(words: list[str], flag: str) -> dict[str, tuple[str, str]]:
-    """`--flag=<api>,<api>:<key>=<value>` (repeatable) → api → (header key, value)."""
-    groups: dict[str, tuple[str, str]] = {}
-    for word in words:
-        if word.startswith(f"{flag}="):
-            apis, _, setting = word.removeprefix(f"{flag}=").partition(":")
-            key, _, value = setting.partition("=")
-            for api in apis.split(","):
-                assert api not in groups, f"{api} in two {flag} groups (tritonserver refuses that)"
-                groups[api] = (key, value)
-    return groups
 
 
 def test_compose_file_is_valid_against_the_compose_specification() -> None:

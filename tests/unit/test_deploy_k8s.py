@@ -22,6 +22,7 @@ from services.dashboards.prometheus_rule import MANIFEST, render_prometheus_rule
 from services.gateway.settings import GatewaySettings
 from services.modelzoo.catalog import MODEL_SETS
 from services.runtime.settings import RuntimeSettings
+from tests.support.restricted_api import restricted_groups
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -78,19 +79,6 @@ def triton_script(manifests: tuple[Manifest, ...]) -> list[str]:
     args = container(find(manifests, "Deployment", "triton"), "triton")["args"]
     assert args[:2] == ["sh", "-c"], args
     return shlex.split(args[2])
-
-
-def restricted_groups(words: list[str], flag: str) -> dict[str, tuple[str, str]]:
-    """`--flag=<api>,<api>:<key>=<value>` (repeatable) → api → (header key, value)."""
-    groups: dict[str, tuple[str, str]] = {}
-    for word in words:
-        if word.startswith(f"{flag}="):
-            apis, _, setting = word.removeprefix(f"{flag}=").partition(":")
-            key, _, value = setting.partition("=")
-            for api in apis.split(","):
-                assert api not in groups, f"{api} in two {flag} groups (tritonserver refuses that)"
-                groups[api] = (key, value)
-    return groups
 
 
 def scraper_namespace() -> str:
