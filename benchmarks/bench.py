@@ -376,7 +376,7 @@ def _gateway_points(
 
 
 def summarize(rounds: list[RoundResult], options: BenchOptions) -> dict[str, Any]:
-    """Per-round ratios, then their median: the numbers issue 7 sets targets for."""
+    """Per-round ratios, then their median: one round that ran slow (another tenant) cannot set a ratio."""
     sat = options.saturation
     per_round: list[dict[str, Any]] = []
     for rnd in rounds:

@@ -21,7 +21,7 @@ import yaml
 from services.gateway.settings import GatewaySettings
 from services.modelzoo.catalog import CATALOG, MODEL_SETS
 from services.runtime.settings import RuntimeSettings
-from tests.support.restricted_api import restricted_groups
+from tests.support.restricted_api import assert_triton_restrictions
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -29,10 +29,6 @@ LOOPBACK = {"127.0.0.1", "::1"}
 #: The services allowed to share a network with Triton: its one client and its scraper.
 TRITON_NEIGHBOURS = {"gateway", "prometheus"}
 #: API groups `tritonserver --help` accepts for --http-restricted-api / --grpc-restricted-protocol.
-TRITON_API_GROUPS = {
-    "health", "metadata", "inference", "shared-memory", "model-config", "model-repository",
-    "statistics", "trace", "logging",
-}  # fmt: skip
 GATEWAY_TRITON_KEY = "DEPLOYLAB_GATEWAY_TRITON_API_KEY"
 
 Compose = dict[str, Any]
@@ -193,13 +189,7 @@ def test_triton_restricts_shared_memory_and_model_repository_on_http_and_grpc() 
     """model-repository wants the key the gateway holds; shared memory, trace and logging a key drawn
     at each start that no one holds (the gateway is in another container: it never maps shared memory)."""
     words = triton_script()
-    assert words[:5] == ["read", "-r", "locked", "<", "/proc/sys/kernel/random/uuid"]
-    for flag in ("--http-restricted-api", "--grpc-restricted-protocol"):
-        groups = restricted_groups(words, flag)
-        assert set(groups) <= TRITON_API_GROUPS, set(groups) - TRITON_API_GROUPS
-        assert groups["model-repository"] == ("deploylab-triton-key", "$TRITON_API_KEY"), flag
-        for api in ("shared-memory", "trace", "logging"):
-            assert groups[api] == ("deploylab-triton-locked", "$locked"), (flag, api)
+    assert_triton_restrictions(words)
     required = services()["triton"]["environment"]["TRITON_API_KEY"]
     assert re.fullmatch(r"\$\{DEPLOYLAB_TRITON_API_KEY:\?[^}]+\}", required), "the key has no default"
 

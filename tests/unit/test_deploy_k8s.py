@@ -22,7 +22,7 @@ from services.dashboards.prometheus_rule import MANIFEST, render_prometheus_rule
 from services.gateway.settings import GatewaySettings
 from services.modelzoo.catalog import MODEL_SETS
 from services.runtime.settings import RuntimeSettings
-from tests.support.restricted_api import restricted_groups
+from tests.support.restricted_api import assert_triton_restrictions
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -30,10 +30,6 @@ OVERLAYS = ("cpu", "gpu")
 KUBERNETES_VERSION = "1.37.0"
 CRD_GROUP = "monitoring.coreos.com/"
 #: API groups `tritonserver --help` accepts for --http-restricted-api / --grpc-restricted-protocol.
-TRITON_API_GROUPS = {
-    "health", "metadata", "inference", "shared-memory", "model-config", "model-repository",
-    "statistics", "trace", "logging",
-}  # fmt: skip
 TRITON_KEY_SECRET = {"name": "triton-api-key", "key": "api-key"}
 GATEWAY_TRITON_KEY = "DEPLOYLAB_GATEWAY_TRITON_API_KEY"
 
@@ -308,13 +304,7 @@ def test_triton_restricts_shared_memory_and_model_repository_on_http_and_grpc(ov
     logging a key drawn at each start that no one holds (gateway and Triton are separate pods)."""
     manifests = render(f"overlays/{overlay}")
     words = triton_script(manifests)
-    assert words[:5] == ["read", "-r", "locked", "<", "/proc/sys/kernel/random/uuid"]
-    for flag in ("--http-restricted-api", "--grpc-restricted-protocol"):
-        groups = restricted_groups(words, flag)
-        assert set(groups) <= TRITON_API_GROUPS, set(groups) - TRITON_API_GROUPS
-        assert groups["model-repository"] == ("deploylab-triton-key", "$TRITON_API_KEY"), flag
-        for api in ("shared-memory", "trace", "logging"):
-            assert groups[api] == ("deploylab-triton-locked", "$locked"), (flag, api)
+    assert_triton_restrictions(words)
     triton_key = env_var(container(find(manifests, "Deployment", "triton"), "triton"), "TRITON_API_KEY")
     assert triton_key["valueFrom"]["secretKeyRef"] == TRITON_KEY_SECRET  # not optional: no key, no start
     gateway_key = env_var(container(find(manifests, "Deployment", "gateway"), "gateway"), GATEWAY_TRITON_KEY)
