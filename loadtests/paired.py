@@ -1,6 +1,6 @@
 """Interleaved in-process measurements of the claims' model pairs.
 
-This machine's speed drifts within minutes (DESIGN.md; other work shares the cores), so two models
+This machine's speed drifts within minutes (other work shares the cores), so two models
 measured minutes apart can differ by more than the effect a claim is about. Each pair is therefore
 measured in alternating rounds (A then B, then B then A, …) and judged by the median of the per-round
 ratios: drift that hits one round hits both sides of it.

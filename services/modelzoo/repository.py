@@ -39,7 +39,7 @@ MANIFEST_FILENAME = "manifest.json"
 class ServingConfig:
     """How Triton serves one model: batching, instances and engine threads.
 
-    Defaults are the best measured on 2 CPU cores (see DESIGN.md): two single-threaded instances whose
+    Defaults are the best measured on 2 CPU cores: two single-threaded instances whose
     `execute()` stacks every queued request into one batch beat one two-threaded instance.
     """
 

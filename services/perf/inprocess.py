@@ -3,7 +3,7 @@
 Every served number is judged against this. "Best" must be the engine's true limit on the budget,
 and on CPU that is not always one session with every thread: ONNX Runtime's intra-op pool pays a
 synchronisation cost per node, so `threads` independent single-thread sessions run side by side
-often beat one `threads`-thread session (DESIGN.md: 333 vs ~290 img/s on 2 cores). Both layouts are
+often beat one `threads`-thread session (333 vs ~290 img/s measured on 2 cores). Both layouts are
 measured for every batch size, and `best_throughput` picks the winner.
 
 Sessions run on Python threads: `InferenceSession.run` and torch ops release the GIL, so threads

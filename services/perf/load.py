@@ -1,6 +1,6 @@
 """Closed-loop load: `concurrency` clients, each sending its next request as soon as the last returns.
 
-Closed loop is what a fixed pool of callers does (and what the prototype measured); it finds the
+Closed loop is what a fixed pool of callers does; it finds the
 throughput a configuration sustains at a given concurrency, and the latency it costs there.
 
 The HTTP transports (`http`, `http-shm`, `classify`) are driven by one thread multiplexing every

@@ -16,7 +16,7 @@ from services.modelzoo.catalog import (
 )
 from services.modelzoo.facts import measure_facts
 
-# Straight from DESIGN.md / the model cards, independent of the catalog's own numbers.
+# Straight from the model cards, independent of the catalog's own numbers.
 MODEL_CARDS = {
     "resnet18": (11_689_512, 1.81),
     "resnet50": (25_557_032, 4.09),
