@@ -43,4 +43,4 @@ USER 10001:10001
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["python", "/app/healthcheck.py", "/healthz"]
-CMD ["python", "-m", "services.gateway.main"]
+CMD ["python", "-m", "deploylab.services.gateway.main"]

@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.deploylab-installed
 PYTEST_ARGS ?=
+MYPY_TREE := $(VENV)/mypy-tree
 
 .PHONY: help install system-deps test test-unit test-integration lint compare compare-quick export serve bench chaos dashboards clean
 
@@ -27,7 +28,10 @@ system-deps:
 
 lint: install
 	$(BIN)/ruff check services loadtests benchmarks tests
-	$(BIN)/mypy
+	@# mypy resolves `deploylab.services…` through a tree of links (the editable install's import hook is
+	@# invisible to it); the tree lives in .venv and is rebuilt on every run.
+	@mkdir -p $(MYPY_TREE)/deploylab && for d in services loadtests benchmarks; do ln -sfn $(CURDIR)/$$d $(MYPY_TREE)/deploylab/$$d; done
+	cd $(MYPY_TREE) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml deploylab/services
 
 test: install system-deps lint
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -58,7 +62,7 @@ chaos: install
 
 # Regenerate the Grafana dashboards JSON and the k8s PrometheusRule from code (services/dashboards).
 dashboards: install
-	$(BIN)/python -m services.dashboards
+	$(BIN)/python -m deploylab.services.dashboards
 
 clean:
 	rm -rf model_repository/*/ .deploylab results .pytest_cache .mypy_cache .ruff_cache

@@ -28,18 +28,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from services.modelzoo.catalog import resolve_triton_name
-from services.modelzoo.export import ExportOptions, export_model
-from services.modelzoo.manifest import read_manifest
-from services.modelzoo.repository import model_dir, refresh_python_model
-from services.perf.client import Transport
-from services.perf.inprocess import InProcessPoint, Layout, layouts_for, measure_inprocess, resolve_model_name
-from services.perf.load import LoadTarget, paired_latency, run_load
-from services.perf.memory import tree_memory
-from services.perf.ports import free_ports
-from services.perf.triton_admin import TritonAdminError, load_model, model_config, model_statistics
-from services.runtime.settings import RuntimeSettings
-from services.runtime.triton import TritonServer
+from deploylab.services.modelzoo.catalog import resolve_triton_name
+from deploylab.services.modelzoo.export import ExportOptions, export_model
+from deploylab.services.modelzoo.manifest import read_manifest
+from deploylab.services.modelzoo.repository import model_dir, refresh_python_model
+from deploylab.services.perf.client import Transport
+from deploylab.services.perf.inprocess import (
+    InProcessPoint,
+    Layout,
+    layouts_for,
+    measure_inprocess,
+    resolve_model_name,
+)
+from deploylab.services.perf.load import LoadTarget, paired_latency, run_load
+from deploylab.services.perf.memory import tree_memory
+from deploylab.services.perf.ports import free_ports
+from deploylab.services.perf.triton_admin import TritonAdminError, load_model, model_config, model_statistics
+from deploylab.services.runtime.settings import RuntimeSettings
+from deploylab.services.runtime.triton import TritonServer
 
 Log = Callable[[str], None]
 
@@ -322,8 +328,8 @@ def _gateway_points(
     memory: dict[str, Any],
     log: Log,
 ) -> list[dict[str, Any]]:
-    from services.gateway.settings import GatewaySettings
-    from services.gateway.stack import GatewayProcess
+    from deploylab.services.gateway.settings import GatewaySettings
+    from deploylab.services.gateway.stack import GatewayProcess
 
     spec, _ = resolve_triton_name(model)
     points = []
@@ -489,8 +495,8 @@ def machine_facts() -> dict[str, Any]:
     """What a reader needs to compare runs: CPU, cores, load, library versions."""
     import os
 
-    from services.modelzoo.repository import available_cores
-    from services.modelzoo.versions import library_versions
+    from deploylab.services.modelzoo.repository import available_cores
+    from deploylab.services.modelzoo.versions import library_versions
 
     cpu = platform.processor()
     with contextlib.suppress(OSError):

@@ -10,15 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
+from deploylab.services.common.cli_errors import cli_errors
 from rich.console import Console
 from rich.table import Table
 
-from services.common.cli_errors import cli_errors
-
 if TYPE_CHECKING:
-    from services.perf.client import Transport
-    from services.perf.tune import Trial, TuneResult
-    from services.runtime.settings import RuntimeSettings
+    from deploylab.services.perf.client import Transport
+    from deploylab.services.perf.tune import Trial, TuneResult
+    from deploylab.services.runtime.settings import RuntimeSettings
 
 console = Console(stderr=True)
 
@@ -96,10 +95,10 @@ def tune_command(
     Each trial is loaded into a running Triton through model control (no restart); the default search
     takes a few minutes on 2 cores. Widen it with --grid, --layouts, --max-batch, --queue-delay-us.
     """
-    from services.modelzoo.repository import ServingConfig
-    from services.perf.inprocess import resolve_model_name
-    from services.perf.tune import TuneOptions, TuneSpace
-    from services.perf.tune_run import run_tune
+    from deploylab.services.modelzoo.repository import ServingConfig
+    from deploylab.services.perf.inprocess import resolve_model_name
+    from deploylab.services.perf.tune import TuneOptions, TuneSpace
+    from deploylab.services.perf.tune_run import run_tune
 
     name = resolve_model_name(model)
     if backend not in ("python", "deploylab_ort"):
@@ -150,7 +149,7 @@ def tune_command(
 
 
 def _transport(text: str) -> Transport:
-    from services.perf.client import TRANSPORTS
+    from deploylab.services.perf.client import TRANSPORTS
 
     if text not in TRANSPORTS:
         raise ValueError(f"--transport: choose from {', '.join(TRANSPORTS)}")
@@ -159,8 +158,8 @@ def _transport(text: str) -> Transport:
 
 def _embedded_settings(repository: Path | None) -> RuntimeSettings:
     """Runtime settings for a Triton this command starts: free ports, explicit model control."""
-    from services.perf.ports import free_ports
-    from services.runtime.settings import RuntimeSettings
+    from deploylab.services.perf.ports import free_ports
+    from deploylab.services.runtime.settings import RuntimeSettings
 
     http, grpc, metrics = free_ports(3)
     updates: dict[str, object] = {
@@ -249,11 +248,11 @@ def bench_command(
     import json
     from datetime import UTC, datetime
 
-    from benchmarks.bench import BenchOptions, run_bench
-    from benchmarks.report import render, update_docs
-    from benchmarks.repvgg_cpu import bench_repvgg
-    from services.modelzoo.repository import available_cores
-    from services.runtime.settings import RuntimeSettings
+    from deploylab.benchmarks.bench import BenchOptions, run_bench
+    from deploylab.benchmarks.report import render, update_docs
+    from deploylab.benchmarks.repvgg_cpu import bench_repvgg
+    from deploylab.services.modelzoo.repository import available_cores
+    from deploylab.services.runtime.settings import RuntimeSettings
 
     if render_only is not None:
         result = json.loads(render_only.read_text())
@@ -279,7 +278,7 @@ def bench_command(
     result = run_bench(options, log=console.print)
     if repvgg:
         console.print("[bold]repvgg_a0 train vs deploy (in-process, ORT profile)[/bold]")
-        from benchmarks.bench import ensure_exported
+        from deploylab.benchmarks.bench import ensure_exported
 
         for name in ("repvgg_a0_train", "repvgg_a0_deploy"):
             ensure_exported(name, options.repository, console.print)

@@ -3,11 +3,11 @@
 Issue 7 item 4, built to fit a short loan of a bare GPU host (no registry, no Docker, no deploylab
 install). Two stages:
 
-    prepare (here):  python -m benchmarks.gpu_check prepare --out .gpu
+    prepare (here):  python -m deploylab.benchmarks.gpu_check prepare --out .gpu
         packs the tritonserver of the nvidia-pytriton wheel (binary, libraries, Python backend, stubs),
         a numpy 1.x wheel for the backend stub (its pybind11 predates numpy 2), and model configs
-        rendered by services.modelzoo.repository with the torch engine on KIND_GPU instances.
-    run (device):    python -m benchmarks.gpu_check run --bundle .gpu --out $OUT
+        rendered by deploylab.services.modelzoo.repository with the torch engine on KIND_GPU instances.
+    run (device):    python -m deploylab.benchmarks.gpu_check run --bundle .gpu --out $OUT
         1. facts: GPU, driver, torch/CUDA/cuDNN, timm, torchvision, ONNX Runtime providers;
         2. in-process ResNet-50 at batch 1/8/64: fp32 eager, fp16+channels_last eager, + CUDA graphs
            (device-resident tensors), and the served engine's own code from host numpy in and out;
@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from services.perf.client import Transport
+    from deploylab.services.perf.client import Transport
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLE_TAR = "triton.tar.xz"
@@ -110,7 +110,7 @@ def _pack_triton(target: Path, python_versions: tuple[str, ...]) -> None:
 
 def _render_repository(directory: Path) -> None:
     """config.pbtxt for the served GPU model (KIND_GPU, and a KIND_CPU + cuda fallback) + model.py."""
-    from services.modelzoo.repository import ServingConfig, render_triton_config
+    from deploylab.services.modelzoo.repository import ServingConfig, render_triton_config
 
     torch_params = {
         "engine": "torch",
@@ -234,7 +234,7 @@ def _engine_class() -> Any:
     """`_TorchEngine` from the served model file, with a stand-in for Triton's utils module."""
     logger = types.SimpleNamespace(log_info=lambda msg: None, log_warn=print, log_error=print)
     sys.modules.setdefault("triton_python_backend_utils", types.SimpleNamespace(Logger=logger))  # type: ignore[arg-type]
-    from services.modelzoo import triton_python_model
+    from deploylab.services.modelzoo import triton_python_model
 
     return triton_python_model._TorchEngine
 
@@ -243,9 +243,8 @@ def run_inprocess(
     model_name: str, batches: list[int], seconds: float, device: str, weights: Path
 ) -> list[dict]:
     import torch
-
-    from services.modelzoo.build import build_model
-    from services.modelzoo.catalog import get_spec
+    from deploylab.services.modelzoo.build import build_model
+    from deploylab.services.modelzoo.catalog import get_spec
 
     spec = get_spec(model_name)
     fp32 = build_model(spec).to(device)
@@ -310,9 +309,8 @@ def run_inprocess(
 def save_weights(model_name: str, weights: Path) -> None:
     """The seeded random-init state_dict the served model loads, so both sides run the same weights."""
     import torch
-
-    from services.modelzoo.build import build_model
-    from services.modelzoo.catalog import get_spec
+    from deploylab.services.modelzoo.build import build_model
+    from deploylab.services.modelzoo.catalog import get_spec
 
     if not weights.is_file():
         torch.save(build_model(get_spec(model_name)).state_dict(), weights)
@@ -320,9 +318,8 @@ def save_weights(model_name: str, weights: Path) -> None:
 
 def run_repvgg(batches: list[int], seconds: float, device: str) -> list[dict]:
     import torch
-
-    from services.modelzoo.build import build_model
-    from services.modelzoo.catalog import get_spec
+    from deploylab.services.modelzoo.build import build_model
+    from deploylab.services.modelzoo.catalog import get_spec
 
     rows: list[dict] = []
     for name in ("repvgg_a0", "repvgg_a1"):
@@ -636,8 +633,8 @@ def run_served(
     plan: LoadPlan,
     seconds: float,
 ) -> dict[str, Any]:
-    from services.perf.load import LoadTarget, run_load
-    from services.perf.triton_admin import model_statistics
+    from deploylab.services.perf.load import LoadTarget, run_load
+    from deploylab.services.perf.triton_admin import model_statistics
 
     result: dict[str, Any] = {"points": []}
     save_weights(builder.partition(":")[2], weights)
@@ -670,7 +667,7 @@ def run_served(
 
 def _check_client(url: str) -> None:
     """The benchmark's own client must get correct-shaped logits back, or the config is unusable."""
-    from services.perf.client import make_client
+    from deploylab.services.perf.client import make_client
 
     client = make_client("http", url, SERVED_MODEL)
     try:

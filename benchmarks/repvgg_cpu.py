@@ -16,9 +16,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from services.modelzoo.parity import random_batch
-from services.modelzoo.repository import INPUT_NAME, onnx_path
-from services.perf.inprocess import Layout, measure_inprocess
+from deploylab.services.modelzoo.parity import random_batch
+from deploylab.services.modelzoo.repository import INPUT_NAME, onnx_path
+from deploylab.services.perf.inprocess import Layout, measure_inprocess
 
 VARIANTS = ("repvgg_a0_train", "repvgg_a0_deploy")
 

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from deploylab.services.common.cli_errors import cli_errors
+from deploylab.services.common.signals import stop_on_sigterm
 from rich.console import Console
-
-from services.common.cli_errors import cli_errors
-from services.common.signals import stop_on_sigterm
 
 if TYPE_CHECKING:
     from .runs import RunOutcome
@@ -52,7 +51,7 @@ def _parse_users(text: str | None) -> list[int] | None:
 
 
 def _repository(repository: Path | None) -> Path:
-    from services.runtime.settings import RuntimeSettings
+    from deploylab.services.runtime.settings import RuntimeSettings
 
     return repository if repository is not None else RuntimeSettings().model_repository
 
@@ -143,7 +142,7 @@ def report_command(
     run_dir: Annotated[Path, typer.Argument(help="a run directory written by `deploylab loadtest`")],
 ) -> None:
     """Render report.html (self-contained) and report.md from a run's results.json."""
-    from services.report.writer import write_report
+    from deploylab.services.report.writer import write_report
 
     files = write_report(run_dir)
     console.print(f"report: {files.html}  (Markdown: {files.markdown}, {len(files.plots)} plots)")

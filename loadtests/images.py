@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
+from deploylab.services.modelzoo.catalog import Preprocessing
 from PIL import Image
-
-from services.modelzoo.catalog import Preprocessing
 
 #: Photo-like sizes: landscape, portrait, square and a small thumbnail.
 IMAGE_SIZES: tuple[tuple[int, int], ...] = ((400, 300), (300, 400), (320, 320), (256, 256))

@@ -23,14 +23,8 @@ import time
 from typing import Any
 
 import gevent
-from gevent.pool import Pool
-from locust import FastHttpUser, constant, events, task
-from locust.env import Environment
-from locust.runners import WorkerRunner
-from locust.user.users import LOCUST_STATE_STOPPING
-
-from loadtests.images import sample_images
-from loadtests.payloads import (
+from deploylab.loadtests.images import sample_images
+from deploylab.loadtests.payloads import (
     Api,
     InvalidResponseError,
     PreparedRequest,
@@ -40,6 +34,11 @@ from loadtests.payloads import (
     check_v2,
     resolve_target,
 )
+from gevent.pool import Pool
+from locust import FastHttpUser, constant, events, task
+from locust.env import Environment
+from locust.runners import WorkerRunner
+from locust.user.users import LOCUST_STATE_STOPPING
 
 #: Custom messages of the flush handshake (session.py): master asks, worker sends its stats, then acks.
 FLUSH_REQUEST = "deploylab_flush"

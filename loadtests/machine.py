@@ -16,9 +16,8 @@ from importlib import metadata
 from pathlib import Path
 
 import psutil
-
-from services.modelzoo.versions import library_versions
-from services.report.results import MachineInfo
+from deploylab.services.modelzoo.versions import library_versions
+from deploylab.services.report.results import MachineInfo
 
 #: Serving and load-test packages recorded beside the export stack's versions.
 _EXTRA_PACKAGES = ("locust", "fastapi", "uvicorn", "matplotlib", "pydantic", "prometheus-client")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from services.modelzoo.catalog import resolve_triton_name
-from services.modelzoo.manifest import Manifest, read_repository
-from services.report.results import ModelFacts
+from deploylab.services.modelzoo.catalog import resolve_triton_name
+from deploylab.services.modelzoo.manifest import Manifest, read_repository
+from deploylab.services.report.results import ModelFacts
 
 
 def facts_from_manifest(manifest: Manifest) -> ModelFacts:

@@ -13,11 +13,11 @@ import statistics
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from services.modelzoo.catalog import resolve_triton_name
-from services.modelzoo.parity import random_batch
-from services.perf.inprocess import InferFn, Layout, open_sessions, run_closed_loop
-from services.report.claims import CLAIM_PAIRS
-from services.report.results import PairedBaseline
+from deploylab.services.modelzoo.catalog import resolve_triton_name
+from deploylab.services.modelzoo.parity import random_batch
+from deploylab.services.perf.inprocess import InferFn, Layout, open_sessions, run_closed_loop
+from deploylab.services.report.claims import CLAIM_PAIRS
+from deploylab.services.report.results import PairedBaseline
 
 ENGINE = "onnxruntime"
 LATENCY_BATCH = 1

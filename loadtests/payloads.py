@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-
-from services.modelzoo.catalog import get_spec
-from services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME
+from deploylab.services.modelzoo.catalog import get_spec
+from deploylab.services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME
 
 from .images import SampleImage, preprocess
 

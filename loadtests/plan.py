@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from deploylab.services.report.results import ApiKind, Loop, TargetKind
 from pydantic import BaseModel, Field, model_validator
-
-from services.report.results import ApiKind, Loop, TargetKind
 
 
 class PointTemplate(BaseModel):

@@ -11,16 +11,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from deploylab.services.gateway.stack import GatewayStartError
+from deploylab.services.modelzoo.catalog import CATALOG, ModelSpec, resolve_model_set, resolve_triton_name
+from deploylab.services.modelzoo.errors import TritonError
+from deploylab.services.modelzoo.export import ExportOptions, default_serving, export_model
+from deploylab.services.modelzoo.manifest import read_manifest
+from deploylab.services.modelzoo.repository import ServingConfig, model_dir
+from deploylab.services.report.writer import ReportFiles, write_report
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-from services.gateway.stack import GatewayStartError
-from services.modelzoo.catalog import CATALOG, ModelSpec, resolve_model_set, resolve_triton_name
-from services.modelzoo.errors import TritonError
-from services.modelzoo.export import ExportOptions, default_serving, export_model
-from services.modelzoo.manifest import read_manifest
-from services.modelzoo.repository import ServingConfig, model_dir
-from services.report.writer import ReportFiles, write_report
 
 from .live import SweepDisplay
 from .payloads import Target

@@ -15,9 +15,8 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from deploylab.services.report.results import BatchBucket, CounterCheck, GatewayView, TritonView
 from prometheus_client.parser import text_string_to_metric_families
-
-from services.report.results import BatchBucket, CounterCheck, GatewayView, TritonView
 
 GATEWAY_REQUESTS = "deploylab_gateway_requests_total"
 TRITON_SUCCESS = "nv_inference_request_success"

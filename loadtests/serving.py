@@ -10,10 +10,10 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from services.gateway.settings import GatewaySettings
-from services.gateway.stack import ServingStack
-from services.perf.ports import free_ports
-from services.runtime.settings import RuntimeSettings
+from deploylab.services.gateway.settings import GatewaySettings
+from deploylab.services.gateway.stack import ServingStack
+from deploylab.services.perf.ports import free_ports
+from deploylab.services.runtime.settings import RuntimeSettings
 
 from .plan import Endpoints
 

@@ -1,4 +1,5 @@
-"""One model's points in one Locust session: `python -m loadtests.session PLAN.json`, JSON lines out.
+"""One model's points in one Locust session, JSON lines out:
+`python -m deploylab.loadtests.session PLAN.json`.
 
 The sweep runs this as a subprocess so gevent's monkey-patching stays out of the orchestrator (whose
 in-process baselines need real threads). Locust is driven through its library API: a local runner,
@@ -32,15 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-from locust.argument_parser import get_parser
-from locust.env import Environment
-from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, Runner
-from locust.stats import StatsEntry, calculate_response_time_percentile
-
-from loadtests import locustfile as scenarios
-from loadtests.payloads import request_name, resolve_target
-from loadtests.plan import PointPlan, SessionPlan
-from loadtests.server_metrics import (
+from deploylab.loadtests import locustfile as scenarios
+from deploylab.loadtests.payloads import request_name, resolve_target
+from deploylab.loadtests.plan import PointPlan, SessionPlan
+from deploylab.loadtests.server_metrics import (
     ScrapeError,
     ServerSnapshot,
     check_flags,
@@ -49,9 +45,13 @@ from loadtests.server_metrics import (
     take_snapshot,
     triton_view,
 )
-from services.perf.ports import free_ports
-from services.report.results import LatencyMs, PointResult, RampResult
-from services.runtime.triton import die_with_parent
+from deploylab.services.perf.ports import free_ports
+from deploylab.services.report.results import LatencyMs, PointResult, RampResult
+from deploylab.services.runtime.triton import die_with_parent
+from locust.argument_parser import get_parser
+from locust.env import Environment
+from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, Runner
+from locust.stats import StatsEntry, calculate_response_time_percentile
 
 Emit = Callable[[dict[str, Any]], None]
 WORKER_CONNECT_TIMEOUT_S = 60.0
@@ -473,7 +473,7 @@ def emit_line(message: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
     if len(args) != 1:
-        sys.stderr.write("usage: python -m loadtests.session PLAN.json\n")
+        sys.stderr.write("usage: python -m deploylab.loadtests.session PLAN.json\n")
         return 2
     plan = SessionPlan.model_validate_json(Path(args[0]).read_text())
     # SIGTERM from the sweep (its Ctrl-C) ends the session like Ctrl-C: users and workers stopped.

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from locust import LoadTestShape, events
-
-from loadtests.stages import (
+from deploylab.loadtests.stages import (
     DEFAULT_RAMP_USERS,
     DEFAULT_STEP_S,
     Stage,
@@ -22,6 +20,7 @@ from loadtests.stages import (
     stage_at,
     step_ramp_stages,
 )
+from locust import LoadTestShape, events
 
 
 @events.init_command_line_parser.add_listener

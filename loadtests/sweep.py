@@ -1,7 +1,8 @@
 """The sweep: for each model, in-process baselines, then its Locust session; results saved after each point.
 
 The orchestrator never imports Locust (gevent's monkey-patching would turn the baselines' threads into
-greenlets); each model's points run in `python -m loadtests.session`, whose JSON lines are read here.
+greenlets); each model's points run in `python -m deploylab.loadtests.session`, whose JSON lines are
+read here.
 Ctrl-C stops the running session (and its workers) and keeps every finished point: the results file
 is rewritten after each one and marked `interrupted`.
 """
@@ -19,18 +20,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from loadtests.baselines import measure_baselines
-from loadtests.live import SweepDisplay
-from loadtests.machine import machine_info
-from loadtests.model_facts import collect_facts
-from loadtests.paired import estimate_seconds as estimate_paired
-from loadtests.paired import measure_pairs, pairs_among
-from loadtests.payloads import Target
-from loadtests.plan import Endpoints, PointPlan, Profile, SessionPlan, estimated_seconds, plan_points
-from services.report.csv_files import write_csv_files
-from services.report.results import PointResult, RampResult, RunResults, save_results
-from services.runtime.processes import stop_process_group
-from services.runtime.triton import die_with_parent
+from deploylab.loadtests.baselines import measure_baselines
+from deploylab.loadtests.live import SweepDisplay
+from deploylab.loadtests.machine import machine_info
+from deploylab.loadtests.model_facts import collect_facts
+from deploylab.loadtests.paired import estimate_seconds as estimate_paired
+from deploylab.loadtests.paired import measure_pairs, pairs_among
+from deploylab.loadtests.payloads import Target
+from deploylab.loadtests.plan import (
+    Endpoints,
+    PointPlan,
+    Profile,
+    SessionPlan,
+    estimated_seconds,
+    plan_points,
+)
+from deploylab.services.report.csv_files import write_csv_files
+from deploylab.services.report.results import PointResult, RampResult, RunResults, save_results
+from deploylab.services.runtime.processes import stop_process_group
+from deploylab.services.runtime.triton import die_with_parent
 
 PLANS_DIR = "plans"
 SESSION_LOG = "locust.log"
@@ -93,7 +101,7 @@ def session_process(plan_path: Path, log_path: Path) -> Iterator[subprocess.Pope
     """The Locust session subprocess, in its own process group so Ctrl-C reaches only us; always ended."""
     with log_path.open("a") as log:
         process = subprocess.Popen(  # noqa: S603 - our interpreter, our module
-            [sys.executable, "-m", "loadtests.session", str(plan_path)],
+            [sys.executable, "-m", "deploylab.loadtests.session", str(plan_path)],
             stdout=subprocess.PIPE,
             stderr=log,
             stdin=subprocess.DEVNULL,

@@ -9,9 +9,8 @@ from __future__ import annotations
 import importlib
 
 import typer
-
-from services.modelzoo.cli import export_command, models_command, triton_command
-from services.modelzoo.smoke import smoke_command
+from deploylab.services.modelzoo.cli import export_command, models_command, triton_command
+from deploylab.services.modelzoo.smoke import smoke_command
 
 app = typer.Typer(
     name="deploylab",
@@ -27,7 +26,12 @@ app.command("smoke")(smoke_command)
 
 #: Packages that add commands: gateway (serve), load tests (loadtest, report, compare),
 #: benchmarks (bench, tune), chaos (fault and overload scenarios).
-COMMAND_MODULES = ("services.gateway.cli", "loadtests.cli", "benchmarks.cli", "services.chaos.cli")
+COMMAND_MODULES = (
+    "deploylab.services.gateway.cli",
+    "deploylab.loadtests.cli",
+    "deploylab.benchmarks.cli",
+    "deploylab.services.chaos.cli",
+)
 for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
 

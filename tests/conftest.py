@@ -11,13 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from deploylab.services.gateway.settings import GatewaySettings
+from deploylab.services.gateway.stack import GatewayProcess
+from deploylab.services.modelzoo.catalog import get_spec
+from deploylab.services.modelzoo.export import ExportOptions, export_model
+from deploylab.services.runtime.settings import RuntimeSettings
+from deploylab.services.runtime.triton import TritonServer
 
-from services.gateway.settings import GatewaySettings
-from services.gateway.stack import GatewayProcess
-from services.modelzoo.catalog import get_spec
-from services.modelzoo.export import ExportOptions, export_model
-from services.runtime.settings import RuntimeSettings
-from services.runtime.triton import TritonServer
 from tests.support.ports import free_ports
 
 #: The small models every integration test serves: cheap to export, cover all three families' paths.

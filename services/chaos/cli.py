@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from deploylab.services.common.cli_errors import cli_errors
 from rich.console import Console
-
-from services.common.cli_errors import cli_errors
 
 console = Console(stderr=True)
 

@@ -11,12 +11,10 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-from google.protobuf import text_format
-
-from services.modelzoo.catalog import get_spec, resolve_triton_name
-from services.modelzoo.export import ExportOptions, export_model
-from services.modelzoo.manifest import read_repository
-from services.modelzoo.repository import (
+from deploylab.services.modelzoo.catalog import get_spec, resolve_triton_name
+from deploylab.services.modelzoo.export import ExportOptions, export_model
+from deploylab.services.modelzoo.manifest import read_repository
+from deploylab.services.modelzoo.repository import (
     CONFIG_FILENAME,
     MODEL_VERSION,
     PYTHON_MODEL_FILENAME,
@@ -24,6 +22,7 @@ from services.modelzoo.repository import (
     build_model_config,
     model_dir,
 )
+from google.protobuf import text_format
 
 #: Queue timeout default of the slow model: requests carry shorter ones (the gateway's deadline).
 QUEUE_TIMEOUT_US = 60_000_000
@@ -51,7 +50,7 @@ def write_slow_model(repository: Path, name: str, delay_s: float, *, max_batch_s
     (directory / MODEL_VERSION).mkdir(parents=True)
     config = build_model_config(name, spec.input_size, spec.num_classes, serving)
     (directory / CONFIG_FILENAME).write_text(text_format.MessageToString(config))
-    source = resources.files("services.chaos").joinpath("slow_model.py").read_text()
+    source = resources.files("deploylab.services.chaos").joinpath("slow_model.py").read_text()
     (directory / MODEL_VERSION / PYTHON_MODEL_FILENAME).write_text(source)
     return directory
 

@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from deploylab.services.gateway.settings import GatewaySettings
+from deploylab.services.gateway.stack import GatewayProcess, ServingStack
+from deploylab.services.modelzoo.catalog import get_spec
+from deploylab.services.perf.ports import free_ports
+from deploylab.services.runtime.settings import RuntimeSettings
 from PIL import Image
-
-from services.gateway.settings import GatewaySettings
-from services.gateway.stack import GatewayProcess, ServingStack
-from services.modelzoo.catalog import get_spec
-from services.perf.ports import free_ports
-from services.runtime.settings import RuntimeSettings
 
 from .load import RequestTemplate
 from .repository import ensure_exported, write_slow_model

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.gateway.stack import GatewayProcess, ServingStack
+from deploylab.services.gateway.stack import GatewayProcess, ServingStack
 
 from .load import (
     LoadClient,

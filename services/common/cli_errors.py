@@ -7,10 +7,9 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 import typer
+from deploylab.services.modelzoo.catalog import UnknownModelError, UnknownVariantError
+from deploylab.services.modelzoo.errors import ZooError
 from pydantic import ValidationError
-
-from services.modelzoo.catalog import UnknownModelError, UnknownVariantError
-from services.modelzoo.errors import ZooError
 
 P = ParamSpec("P")
 R = TypeVar("R")

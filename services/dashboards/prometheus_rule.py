@@ -16,7 +16,8 @@ RULE_DIR = ROOT / "deploy" / "prometheus" / "rules"
 MANIFEST = ROOT / "deploy" / "k8s" / "base" / "prometheus-rules.yaml"
 
 HEADER = (
-    "# GENERATED from deploy/prometheus/rules/*.yml by `python -m services.dashboards`; do not edit.\n"
+    "# GENERATED from deploy/prometheus/rules/*.yml by `python -m deploylab.services.dashboards`;"
+    " do not edit.\n"
 )
 
 

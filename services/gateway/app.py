@@ -10,11 +10,10 @@ import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from deploylab.services import __version__
+from deploylab.services.common.allocator import tune_this_process
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-
-from services import __version__
-from services.common.allocator import tune_this_process
 
 from .context import GatewayContext
 from .drain import DRAIN, Drain

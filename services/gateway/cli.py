@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from deploylab.services.common.cli_errors import cli_errors
+from deploylab.services.common.signals import stop_on_sigterm
+from deploylab.services.modelzoo.catalog import CATALOG
+from deploylab.services.modelzoo.manifest import read_repository
+from deploylab.services.runtime.settings import RuntimeSettings
 from rich.console import Console
-
-from services.common.cli_errors import cli_errors
-from services.common.signals import stop_on_sigterm
-from services.modelzoo.catalog import CATALOG
-from services.modelzoo.manifest import read_repository
-from services.runtime.settings import RuntimeSettings
 
 from .settings import GatewaySettings
 from .stack import GatewayStartError, ServingStack

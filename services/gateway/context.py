@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from services.modelzoo.manifest import Manifest, read_repository
-from services.modelzoo.repository import available_cores
+from deploylab.services.modelzoo.manifest import Manifest, read_repository
+from deploylab.services.modelzoo.repository import available_cores
 
 from .drain import Drain
 from .errors import BackendUnavailableError, GatewayError, ModelNotFoundError, ModelNotReadyError

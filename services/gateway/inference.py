@@ -6,8 +6,7 @@ import asyncio
 import time
 
 import numpy as np
-
-from services.modelzoo.catalog import imagenet_labels
+from deploylab.services.modelzoo.catalog import imagenet_labels
 
 from .context import GatewayContext
 from .metrics import INFERENCE_DURATION

@@ -1,4 +1,4 @@
-"""`python -m services.gateway.main`: run the gateway under uvicorn with the settings from the env.
+"""`python -m deploylab.services.gateway.main`: run the gateway under uvicorn with the settings from the env.
 
 uvloop + httptools (with request-head limits, protocol.py), no access log (it costs CPU per request
 and would log paths). SIGTERM drains (see drain.py): new requests get 503 shutting_down, in-flight
@@ -71,7 +71,7 @@ def run(settings: GatewaySettings | None = None) -> None:
         "timeout_keep_alive": 30,
         "server_header": False,
     }
-    app = "services.gateway.app:create_app"
+    app = "deploylab.services.gateway.app:create_app"
     if settings.workers == 1:
         config = uvicorn.Config(app, **options)  # type: ignore[arg-type]
         DrainingServer(config, DRAIN, settings.drain_linger_s, settings.drain_timeout_s).run()

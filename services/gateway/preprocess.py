@@ -20,9 +20,8 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from deploylab.services.modelzoo.catalog import Preprocessing
 from PIL import Image, ImageOps, UnidentifiedImageError
-
-from services.modelzoo.catalog import Preprocessing
 
 from .errors import ImageTooLargeError, InvalidImageError
 

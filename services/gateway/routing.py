@@ -13,15 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from services.modelzoo.catalog import (
+from deploylab.services.modelzoo.catalog import (
     CATALOG,
     ModelSpec,
     UnknownModelError,
     UnknownVariantError,
     resolve_triton_name,
 )
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InvalidInputError, ModelNotFoundError
 

@@ -16,12 +16,11 @@ import threading
 import time
 from pathlib import Path
 
+from deploylab.services.modelzoo.errors import TritonError
+from deploylab.services.runtime.processes import stop_process_group
+from deploylab.services.runtime.settings import RuntimeSettings
+from deploylab.services.runtime.triton import TritonServer, die_with_parent, http_ok, port_in_use
 from pydantic import SecretStr
-
-from services.modelzoo.errors import TritonError
-from services.runtime.processes import stop_process_group
-from services.runtime.settings import RuntimeSettings
-from services.runtime.triton import TritonServer, die_with_parent, http_ok, port_in_use
 
 from .settings import GatewaySettings
 
@@ -49,7 +48,7 @@ def gateway_env(settings: GatewaySettings) -> dict[str, str]:
 
 
 class GatewayProcess:
-    """`python -m services.gateway.main` as a child process with its log in a file."""
+    """`python -m deploylab.services.gateway.main` as a child process with its log in a file."""
 
     def __init__(self, settings: GatewaySettings, log_path: Path) -> None:
         self.settings = settings
@@ -70,7 +69,7 @@ class GatewayProcess:
         env = {**os.environ, **gateway_env(self.settings)}
         with self.log_path.open("ab") as log_file:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "services.gateway.main"],
+                [sys.executable, "-m", "deploylab.services.gateway.main"],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -24,8 +24,7 @@ import aiohttp
 import numpy as np
 import orjson
 import tritonclient.http as tritonhttp
-
-from services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME
+from deploylab.services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME
 
 from .errors import (
     BackendError,

@@ -21,7 +21,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 
-from services.common.shm_regions import SHM_DIR, remove_orphans
+from deploylab.services.common.shm_regions import SHM_DIR, remove_orphans
 
 #: Regions grow in steps of this many bytes, so a batch of 1 and one of 2 don't both reallocate.
 _GRANULE = 1 << 20

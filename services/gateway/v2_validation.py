@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-
-from services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME
+from deploylab.services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME
 
 from .errors import InvalidTensorError
 

@@ -241,7 +241,7 @@ def resolve_model_set(names: list[str] | tuple[str, ...], model_set: str | None)
 @cache
 def imagenet_labels() -> tuple[str, ...]:
     """The 1000 ImageNet-1k class names, index-aligned with every catalog model's logits."""
-    text = resources.files("services.modelzoo").joinpath("data/imagenet1k_labels.txt").read_text()
+    text = resources.files("deploylab.services.modelzoo").joinpath("data/imagenet1k_labels.txt").read_text()
     labels = tuple(line for line in text.splitlines() if line)
     if len(labels) != 1000:
         raise RuntimeError(f"label file holds {len(labels)} labels, expected 1000")

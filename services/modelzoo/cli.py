@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from deploylab.services.common.cli_errors import cli_errors
+from deploylab.services.common.signals import stop_on_sigterm
+from deploylab.services.runtime.settings import RuntimeSettings
+from deploylab.services.runtime.triton import TritonServer, http_ok
 from rich.console import Console
 from rich.table import Table
-
-from services.common.cli_errors import cli_errors
-from services.common.signals import stop_on_sigterm
-from services.runtime.settings import RuntimeSettings
-from services.runtime.triton import TritonServer, http_ok
 
 from .catalog import CATALOG, MODEL_SETS, ModelSpec, resolve_model_set
 from .export import ExportOptions, export_model

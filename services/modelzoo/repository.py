@@ -229,7 +229,7 @@ def refresh_python_model(repository: Path, model_name: str) -> bool:
 
 
 def _python_model_source() -> str:
-    return resources.files("services.modelzoo").joinpath("triton_python_model.py").read_text()
+    return resources.files("deploylab.services.modelzoo").joinpath("triton_python_model.py").read_text()
 
 
 def remove_model(repository: Path, model_name: str) -> None:

@@ -13,11 +13,10 @@ import numpy as np
 import onnxruntime as ort
 import tritonclient.http as httpclient
 import typer
+from deploylab.services.common.cli_errors import cli_errors
+from deploylab.services.runtime.settings import RuntimeSettings
+from deploylab.services.runtime.triton import TritonServer
 from rich.console import Console
-
-from services.common.cli_errors import cli_errors
-from services.runtime.settings import RuntimeSettings
-from services.runtime.triton import TritonServer
 
 from .catalog import MODEL_SETS, resolve_model_set
 from .export import ExportOptions, export_model

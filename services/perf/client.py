@@ -27,8 +27,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-#: The tensor names of services.modelzoo.repository, repeated so this module imports no tritonclient or
-#: protobuf (it runs on bare GPU hosts); tests/unit/test_perf_client.py keeps the two in step.
+#: The tensor names of deploylab.services.modelzoo.repository, repeated so this module imports no
+#: tritonclient or protobuf (it runs on bare GPU hosts); tests/unit/test_perf_client.py keeps the two in step.
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 

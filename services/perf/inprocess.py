@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-
-from services.modelzoo.catalog import UnknownModelError, get_spec, resolve_triton_name
-from services.modelzoo.parity import random_batch
-from services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME, onnx_path
+from deploylab.services.modelzoo.catalog import UnknownModelError, get_spec, resolve_triton_name
+from deploylab.services.modelzoo.parity import random_batch
+from deploylab.services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME, onnx_path
 
 Engine = Literal["onnxruntime", "torch"]
 #: One inference call: an NCHW float32 batch in, logits out.
@@ -176,8 +175,7 @@ def onnxruntime_session(
 def torch_sessions(model: str, layout: Layout) -> Iterator[list[InferFn]]:
     """Torch eval-mode models; intra-op threads are process-wide in torch, so set and restore them."""
     import torch
-
-    from services.modelzoo.build import build_model
+    from deploylab.services.modelzoo.build import build_model
 
     spec, variant = resolve_triton_name(model)
     module = build_model(spec, variant)

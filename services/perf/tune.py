@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from services.modelzoo.repository import ServingConfig, available_cores, build_model_config
+from deploylab.services.modelzoo.repository import ServingConfig, available_cores, build_model_config
 
 from .client import Transport
 from .load import LoadResult, LoadTarget, run_load

@@ -14,11 +14,16 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from services.modelzoo.catalog import resolve_triton_name
-from services.modelzoo.manifest import read_manifest, write_manifest
-from services.modelzoo.repository import CONFIG_FILENAME, model_dir, refresh_python_model, write_model_files
-from services.runtime.settings import RuntimeSettings
-from services.runtime.triton import TritonServer
+from deploylab.services.modelzoo.catalog import resolve_triton_name
+from deploylab.services.modelzoo.manifest import read_manifest, write_manifest
+from deploylab.services.modelzoo.repository import (
+    CONFIG_FILENAME,
+    model_dir,
+    refresh_python_model,
+    write_model_files,
+)
+from deploylab.services.runtime.settings import RuntimeSettings
+from deploylab.services.runtime.triton import TritonServer
 
 from .triton_admin import TritonAdminError, load_model, model_config
 from .tune import TrialCallback, TuneOptions, TuneResult, tune

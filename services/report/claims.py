@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from services.modelzoo.catalog import resolve_triton_name
+from deploylab.services.modelzoo.catalog import resolve_triton_name
 
 from .analysis import (
     Measured,

@@ -160,7 +160,7 @@ class RampResult(BaseModel):
 
 
 class InProcessResult(BaseModel):
-    """An engine alone on the same thread budget (services.perf.inprocess.InProcessPoint)."""
+    """An engine alone on the same thread budget (deploylab.services.perf.inprocess.InProcessPoint)."""
 
     model: str  # Triton model name
     engine: str

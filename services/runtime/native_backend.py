@@ -2,7 +2,7 @@
 
 The backend is C++ against the ONNX Runtime library the onnxruntime wheel already ships, so it is
 compiled on the host (a few seconds, once per source or runtime change) into the backend directory
-that `services.runtime.triton` prepares for the pip Triton. A host without a C++ compiler still
+that `deploylab.services.runtime.triton` prepares for the pip Triton. A host without a C++ compiler still
 serves every Python-backend model; only models configured with `backend: "deploylab_ort"` need it,
 and `TritonServer.start()` names the reason when they cannot be served.
 """
@@ -34,7 +34,7 @@ class NativeBackendUnavailable(RuntimeError):
 
 
 def _source_dir() -> Path:
-    return Path(str(resources.files("services.runtime").joinpath("native")))
+    return Path(str(resources.files("deploylab.services.runtime").joinpath("native")))
 
 
 def _package_dir(name: str) -> Path:

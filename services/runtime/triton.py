@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 
-from services.common.allocator import child_environment
-from services.common.shm_regions import SHM_DIR, remove_orphans, remove_with_prefix
-from services.modelzoo.errors import TritonError
+from deploylab.services.common.allocator import child_environment
+from deploylab.services.common.shm_regions import SHM_DIR, remove_orphans, remove_with_prefix
+from deploylab.services.modelzoo.errors import TritonError
 
 from . import native_backend
 from .processes import stop_process_group
@@ -229,9 +229,8 @@ class TritonServer:
 
     def _check_backends(self, install: TritonInstall) -> None:
         """Refuse up front, with the reason, to serve a model whose backend this install cannot run."""
+        from deploylab.services.modelzoo.repository import parse_triton_config
         from google.protobuf.text_format import ParseError
-
-        from services.modelzoo.repository import parse_triton_config
 
         for name in self.models if self.models is not None else ["*"]:
             for config in sorted(self.settings.model_repository.glob(f"{name}/config.pbtxt")):
@@ -263,7 +262,7 @@ class TritonServer:
     def _models_ready(self) -> bool:
         names = self.models
         if names is None:
-            from services.modelzoo.manifest import read_repository
+            from deploylab.services.modelzoo.manifest import read_repository
 
             names = sorted(read_repository(self.settings.model_repository))
         base = self.settings.triton_http_url

@@ -9,9 +9,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from benchmarks.bench import BenchOptions, run_bench
-from benchmarks.report import BEGIN, END, render, update_docs
-from services.modelzoo.repository import default_cpu_threads
+from deploylab.benchmarks.bench import BenchOptions, run_bench
+from deploylab.benchmarks.report import BEGIN, END, render, update_docs
+from deploylab.services.modelzoo.repository import default_cpu_threads
 
 MODEL = "mobilenet_v3_small"
 

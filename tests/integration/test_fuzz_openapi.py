@@ -19,12 +19,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import schemathesis
+from deploylab.services.gateway.app import create_app
+from deploylab.services.gateway.settings import GatewaySettings
+from deploylab.services.gateway.stack import GatewayProcess
 from hypothesis import HealthCheck, settings
 from schemathesis.generation import GenerationMode
 
-from services.gateway.app import create_app
-from services.gateway.settings import GatewaySettings
-from services.gateway.stack import GatewayProcess
 from tests.conftest import TEST_ROUTING
 from tests.support.http import classify
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 import tritonclient.http as tritonhttp
+from deploylab.services.gateway.stack import GatewayProcess
+from deploylab.services.runtime.settings import RuntimeSettings
+from deploylab.services.runtime.triton import TritonServer
 
-from services.gateway.stack import GatewayProcess
-from services.runtime.settings import RuntimeSettings
-from services.runtime.triton import TritonServer
 from tests.conftest import TEST_ADMIN_KEY, TEST_ROUTING, make_gateway_settings, running_gateway
 from tests.support.http import classify, error_of
 from tests.support.metrics import value

@@ -9,10 +9,10 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
+from deploylab.services.gateway.preprocess import decode_and_preprocess
+from deploylab.services.modelzoo.catalog import get_spec, imagenet_labels
+from deploylab.services.modelzoo.repository import onnx_path
 
-from services.gateway.preprocess import decode_and_preprocess
-from services.modelzoo.catalog import get_spec, imagenet_labels
-from services.modelzoo.repository import onnx_path
 from tests.support import images
 from tests.support.http import classify, error_of
 

@@ -13,10 +13,10 @@ import numpy as np
 import psutil
 import pytest
 import tritonclient.http as tritonhttp
+from deploylab.services.gateway.stack import GatewayProcess
+from deploylab.services.runtime.settings import RuntimeSettings
+from deploylab.services.runtime.triton import TritonServer
 
-from services.gateway.stack import GatewayProcess
-from services.runtime.settings import RuntimeSettings
-from services.runtime.triton import TritonServer
 from tests.conftest import make_gateway_settings, running_gateway
 from tests.support import images
 from tests.support.http import classify, error_of

@@ -8,9 +8,9 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from deploylab.services.modelzoo.catalog import CATALOG
+from deploylab.services.runtime.settings import RuntimeSettings
 
-from services.modelzoo.catalog import CATALOG
-from services.runtime.settings import RuntimeSettings
 from tests.conftest import make_gateway_settings, running_gateway
 from tests.support import images
 from tests.support.http import classify

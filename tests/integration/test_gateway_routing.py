@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from deploylab.services.runtime.settings import RuntimeSettings
+from deploylab.services.runtime.triton import TritonServer
 
-from services.runtime.settings import RuntimeSettings
-from services.runtime.triton import TritonServer
 from tests.conftest import make_gateway_settings, running_gateway
 from tests.support import images
 from tests.support.http import classify

@@ -9,10 +9,9 @@ import numpy as np
 import orjson
 import pytest
 import tritonclient.http as tritonhttp
-
-from services.gateway.stack import GatewayProcess
-from services.modelzoo.parity import random_batch
-from services.runtime.settings import RuntimeSettings
+from deploylab.services.gateway.stack import GatewayProcess
+from deploylab.services.modelzoo.parity import random_batch
+from deploylab.services.runtime.settings import RuntimeSettings
 
 
 @pytest.fixture(scope="module")
@@ -253,8 +252,7 @@ def test_a_client_cannot_steer_tritons_shared_memory_through_the_gateway(
     """A request naming a region the gateway registered with Triton (read from Triton itself) is
     refused before Triton sees it, as is one naming no region at all: same answer, no oracle."""
     import httpx
-
-    from services.common.shm_regions import SHM_DIR
+    from deploylab.services.common.shm_regions import SHM_DIR
 
     infer(via_gateway, "resnet18", random_batch(1, 224, seed=30))  # the gateway's slots are registered
     own = f"deploylab_gw_{gateway_process.process.pid}_"

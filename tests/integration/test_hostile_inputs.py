@@ -20,11 +20,11 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+from deploylab.services.gateway.stack import GatewayProcess
+from deploylab.services.runtime.settings import RuntimeSettings
+from deploylab.services.runtime.triton import TritonServer
 from PIL import Image
 
-from services.gateway.stack import GatewayProcess
-from services.runtime.settings import RuntimeSettings
-from services.runtime.triton import TritonServer
 from tests.conftest import TEST_ADMIN_KEY, make_gateway_settings, running_gateway
 from tests.support import images
 from tests.support.http import classify

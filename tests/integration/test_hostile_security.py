@@ -24,15 +24,15 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+from deploylab.services.gateway import deps
+from deploylab.services.gateway.errors import UnauthorizedError
+from deploylab.services.gateway.settings import GatewaySettings
+from deploylab.services.gateway.stack import GatewayProcess
+from deploylab.services.modelzoo.catalog import CATALOG
+from deploylab.services.runtime.settings import RuntimeSettings
+from deploylab.services.runtime.triton import TritonServer
 from pydantic import SecretStr
 
-from services.gateway import deps
-from services.gateway.errors import UnauthorizedError
-from services.gateway.settings import GatewaySettings
-from services.gateway.stack import GatewayProcess
-from services.modelzoo.catalog import CATALOG
-from services.runtime.settings import RuntimeSettings
-from services.runtime.triton import TritonServer
 from tests.conftest import make_gateway_settings, running_gateway
 from tests.support import images
 from tests.support.http import classify, error_of

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from deploylab.services.runtime.settings import RuntimeSettings
+from deploylab.services.runtime.triton import TritonServer
 
-from services.runtime.settings import RuntimeSettings
-from services.runtime.triton import TritonServer
 from tests.support.loadtest import capacity_gateway
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from deploylab.loadtests.plan import get_profile, plan_points
+from deploylab.services.modelzoo.catalog import get_spec
+from deploylab.services.report.csv_files import POINT_COLUMNS
+from deploylab.services.report.results import RunResults, load_results
+from deploylab.services.runtime.settings import RuntimeSettings
+from deploylab.services.runtime.triton import TritonServer
 
-from loadtests.plan import get_profile, plan_points
-from services.modelzoo.catalog import get_spec
-from services.report.csv_files import POINT_COLUMNS
-from services.report.results import RunResults, load_results
-from services.runtime.settings import RuntimeSettings
-from services.runtime.triton import TritonServer
 from tests.support.loadtest import MODEL, capacity_gateway, run_loadtest
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import psutil
 import pytest
+from deploylab.services.report.results import load_results
+from deploylab.services.runtime.settings import RuntimeSettings
+from deploylab.services.runtime.triton import TritonServer
 
-from services.report.results import load_results
-from services.runtime.settings import RuntimeSettings
-from services.runtime.triton import TritonServer
 from tests.support.loadtest import capacity_gateway, run_loadtest
 
 

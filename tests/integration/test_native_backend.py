@@ -15,12 +15,9 @@ import psutil
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from onnx import TensorProto, helper, numpy_helper
-from tritonclient.utils import InferenceServerException
-
-from services.modelzoo.errors import TritonError
-from services.modelzoo.parity import random_batch
-from services.modelzoo.repository import (
+from deploylab.services.modelzoo.errors import TritonError
+from deploylab.services.modelzoo.parity import random_batch
+from deploylab.services.modelzoo.repository import (
     INPUT_NAME,
     OUTPUT_NAME,
     PYTHON_MODEL_FILENAME,
@@ -28,8 +25,11 @@ from services.modelzoo.repository import (
     onnx_path,
     write_model_files,
 )
-from services.runtime.settings import RuntimeSettings
-from services.runtime.triton import TritonServer
+from deploylab.services.runtime.settings import RuntimeSettings
+from deploylab.services.runtime.triton import TritonServer
+from onnx import TensorProto, helper, numpy_helper
+from tritonclient.utils import InferenceServerException
+
 from tests.integration.test_triton import assert_parity, http_infer, in_process_logits, own_server
 from tests.support.ports import free_ports
 

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from deploylab.services.dashboards.inventory import DashboardQuery, dashboard_queries
+from deploylab.services.runtime.settings import RuntimeSettings
 
-from services.dashboards.inventory import DashboardQuery, dashboard_queries
-from services.runtime.settings import RuntimeSettings
 from tests.support import images
 from tests.support.ports import free_port
 

@@ -18,7 +18,7 @@ def test_chaos_command_runs_scenarios_and_writes_the_table(
     before = descendants()
     out = tmp_path / "chaos"
     completed = subprocess.run(
-        [sys.executable, "-m", "services.cli", "chaos", "--repository", str(model_repository),
+        [sys.executable, "-m", "deploylab.services.cli", "chaos", "--repository", str(model_repository),
          "--out", str(out), "--scenario", "gateway_sigterm"],  # fmt: skip
         capture_output=True,
         text=True,
@@ -42,7 +42,7 @@ def test_chaos_command_runs_scenarios_and_writes_the_table(
 
 def test_chaos_command_refuses_an_unknown_scenario(model_repository: Path, tmp_path: Path) -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "services.cli", "chaos", "--repository", str(model_repository),
+        [sys.executable, "-m", "deploylab.services.cli", "chaos", "--repository", str(model_repository),
          "--out", str(tmp_path), "--scenario", "meteor_strike"],  # fmt: skip
         capture_output=True,
         text=True,

@@ -17,20 +17,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from services.chaos.load import RequestTemplate
-from services.chaos.repository import write_slow_model
-from services.chaos.scenarios import (
+from deploylab.services.chaos.load import RequestTemplate
+from deploylab.services.chaos.repository import write_slow_model
+from deploylab.services.chaos.scenarios import (
     ScenarioResult,
     gateway_sigterm,
     model_unload,
     slow_backend,
     triton_kill,
 )
-from services.gateway.settings import GatewaySettings
-from services.gateway.stack import ServingStack
-from services.runtime.settings import RuntimeSettings
-from services.runtime.triton import http_ok
+from deploylab.services.gateway.settings import GatewaySettings
+from deploylab.services.gateway.stack import ServingStack
+from deploylab.services.runtime.settings import RuntimeSettings
+from deploylab.services.runtime.triton import http_ok
+
 from tests.conftest import TEST_ADMIN_KEY, make_gateway_settings, running_gateway
 from tests.support import images
 from tests.support.ports import free_ports

@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from deploylab.services.chaos.load import LoadClient, RequestTemplate, closed_loop
+from deploylab.services.chaos.scenarios import OverloadPlan, ScenarioResult, overload
+from deploylab.services.gateway.stack import GatewayProcess
+from deploylab.services.runtime.settings import RuntimeSettings
+from deploylab.services.runtime.triton import TritonServer
 
-from services.chaos.load import LoadClient, RequestTemplate, closed_loop
-from services.chaos.scenarios import OverloadPlan, ScenarioResult, overload
-from services.gateway.stack import GatewayProcess
-from services.runtime.settings import RuntimeSettings
-from services.runtime.triton import TritonServer
 from tests.conftest import make_gateway_settings, running_gateway
 from tests.support import images
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import psutil
+from deploylab.services.runtime.triton import http_ok
 
-from services.runtime.triton import http_ok
 from tests.conftest import TEST_ROUTING
 from tests.support import images
 from tests.support.ports import free_ports
@@ -34,7 +34,7 @@ def test_serve_starts_the_stack_and_drains_on_sigterm(model_repository: Path, tm
         [
             sys.executable,
             "-m",
-            "services.cli",
+            "deploylab.services.cli",
             "serve",
             "resnet18",
             "repvgg_a0",

@@ -11,11 +11,11 @@ import psutil
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from deploylab.services.modelzoo.parity import random_batch
+from deploylab.services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME
+from deploylab.services.runtime.settings import RuntimeSettings
+from deploylab.services.runtime.triton import TritonServer
 
-from services.modelzoo.parity import random_batch
-from services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME
-from services.runtime.settings import RuntimeSettings
-from services.runtime.triton import TritonServer
 from tests.conftest import SMALL_MODELS
 from tests.support.triton import assert_parity, http_infer, in_process_logits, own_server
 
@@ -122,7 +122,7 @@ def test_shared_memory_of_a_killed_server_is_removed_by_stop_and_by_the_next_sta
     import os
     import signal
 
-    from services.common.shm_regions import SHM_DIR
+    from deploylab.services.common.shm_regions import SHM_DIR
 
     server = own_server(model_repository, tmp_path)
     server.start()
@@ -147,7 +147,7 @@ def test_multi_thread_instances_do_not_spin_unless_asked(
     """ORT's spinning intra-op pool stalled served requests for ~500 ms on 2 shared cores (model.py)."""
     import shutil
 
-    from services.modelzoo.repository import ServingConfig, write_model_files
+    from deploylab.services.modelzoo.repository import ServingConfig, write_model_files
 
     repository = tmp_path / "repo"
     shutil.copytree(model_repository / "mobilenet_v3_small", repository / "mobilenet_v3_small")
@@ -173,7 +173,7 @@ def test_a_pipelined_instance_answers_every_request_with_its_own_logits(
     senders. One instance, concurrent distinct requests: every answer must belong to its request."""
     import shutil
 
-    from services.modelzoo.repository import ServingConfig, write_model_files
+    from deploylab.services.modelzoo.repository import ServingConfig, write_model_files
 
     repository = tmp_path / "repo"
     shutil.copytree(model_repository / "mobilenet_v3_small", repository / "mobilenet_v3_small")

@@ -6,11 +6,12 @@ import json
 import shutil
 from pathlib import Path
 
-from services.modelzoo.manifest import read_manifest
-from services.modelzoo.repository import parse_triton_config
-from services.perf.tune import TuneOptions, TuneSpace
-from services.perf.tune_run import run_tune
-from services.runtime.settings import RuntimeSettings
+from deploylab.services.modelzoo.manifest import read_manifest
+from deploylab.services.modelzoo.repository import parse_triton_config
+from deploylab.services.perf.tune import TuneOptions, TuneSpace
+from deploylab.services.perf.tune_run import run_tune
+from deploylab.services.runtime.settings import RuntimeSettings
+
 from tests.support.ports import free_ports
 
 MODEL = "mobilenet_v3_small"

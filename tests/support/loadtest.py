@@ -9,7 +9,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from services.runtime.settings import RuntimeSettings
+from deploylab.services.runtime.settings import RuntimeSettings
+
 from tests.conftest import make_gateway_settings, running_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +42,7 @@ def run_loadtest(
     command = [
         sys.executable,
         "-m",
-        "services.cli",
+        "deploylab.services.cli",
         "loadtest",
         MODEL,
         "--profile",

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import tritonclient.http as httpclient
+from deploylab.services.modelzoo.parity import ATOL, RTOL
+from deploylab.services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME, onnx_path
+from deploylab.services.runtime.settings import RuntimeSettings
+from deploylab.services.runtime.triton import TritonServer
 
-from services.modelzoo.parity import ATOL, RTOL
-from services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME, onnx_path
-from services.runtime.settings import RuntimeSettings
-from services.runtime.triton import TritonServer
 from tests.support.ports import free_ports
 
 

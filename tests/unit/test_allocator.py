@@ -6,8 +6,7 @@ import platform
 import resource
 
 import pytest
-
-from services.common import allocator
+from deploylab.services.common import allocator
 
 
 def test_children_get_the_settings_unless_the_operator_chose_their_own() -> None:

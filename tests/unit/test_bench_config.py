@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.bench import served_config
+from deploylab.benchmarks.bench import served_config
 
 
 def test_the_bench_names_the_config_triton_serves_not_the_manifest() -> None:

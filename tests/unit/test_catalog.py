@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from services.modelzoo.catalog import (
+from deploylab.services.modelzoo.catalog import (
     CATALOG,
     MODEL_SETS,
     UnknownModelError,
@@ -14,7 +13,7 @@ from services.modelzoo.catalog import (
     resolve_model_set,
     resolve_triton_name,
 )
-from services.modelzoo.facts import measure_facts
+from deploylab.services.modelzoo.facts import measure_facts
 
 # Straight from the model cards, independent of the catalog's own numbers.
 MODEL_CARDS = {

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from services.modelzoo.catalog import resolve_triton_name
-from services.report.claims import (
+from deploylab.services.modelzoo.catalog import resolve_triton_name
+from deploylab.services.report.claims import (
     ABOUT_THE_SAME,
     CLAIM_PAIRS,
     CLAIMS,
@@ -27,7 +26,7 @@ from services.report.claims import (
     speed,
     verdict_of,
 )
-from services.report.results import (
+from deploylab.services.report.results import (
     InProcessResult,
     LatencyMs,
     MachineInfo,

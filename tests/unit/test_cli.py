@@ -10,9 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from deploylab.services.cli import app
 from typer.testing import CliRunner
-
-from services.cli import app
 
 runner = CliRunner()
 
@@ -40,7 +39,7 @@ def test_models_table_shows_exported_state_from_the_repository(model_repository:
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The real console entry point in a subprocess, as a user would run it."""
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
+        [sys.executable, "-m", "deploylab.services.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -125,9 +124,8 @@ def test_export_serves_two_instances_unless_told_on_either_kind(
 ) -> None:
     import shutil
 
+    from deploylab.services.modelzoo.repository import parse_triton_config
     from tritonclient.grpc import model_config_pb2 as mc
-
-    from services.modelzoo.repository import parse_triton_config
 
     shutil.copytree(model_repository / "mobilenet_v3_small", tmp_path / "mobilenet_v3_small")
     config_file = tmp_path / "mobilenet_v3_small" / "config.pbtxt"
@@ -146,7 +144,7 @@ def test_export_pipeline_flag_reaches_the_config_and_is_refused_off_the_python_b
 ) -> None:
     import shutil
 
-    from services.modelzoo.repository import parse_triton_config
+    from deploylab.services.modelzoo.repository import parse_triton_config
 
     shutil.copytree(model_repository / "mobilenet_v3_small", tmp_path / "mobilenet_v3_small")
     args = ["export", "mobilenet_v3_small", "--repository", str(tmp_path), "--instances", "2", "--pipeline"]

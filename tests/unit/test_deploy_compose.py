@@ -17,10 +17,10 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from deploylab.services.gateway.settings import GatewaySettings
+from deploylab.services.modelzoo.catalog import CATALOG, MODEL_SETS
+from deploylab.services.runtime.settings import RuntimeSettings
 
-from services.gateway.settings import GatewaySettings
-from services.modelzoo.catalog import CATALOG, MODEL_SETS
-from services.runtime.settings import RuntimeSettings
 from tests.support.restricted_api import assert_triton_restrictions
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -50,7 +50,7 @@ def test_image_has_a_healthcheck_and_runs_the_gateway() -> None:
     healthchecks = [c for c in stage if c.cmd == "HEALTHCHECK"]
     assert healthchecks and "/healthz" in healthchecks[-1].value
     cmd = [c for c in stage if c.cmd == "CMD"][-1]
-    assert cmd.json and list(cmd.value) == ["python", "-m", "services.gateway.main"]
+    assert cmd.json and list(cmd.value) == ["python", "-m", "deploylab.services.gateway.main"]
     assert "8080" in [c.value[0] for c in stage if c.cmd == "EXPOSE"]
 
 

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from deploylab.services.dashboards.inventory import dashboard_queries
+from deploylab.services.dashboards.queries import P99_SLO_SECONDS
+from deploylab.services.dashboards.render import DASHBOARD_DIR, DASHBOARDS, render_all
+from deploylab.services.gateway import metrics as gateway_metrics
 from prometheus_client.metrics import MetricWrapperBase
-
-from services.dashboards.inventory import dashboard_queries
-from services.dashboards.queries import P99_SLO_SECONDS
-from services.dashboards.render import DASHBOARD_DIR, DASHBOARDS, render_all
-from services.gateway import metrics as gateway_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVISIONING = ROOT / "deploy" / "grafana" / "provisioning"
@@ -59,7 +58,7 @@ def test_committed_dashboards_equal_the_generated_json() -> None:
     committed = {path.name: path.read_text() for path in DASHBOARD_DIR.glob("*.json")}
     assert set(committed) == set(DASHBOARDS), "dashboard files and generator disagree"
     stale = [name for name, text in generated.items() if committed[name] != text]
-    assert not stale, f"stale dashboards {stale}: run `python -m services.dashboards`"
+    assert not stale, f"stale dashboards {stale}: run `python -m deploylab.services.dashboards`"
 
 
 def test_the_four_dashboards_exist_with_unique_uids_and_panel_ids() -> None:

@@ -17,11 +17,11 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from deploylab.services.dashboards.prometheus_rule import MANIFEST, render_prometheus_rule
+from deploylab.services.gateway.settings import GatewaySettings
+from deploylab.services.modelzoo.catalog import MODEL_SETS
+from deploylab.services.runtime.settings import RuntimeSettings
 
-from services.dashboards.prometheus_rule import MANIFEST, render_prometheus_rule
-from services.gateway.settings import GatewaySettings
-from services.modelzoo.catalog import MODEL_SETS
-from services.runtime.settings import RuntimeSettings
 from tests.support.restricted_api import assert_triton_restrictions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -345,4 +345,5 @@ def test_cluster_routing_routes_only_models_the_export_job_exports() -> None:
 
 
 def test_prometheus_rule_manifest_is_generated_from_the_rule_files() -> None:
-    assert MANIFEST.read_text() == render_prometheus_rule(), "stale: run `python -m services.dashboards`"
+    stale = "stale: run `python -m deploylab.services.dashboards`"
+    assert MANIFEST.read_text() == render_prometheus_rule(), stale

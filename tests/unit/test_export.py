@@ -8,14 +8,18 @@ from pathlib import Path
 
 import onnx
 import pytest
-
-from services.modelzoo.build import build_model
-from services.modelzoo.catalog import get_spec
-from services.modelzoo.errors import ParityError
-from services.modelzoo.export import ExportOptions, default_serving, export_model
-from services.modelzoo.manifest import read_manifest, read_repository
-from services.modelzoo.parity import ATOL, RTOL, Tolerance, check_parity
-from services.modelzoo.repository import ServingConfig, default_cpu_threads, onnx_path, parse_triton_config
+from deploylab.services.modelzoo.build import build_model
+from deploylab.services.modelzoo.catalog import get_spec
+from deploylab.services.modelzoo.errors import ParityError
+from deploylab.services.modelzoo.export import ExportOptions, default_serving, export_model
+from deploylab.services.modelzoo.manifest import read_manifest, read_repository
+from deploylab.services.modelzoo.parity import ATOL, RTOL, Tolerance, check_parity
+from deploylab.services.modelzoo.repository import (
+    ServingConfig,
+    default_cpu_threads,
+    onnx_path,
+    parse_triton_config,
+)
 
 
 def test_every_exported_model_has_a_complete_manifest(model_repository: Path) -> None:

@@ -14,17 +14,22 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from deploylab.services.cli import app
+from deploylab.services.modelzoo.build import build_model
+from deploylab.services.modelzoo.catalog import CATALOG, ModelSpec, get_spec
+from deploylab.services.modelzoo.export import export_onnx
+from deploylab.services.modelzoo.manifest import read_manifest
+from deploylab.services.modelzoo.parity import (
+    RTOL,
+    ParityToleranceError,
+    check_parity,
+    random_batch,
+    torch_logits,
+)
+from deploylab.services.modelzoo.repository import onnx_path
 from onnx import numpy_helper
 from torch import nn
 from typer.testing import CliRunner
-
-from services.cli import app
-from services.modelzoo.build import build_model
-from services.modelzoo.catalog import CATALOG, ModelSpec, get_spec
-from services.modelzoo.export import export_onnx
-from services.modelzoo.manifest import read_manifest
-from services.modelzoo.parity import RTOL, ParityToleranceError, check_parity, random_batch, torch_logits
-from services.modelzoo.repository import onnx_path
 
 runner = CliRunner()
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from deploylab.services.gateway.settings import GatewaySettings
+from deploylab.services.gateway.stack import gateway_env
 from pydantic import ValidationError
-
-from services.gateway.settings import GatewaySettings
-from services.gateway.stack import gateway_env
 
 
 def test_defaults_are_sane() -> None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from services.gateway.errors import BackendTimeoutError, InvalidImageError, OverloadedError
-from services.gateway.limits import MIN_WINDOW, InFlightLimiter, SloBound, nearest_rank
-from services.gateway.model_profile import full_batch_seconds, instance_count
-from services.gateway.shedding import RefusalPacer, inference_name
+from deploylab.services.gateway.errors import BackendTimeoutError, InvalidImageError, OverloadedError
+from deploylab.services.gateway.limits import MIN_WINDOW, InFlightLimiter, SloBound, nearest_rank
+from deploylab.services.gateway.model_profile import full_batch_seconds, instance_count
+from deploylab.services.gateway.shedding import RefusalPacer, inference_name
 
 
 class Clock:

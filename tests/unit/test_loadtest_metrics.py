@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loadtests.server_metrics import (
+from deploylab.loadtests.server_metrics import (
     BatchStats,
     ServerSnapshot,
     check_flags,
@@ -12,7 +12,7 @@ from loadtests.server_metrics import (
     parse_metrics,
     triton_view,
 )
-from services.report.results import CounterCheck
+from deploylab.services.report.results import CounterCheck
 
 
 def triton_text(success: int, count: int, execs: int, queue_us: int, infer_us: int, request_us: int) -> str:

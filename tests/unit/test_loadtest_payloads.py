@@ -6,9 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
-from loadtests.images import preprocess, sample_images
-from loadtests.payloads import (
+from deploylab.loadtests.images import preprocess, sample_images
+from deploylab.loadtests.payloads import (
     HEADER_LENGTH,
     InvalidResponseError,
     check_classify,
@@ -19,7 +18,7 @@ from loadtests.payloads import (
     v2_body,
     v2_requests,
 )
-from services.modelzoo.catalog import get_spec
+from deploylab.services.modelzoo.catalog import get_spec
 
 TARGET = resolve_target("repvgg_a0", "train")
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from deploylab.loadtests.paired import estimate_seconds as estimate_paired
+from deploylab.loadtests.paired import pairs_among
+from deploylab.loadtests.plan import PROFILES, PointTemplate, estimated_seconds, get_profile, plan_points
+from deploylab.loadtests.runs import customize_profile, existing_serving, resolve_targets
+from deploylab.loadtests.stages import parse_users, stage_at, step_ramp_stages
+from deploylab.loadtests.sweep import inprocess_estimate
+from deploylab.services.modelzoo.catalog import MODEL_SETS
+from deploylab.services.modelzoo.manifest import Manifest, ParityRecord, write_manifest
+from deploylab.services.modelzoo.repository import ServingConfig
 from pydantic import ValidationError
-
-from loadtests.paired import estimate_seconds as estimate_paired
-from loadtests.paired import pairs_among
-from loadtests.plan import PROFILES, PointTemplate, estimated_seconds, get_profile, plan_points
-from loadtests.runs import customize_profile, existing_serving, resolve_targets
-from loadtests.stages import parse_users, stage_at, step_ramp_stages
-from loadtests.sweep import inprocess_estimate
-from services.modelzoo.catalog import MODEL_SETS
-from services.modelzoo.manifest import Manifest, ParityRecord, write_manifest
-from services.modelzoo.repository import ServingConfig
 
 
 def test_points_run_closed_loop_first_so_open_loop_rates_can_use_them() -> None:

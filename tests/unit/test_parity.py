@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from services.modelzoo.parity import RTOL, Tolerance, compare_logits
+from deploylab.services.modelzoo.parity import RTOL, Tolerance, compare_logits
 
 TOL = Tolerance()
 

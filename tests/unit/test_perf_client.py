@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from services.modelzoo import repository
-from services.perf import client
-from services.perf.client import _host_port, make_client
+from deploylab.services.modelzoo import repository
+from deploylab.services.perf import client
+from deploylab.services.perf.client import _host_port, make_client
 
 
 def test_tensor_names_match_the_model_repository() -> None:
@@ -74,7 +73,7 @@ class _Server:
 
 
 def test_the_load_generator_connection_frames_answers_and_keeps_the_socket() -> None:
-    from services.perf.client import _Connection
+    from deploylab.services.perf.client import _Connection
 
     body = bytes(range(256)) * 2352  # 602,112 bytes: sent with the head in one sendmsg loop
     server = _Server(
@@ -101,7 +100,7 @@ def test_the_load_generator_connection_frames_answers_and_keeps_the_socket() -> 
 
 
 def test_the_load_generator_connection_reports_a_dropped_or_garbled_answer() -> None:
-    from services.perf.client import _Connection
+    from deploylab.services.perf.client import _Connection
 
     server = _Server([None, b"NONSENSE\r\n\r\n"])
     connection = _Connection("127.0.0.1", server.port, timeout_s=5)

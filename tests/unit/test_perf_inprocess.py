@@ -6,8 +6,7 @@ import math
 from pathlib import Path
 
 import pytest
-
-from services.perf.inprocess import (
+from deploylab.services.perf.inprocess import (
     Layout,
     batch1_latency,
     best_throughput,

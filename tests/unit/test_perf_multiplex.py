@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from services.perf.client import _Connection
-from services.perf.multiplex import answer_length, run_multiplexed
+from deploylab.services.perf.client import _Connection
+from deploylab.services.perf.multiplex import answer_length, run_multiplexed
 
 BODY = bytes(range(256)) * 2352  # 602,112 bytes, one mobilenet image: larger than a socket buffer
 
@@ -167,7 +166,7 @@ def test_a_client_that_cannot_connect_is_one_error_not_a_crash() -> None:
 def test_a_client_that_could_not_be_built_is_reported_by_the_load_not_raised(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from services.perf.load import LoadTarget, run_load
+    from deploylab.services.perf.load import LoadTarget, run_load
 
     # Note the names of the regions these clients create (real ones, in /dev/shm), so that the check
     # below looks at them only, not at what other processes on the machine create meanwhile.

@@ -6,11 +6,16 @@ import io
 
 import numpy as np
 import pytest
+from deploylab.services.gateway.errors import ImageTooLargeError, InvalidImageError
+from deploylab.services.gateway.preprocess import (
+    decode_and_preprocess,
+    decode_batch,
+    preprocess_image,
+    to_rgb,
+)
+from deploylab.services.modelzoo.catalog import CATALOG, Preprocessing, get_spec
 from PIL import Image
 
-from services.gateway.errors import ImageTooLargeError, InvalidImageError
-from services.gateway.preprocess import decode_and_preprocess, decode_batch, preprocess_image, to_rgb
-from services.modelzoo.catalog import CATALOG, Preprocessing, get_spec
 from tests.support import images
 
 MAX_PIXELS = 40_000_000

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from deploylab.services.modelzoo.build import build_model
+from deploylab.services.modelzoo.catalog import get_spec
+from deploylab.services.modelzoo.errors import ReparameterizationError
+from deploylab.services.modelzoo.facts import count_params
+from deploylab.services.modelzoo.reparam import check_single_branch, reparameterize, repvgg_blocks
 from torch import nn
-
-from services.modelzoo.build import build_model
-from services.modelzoo.catalog import get_spec
-from services.modelzoo.errors import ReparameterizationError
-from services.modelzoo.facts import count_params
-from services.modelzoo.reparam import check_single_branch, reparameterize, repvgg_blocks
 
 
 def randomize_batchnorm(model: nn.Module, seed: int = 0) -> None:

@@ -9,15 +9,14 @@ from html import escape
 from pathlib import Path
 
 import pytest
+from deploylab.services.cli import app
+from deploylab.services.report.claims import VERDICT_RULES, check_claims
+from deploylab.services.report.csv_files import INPROCESS_CSV, MODELS_CSV, POINTS_CSV
+from deploylab.services.report.plots import build_plots
+from deploylab.services.report.results import CounterCheck, load_results, save_results
+from deploylab.services.report.tables import build_tables, claim_table
+from deploylab.services.report.writer import write_report
 from typer.testing import CliRunner
-
-from services.cli import app
-from services.report.claims import VERDICT_RULES, check_claims
-from services.report.csv_files import INPROCESS_CSV, MODELS_CSV, POINTS_CSV
-from services.report.plots import build_plots
-from services.report.results import CounterCheck, load_results, save_results
-from services.report.tables import build_tables, claim_table
-from services.report.writer import write_report
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "results_fixture"
 EXPECTED_PLOTS = {"throughput-latency", "ramp", "served-vs-inprocess", "triton-time"}
@@ -144,7 +143,7 @@ def test_report_command_fails_clearly_without_results(tmp_path: Path) -> None:
 
 
 def test_triton_times_of_pipelined_models_are_marked_as_understated() -> None:
-    from services.report.tables import server_table
+    from deploylab.services.report.tables import server_table
 
     results = load_results(FIXTURE)
     plain = server_table(results)

@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tritonclient.grpc import model_config_pb2 as mc
-
-from services.modelzoo.errors import RepositoryError
-from services.modelzoo.repository import (
+from deploylab.services.modelzoo.errors import RepositoryError
+from deploylab.services.modelzoo.repository import (
     INPUT_NAME,
     OUTPUT_NAME,
     ServingConfig,
@@ -18,6 +16,7 @@ from services.modelzoo.repository import (
     tensor_dims,
     write_model_files,
 )
+from tritonclient.grpc import model_config_pb2 as mc
 
 CONFIGS = [
     ServingConfig(),

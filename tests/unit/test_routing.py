@@ -6,9 +6,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
-from services.gateway.errors import InvalidInputError, ModelNotFoundError
-from services.gateway.routing import RoutingError, RoutingTable
+from deploylab.services.gateway.errors import InvalidInputError, ModelNotFoundError
+from deploylab.services.gateway.routing import RoutingError, RoutingTable
 
 TABLE = """
 sticky_header: X-Key

@@ -7,8 +7,7 @@ import subprocess
 import sys
 
 import pytest
-
-from services.gateway.triton_shm import SHM_DIR, SharedMemoryPool, is_local, remove_orphaned_regions
+from deploylab.services.gateway.triton_shm import SHM_DIR, SharedMemoryPool, is_local, remove_orphaned_regions
 
 MB = 1 << 20
 

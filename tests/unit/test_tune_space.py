@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from services.modelzoo.repository import ServingConfig
-from services.perf.triton_admin import TritonAdminError
-from services.perf.tune import Trial, TrialPoint, TuneResult, TuneSpace, _check_applied, _to_confirm
+from deploylab.services.modelzoo.repository import ServingConfig
+from deploylab.services.perf.triton_admin import TritonAdminError
+from deploylab.services.perf.tune import Trial, TrialPoint, TuneResult, TuneSpace, _check_applied, _to_confirm
 
 
 def point(concurrency: int, img_s: float, p99: float, errors: int = 0) -> TrialPoint:

@@ -8,9 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.http as tritonhttp
-
-from services.gateway.errors import InvalidTensorError
-from services.gateway.v2_validation import ALLOWED_PARAMETERS, validate_infer_request
+from deploylab.services.gateway.errors import InvalidTensorError
+from deploylab.services.gateway.v2_validation import ALLOWED_PARAMETERS, validate_infer_request
 
 
 def binary_request(array: np.ndarray, datatype: str = "FP32", name: str = "input") -> tuple[bytes, int]:

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from services.modelzoo.build import build_model, load_weights
-from services.modelzoo.catalog import get_spec
-from services.modelzoo.errors import WeightsError
+from deploylab.services.modelzoo.build import build_model, load_weights
+from deploylab.services.modelzoo.catalog import get_spec
+from deploylab.services.modelzoo.errors import WeightsError
 
 SPEC = get_spec("mobilenet_v3_small")
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from deploylab.services.modelzoo.catalog import CATALOG
 from fastapi import APIRouter
-
-from services.modelzoo.catalog import CATALOG
 
 from ..deps import ContextDep
 from ..schemas import ModelInfo, ModelListResponse, RouteBackendInfo, RouteInfo, VariantInfo

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import orjson
+from deploylab.services.modelzoo.repository import OUTPUT_NAME
 from fastapi import APIRouter, Request, Response
-
-from services.modelzoo.repository import OUTPUT_NAME
 
 from ..context import GatewayContext
 from ..deps import ContextDep
