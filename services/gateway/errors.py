@@ -75,10 +75,6 @@ class NotFoundError(GatewayError):
     status, code = 404, "not_found"
 
 
-class MethodNotAllowedError(GatewayError):
-    status, code = 405, "method_not_allowed"
-
-
 class RequestTimeoutError(GatewayError):
     """The client sent its body too slowly (slow-drip): the connection is not held open for it."""
 

@@ -94,7 +94,6 @@ class GatewaySettings(BaseSettings):
     shadow_max_inflight: int = Field(
         16, ge=0, description="shadow requests in flight; beyond it shadows are dropped, never queued"
     )
-    default_top_k: int = Field(5, ge=1, le=1000)
     drain_timeout_s: float = Field(20.0, ge=0, description="SIGTERM: time for in-flight requests")
     drain_linger_s: float = Field(
         0.0,
@@ -160,10 +159,6 @@ class GatewaySettings(BaseSettings):
         if self.triton_shared_memory_slots is None:
             return self.max_inflight_per_model
         return self.triton_shared_memory_slots
-
-    @property
-    def triton_base_url(self) -> str:
-        return f"http://{self.triton_url}"
 
 
 @cache

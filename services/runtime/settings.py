@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
 from typing import Literal
 
@@ -55,9 +54,3 @@ class RuntimeSettings(BaseSettings):
     @property
     def triton_metrics_url(self) -> str:
         return f"http://{self.triton_host}:{self.triton_metrics_port}/metrics"
-
-
-@cache
-def get_runtime_settings() -> RuntimeSettings:
-    """The process-wide settings, read once from the environment (tests construct their own)."""
-    return RuntimeSettings()
