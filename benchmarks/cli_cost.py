@@ -139,7 +139,12 @@ def measure_supervisor(repository: Path, model: str | None = None, timeout_s: fl
                     process.kill()
                     process.wait()
     heavy = [name for name, lib in _HEAVY_LIBRARIES.items() if any(lib in path for path in mapped)]
-    return {"rss_mb": round(rss_mb, 1), "heavy_libraries": heavy, "model": model, "ready_s": round(ready_s, 2)}
+    return {
+        "rss_mb": round(rss_mb, 1),
+        "heavy_libraries": heavy,
+        "model": model,
+        "ready_s": round(ready_s, 2),
+    }
 
 
 def measure_cli_cost(repository: Path | None = None, runs: int = 5) -> dict:
