@@ -7,19 +7,19 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 import typer
-from deploylab.services.modelzoo.catalog import UnknownModelError, UnknownVariantError
-from deploylab.services.modelzoo.errors import ZooError
 from pydantic import ValidationError
+
+from .errors import UserError
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 #: Errors whose message is written for the user; anything else is a bug and keeps its traceback.
+#: The project's own (the zoo's, the catalog's, tritonserver's) all derive from `UserError`, so this
+#: module needs none of the layers that raise them.
 USER_ERRORS: tuple[type[Exception], ...] = (
     ValidationError,
-    ZooError,
-    UnknownModelError,
-    UnknownVariantError,
+    UserError,
     ValueError,
     FileNotFoundError,
     PermissionError,

@@ -13,6 +13,8 @@ from functools import cache
 from importlib import resources
 from typing import Literal
 
+from deploylab.services.common.errors import UserError
+
 Interpolation = Literal["bilinear", "bicubic"]
 Source = Literal["torchvision", "timm"]
 
@@ -23,7 +25,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_VARIANT = "default"
 
 
-class UnknownModelError(LookupError):
+class UnknownModelError(LookupError, UserError):
     """A model name that is not in the catalog; the message lists the known ones."""
 
     def __init__(self, name: str, known: list[str]) -> None:
@@ -32,7 +34,7 @@ class UnknownModelError(LookupError):
         super().__init__(f"unknown model {name!r}; known models: {', '.join(known)}")
 
 
-class UnknownVariantError(LookupError):
+class UnknownVariantError(LookupError, UserError):
     """A variant that the model does not have; the message lists the model's variants."""
 
     def __init__(self, model: str, variant: str, known: tuple[str, ...]) -> None:

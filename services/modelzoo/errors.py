@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from deploylab.services.common.errors import TritonError, UserError
 
-class ZooError(Exception):
-    """Base of every error the CLI prints as one line and exits non-zero on."""
+# NOTE: TritonError lives in common.errors (the runtime raises it, and the runtime sits above the zoo's
+# formats); the name stays importable from here for callers that have not moved yet.
+__all__ = [
+    "ParityError",
+    "ReparameterizationError",
+    "RepositoryError",
+    "TritonError",
+    "WeightsError",
+    "ZooError",
+]
+
+
+class ZooError(UserError):
+    """Base of the zoo's errors: the CLI prints one as a line and exits non-zero."""
 
 
 class WeightsError(ZooError):
@@ -21,7 +34,3 @@ class RepositoryError(ZooError):
 
 class ReparameterizationError(ZooError):
     """Re-parameterization left a block that is not a single 3x3 convolution."""
-
-
-class TritonError(ZooError):
-    """tritonserver is missing, cannot start, or did not become ready."""

@@ -26,8 +26,8 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from deploylab.services.common.allocator import child_environment
+from deploylab.services.common.errors import TritonError
 from deploylab.services.common.shm_regions import SHM_DIR, remove_orphans, remove_with_prefix
-from deploylab.services.modelzoo.errors import TritonError
 
 from . import native_backend
 from .processes import stop_process_group
