@@ -55,6 +55,7 @@ serve: install
 	$(BIN)/deploylab serve
 
 bench: install
+	@./scripts/install-system-deps.sh wrk
 	$(BIN)/deploylab bench
 
 chaos: install

@@ -7,7 +7,7 @@ stays fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from deploylab.services.common.cli_errors import cli_errors
@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from deploylab.benchmarks.bench import BenchOptions
     from deploylab.services.perf.client import Transport
     from deploylab.services.perf.tune import Trial, TuneResult
     from deploylab.services.runtime.settings import RuntimeSettings
@@ -237,11 +238,19 @@ def bench_command(
         Path | None,
         typer.Option("--render", help="measure nothing: print (and --write-docs) this results JSON"),
     ] = None,
+    suite: Annotated[
+        str,
+        typer.Option(
+            help="serving (in-process vs direct vs gateway), admission (default vs static admission "
+            "from 1 to 256 clients, wrk beside the own client, open-loop overload) or all"
+        ),
+    ] = "all",
 ) -> None:
-    """In-process engine vs Triton direct vs the gateway, measured side by side; prints the ratios.
+    """In-process engine vs Triton direct vs the gateway, and admission under load; prints the ratios.
 
-    Default: mobilenet_v3_large and resnet50, 2 rounds — about 10 minutes on 2 cores, plus about a
-    minute per model the first time (exports missing models). Writes results/bench/<timestamp>.json;
+    Default: mobilenet_v3_large and resnet50, 2 rounds of the serving suite (about 10 minutes on 2
+    cores) then the admission suite (about 8 minutes; needs wrk), plus about a minute per model the
+    first time (exports missing models). Writes results/bench/<timestamp>.json;
     --write-docs docs/benchmarks.md updates the generated tables there; --render JSON redoes that
     from an earlier run without measuring.
     """
@@ -261,6 +270,8 @@ def bench_command(
             update_docs(write_docs, render(result))
             console.print(f"updated {write_docs} from {render_only}")
         return
+    if suite not in ("all", "serving", "admission"):
+        raise ValueError(f"--suite must be all, serving or admission, got {suite!r}")
     settings = RuntimeSettings()
     options = BenchOptions(
         models=tuple(m for m in models.split(",") if m),
@@ -275,8 +286,10 @@ def bench_command(
         backends=tuple(b for b in backends.split(",") if b),
         state_dir=settings.state_dir / "bench",
     )
-    result = run_bench(options, log=console.print)
-    if repvgg:
+    result: dict[str, Any] = run_bench(options, log=console.print) if suite != "admission" else {}
+    if suite != "serving":
+        result["admission"] = _admission(options.models, options, quick)
+    if repvgg and suite != "admission":
         console.print("[bold]repvgg_a0 train vs deploy (in-process, ORT profile)[/bold]")
         from deploylab.benchmarks.bench import ensure_exported
 
@@ -288,11 +301,45 @@ def bench_command(
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    console.print(ratio_table(result))
+    if "summary" in result:
+        console.print(ratio_table(result))
+    if "admission" in result:
+        from deploylab.benchmarks.admission import markdown_table
+
+        table_path = path.with_suffix(".admission.md")
+        table_path.write_text(markdown_table(result["admission"]))
+        console.print(admission_targets_table(result["admission"]))
+        console.print(f"admission table: {table_path}")
     console.print(f"results: {path}")
     if write_docs is not None:
         update_docs(write_docs, render(result))
         console.print(f"updated {write_docs}")
+
+
+def _admission(models: tuple[str, ...], options: BenchOptions, quick: bool) -> dict[str, Any]:
+    from deploylab.benchmarks.admission import AdmissionOptions, run_admission
+    from deploylab.benchmarks.wrk import wrk_binary
+
+    wrk_binary()  # refuse before minutes of measuring, with the install hint
+    admission = AdmissionOptions(
+        repository=options.repository,
+        state_dir=options.state_dir,
+        models=models,
+        concurrencies=(1, 16, 256) if quick else AdmissionOptions.concurrencies,
+        duration_s=4.0 if quick else AdmissionOptions.duration_s,
+    )
+    console.print("[bold]admission: default (slo) vs static, own client and wrk[/bold]")
+    return run_admission(admission, log=console.print)
+
+
+def admission_targets_table(record: dict[str, Any]) -> Table:
+    table = Table(title="admission targets (default policy; bounds from the brief)")
+    for column in ("target", "value", "bound", "met"):
+        table.add_column(column)
+    for name, row in record["targets"].items():
+        met = "yes" if row["met"] else "[red]no[/red]"
+        table.add_row(name, f"{row['value']:.3g}", f"{row['bound']:g}", met)
+    return table
 
 
 def ratio_table(result: dict[str, object]) -> Table:

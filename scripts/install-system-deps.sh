@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Install the Debian packages the tests need, only when missing: prometheus (+ promtool), and g++ for
 # the native deploylab_ort Triton backend (services/runtime/native_backend.py builds it on first use).
+# Extra commands named as arguments are installed from the package of the same name (`make bench`: wrk).
 set -euo pipefail
 missing=()
+for command in "$@"; do
+  command -v "$command" >/dev/null 2>&1 || missing+=("$command")
+done
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v g++ >/dev/null 2>&1 || command -v c++ >/dev/null 2>&1 || missing+=(g++)
