@@ -1,7 +1,10 @@
 """The `deploylab` command: one entry point, each subcommand owned by the package it drives.
 
-Every package with commands exposes `register(app)`; heavy imports (torch, locust) happen inside the
-commands, so `deploylab --help` stays fast.
+Every package with commands exposes `register(app)` from a module that imports only typer, rich and
+plain data; heavy imports (torch, ONNX Runtime, locust, matplotlib) happen inside the commands. Every
+invocation imports all of these modules, so `deploylab --help`, `deploylab models` and the
+`deploylab serve` supervisor (resident for as long as the stack runs) stay free of torch and
+ONNX Runtime; tests/unit/test_cli.py holds that.
 """
 
 from __future__ import annotations
@@ -9,8 +12,7 @@ from __future__ import annotations
 import importlib
 
 import typer
-from deploylab.services.modelzoo.cli import export_command, models_command, triton_command
-from deploylab.services.modelzoo.smoke import smoke_command
+from deploylab.services.modelzoo.cli import export_command, models_command, smoke_command, triton_command
 
 app = typer.Typer(
     name="deploylab",

@@ -1,4 +1,9 @@
-"""`deploylab serve`: embedded Triton + the gateway (or the gateway alone against --triton-url)."""
+"""`deploylab serve`: embedded Triton + the gateway (or the gateway alone against --triton-url).
+
+The process that runs this command only supervises: the gateway (FastAPI, tritonclient) and Triton
+run as child processes. Settings, manifests and the stack are imported when the command runs, so
+registering it costs `deploylab --help` nothing; nothing on its path imports torch or ONNX Runtime.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +15,15 @@ import typer
 from deploylab.services.common.cli_errors import cli_errors
 from deploylab.services.common.signals import stop_on_sigterm
 from deploylab.services.modelzoo.catalog import CATALOG
-from deploylab.services.modelzoo.manifest import read_repository
-from deploylab.services.runtime.settings import RuntimeSettings
 from rich.console import Console
-
-from .settings import GatewaySettings
-from .stack import GatewayStartError, ServingStack
 
 console = Console(stderr=True)
 
 
 def served_model_names(requested: list[str], repository: Path) -> list[str]:
     """Triton model names to load: catalog names expand to their exported variants."""
+    from deploylab.services.modelzoo.manifest import read_repository
+
     exported = read_repository(repository)
     if not exported:
         raise ValueError(f"no exported models in {repository}: run `deploylab export` first")
@@ -59,6 +61,11 @@ def serve_command(
     repository: Annotated[Path | None, typer.Option("--repository", "-r")] = None,
 ) -> None:
     """Serve models: start embedded Triton and the gateway, print the URLs, drain on Ctrl-C/SIGTERM."""
+    from deploylab.services.runtime.settings import RuntimeSettings
+
+    from .settings import GatewaySettings
+    from .stack import GatewayStartError, ServingStack
+
     runtime = RuntimeSettings()
     if repository is not None:
         runtime = runtime.model_copy(update={"model_repository": repository})

@@ -1,4 +1,9 @@
-"""`deploylab models`, `deploylab export` and `deploylab triton`: the model zoo from a terminal."""
+"""`deploylab models`, `export`, `triton` and `smoke`: the model zoo from a terminal.
+
+Only typer, rich and plain-data modules are imported here, because every `deploylab` invocation
+imports this module to register its commands: torch and ONNX Runtime (seconds and hundreds of MB)
+are imported inside the commands that build, export or run models.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +11,20 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from deploylab.services.common.cli_errors import cli_errors
 from deploylab.services.common.signals import stop_on_sigterm
-from deploylab.services.runtime.settings import RuntimeSettings
-from deploylab.services.runtime.triton import TritonServer, http_ok
 from rich.console import Console
 from rich.table import Table
 
 from .catalog import CATALOG, MODEL_SETS, ModelSpec, resolve_model_set
-from .export import ExportOptions, export_model
-from .facts import measure_facts
-from .manifest import read_repository
-from .parity import ATOL, MAX_ATOL, MAX_RTOL, RTOL, ParityToleranceError, Tolerance
-from .repository import BACKENDS, ServingConfig, default_cpu_threads
+from .counted import COUNTED_GMACS
+from .parity_limits import ATOL, MAX_ATOL, MAX_RTOL, RTOL
+
+if TYPE_CHECKING:
+    from deploylab.services.runtime.settings import RuntimeSettings
 
 console = Console(stderr=True)
 
@@ -32,6 +35,8 @@ RepositoryOpt = Annotated[
 
 
 def _settings(repository: Path | None, **overrides: object) -> RuntimeSettings:
+    from deploylab.services.runtime.settings import RuntimeSettings
+
     settings = RuntimeSettings()
     updates = {k: v for k, v in overrides.items() if v is not None}
     if repository is not None:
@@ -41,6 +46,8 @@ def _settings(repository: Path | None, **overrides: object) -> RuntimeSettings:
 
 def _served_models(settings: RuntimeSettings, names: list[str]) -> dict[str, bool] | None:
     """Readiness per model from a running Triton, or None when no Triton answers."""
+    from deploylab.services.runtime.triton import http_ok
+
     base = settings.triton_http_url
     if not http_ok(f"{base}/v2/health/live", timeout_s=0.3):
         return None
@@ -48,7 +55,13 @@ def _served_models(settings: RuntimeSettings, names: list[str]) -> dict[str, boo
 
 
 def model_rows(settings: RuntimeSettings) -> list[dict[str, object]]:
-    """One row per catalog model variant: catalog facts, measured facts, export and serving state."""
+    """One row per catalog model variant: catalog facts, measured facts, export and serving state.
+
+    An exported variant's params and GMACs come from its manifest (counted on the model that was
+    exported); any other's from the catalog and `COUNTED_GMACS`, so listing builds no model.
+    """
+    from .manifest import read_repository
+
     manifests = read_repository(settings.model_repository)
     names = [spec.triton_name(v) for spec in CATALOG.values() for v in spec.variant_names]
     served = _served_models(settings, names)
@@ -60,8 +73,7 @@ def model_rows(settings: RuntimeSettings) -> list[dict[str, object]]:
             if manifest is not None:
                 params, gmacs = manifest.params, manifest.gmacs
             else:
-                facts = measure_facts(spec, variant)
-                params, gmacs = facts.params, round(facts.gmacs, 4)
+                params, gmacs = spec.variant(variant).expected_params, COUNTED_GMACS[name]
             rows.append(
                 {
                     "model": name,
@@ -195,6 +207,10 @@ def export_command(
     repository: RepositoryOpt = None,
 ) -> None:
     """Export models to ONNX, check parity, and install them into the Triton model repository."""
+    from .export import ExportOptions, export_model
+    from .parity import ParityToleranceError, Tolerance
+    from .repository import BACKENDS, ServingConfig, default_cpu_threads
+
     settings = _settings(repository)
     tolerance = Tolerance(
         rtol=RTOL if parity_rtol is None else parity_rtol,
@@ -283,6 +299,10 @@ def triton_command(
     repository: RepositoryOpt = None,
 ) -> None:
     """Run the embedded tritonserver alone on the model repository until Ctrl-C / SIGTERM."""
+    from deploylab.services.runtime.triton import TritonServer
+
+    from .manifest import read_repository
+
     settings = _settings(
         repository,
         triton_http_port=http_port,
@@ -315,3 +335,15 @@ def triton_command(
         code = server.stop()
         if code is not None:
             console.print(f"tritonserver stopped (exit code {code})")
+
+
+def smoke_command(
+    models: Annotated[list[str] | None, typer.Argument(help="catalog names (default: --set)")] = None,
+    model_set: Annotated[str, typer.Option("--set", help=", ".join(MODEL_SETS))] = "default",
+) -> None:
+    """Export, serve with embedded Triton, and check one inference per model against ONNX Runtime."""
+    # NOTE: `smoke` imports ONNX Runtime and tritonclient at module level, so it is loaded only when
+    # this command runs; its own function reports errors the CLI way.
+    from .smoke import smoke_command as run_smoke
+
+    run_smoke(models, model_set)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from deploylab.benchmarks.cli_cost import HEAVY_MODULES, heavy_modules_after
 from deploylab.services.cli import app
 from typer.testing import CliRunner
 
@@ -171,3 +172,29 @@ def test_export_warns_about_a_single_batching_instance(model_repository: Path, t
         result = runner.invoke(app, [*base, *extra], env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output
         assert ("stalls ~500 ms" in result.output) is warned, result.output
+
+
+@pytest.mark.parametrize("args", [["--help"], ["export", "--help"], ["models", "--json"]])
+def test_help_and_models_import_neither_torch_nor_onnxruntime(args: list[str], tmp_path: Path) -> None:
+    assert "torch" in HEAVY_MODULES and "onnxruntime" in HEAVY_MODULES
+    if args[0] == "models":
+        args = [*args, "--repository", str(tmp_path)]  # nothing exported: every fact from the catalog
+    assert heavy_modules_after(args) == []
+
+
+def test_models_reads_exported_facts_without_torch(model_repository: Path) -> None:
+    assert heavy_modules_after(["models", "--json", "--repository", str(model_repository)]) == []
+
+
+def test_serve_supervisor_path_imports_neither_torch_nor_onnxruntime(model_repository: Path) -> None:
+    # Through settings, the model list and the stack up to the gateway's start, which a held port
+    # refuses: every module the supervising process imports, without starting a server.
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        args = ["serve", "--repository", str(model_repository), "--triton-url", "127.0.0.1:9"]
+        assert heavy_modules_after([*args, "--port", str(port)]) == []
+        assert_one_line_error(run_cli(*args, "--port", str(port)), f"port {port}", "already in use")
+    # The model list reads every manifest before it refuses the unknown name.
+    assert heavy_modules_after(["serve", "nosuchmodel", "--repository", str(model_repository)]) == []
