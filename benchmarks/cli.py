@@ -287,6 +287,12 @@ def bench_command(
         state_dir=settings.state_dir / "bench",
     )
     result: dict[str, Any] = run_bench(options, log=console.print) if suite != "admission" else {}
+    if suite != "admission":
+        from deploylab.benchmarks.jpeg_path import measure_jpeg_path
+
+        console.print("[bold]JPEG preprocessing: default path vs full-resolution decode[/bold]")
+        result["jpeg_path"] = {m: measure_jpeg_path(options.repository, m) for m in options.models}
+        console.print(jpeg_table(result["jpeg_path"]))
     if suite != "serving":
         result["admission"] = _admission(options.models, options, quick)
     if repvgg and suite != "admission":
@@ -330,6 +336,26 @@ def _admission(models: tuple[str, ...], options: BenchOptions, quick: bool) -> d
     )
     console.print("[bold]admission: default (slo) vs static, own client and wrk[/bold]")
     return run_admission(admission, log=console.print)
+
+
+def jpeg_table(record: dict[str, Any]) -> Table:
+    table = Table(title="JPEG preprocessing per image: default vs full decode (CPU ms, fidelity)")
+    for column in ("model", "image", "MB", "default ms", "full ms", "ratio", "max |Δ|", "top-1", "top-5"):
+        table.add_column(column)
+    for model, measured in record.items():
+        for label, row in measured["sizes"].items():
+            table.add_row(
+                model,
+                label,
+                f"{row['megabytes']:.2f}",
+                f"{row['default_cpu_ms']:.1f}",
+                f"{row['full_decode_cpu_ms']:.1f}",
+                f"{row['cpu_ratio']:.2f}",
+                f"{row['max_abs_error']:.3f}",
+                f"{row['top1_agreement']:.0%}",
+                f"{row['top5_overlap']:.0%}",
+            )
+    return table
 
 
 def admission_targets_table(record: dict[str, Any]) -> Table:

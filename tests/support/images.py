@@ -20,6 +20,14 @@ def pattern(width: int = 320, height: int = 240, seed: int = 0) -> Image.Image:
     return Image.fromarray(((base + noise) / 2).astype(np.uint8), "RGB")
 
 
+def photo(name: str, size: tuple[int, int]) -> Image.Image:
+    """A freely licensed photo from scikit-image's data module (astronaut, coffee, chelsea, rocket…),
+    resized to `size` (width, height) to stand in for what cameras and phones send."""
+    from skimage import data
+
+    return Image.fromarray(getattr(data, name)()).convert("RGB").resize(size, Image.Resampling.BICUBIC)
+
+
 def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **options)

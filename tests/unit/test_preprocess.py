@@ -10,6 +10,7 @@ from deploylab.services.gateway.errors import ImageTooLargeError, InvalidImageEr
 from deploylab.services.gateway.preprocess import (
     decode_and_preprocess,
     decode_batch,
+    draft_jpeg,
     preprocess_image,
     to_rgb,
 )
@@ -149,3 +150,31 @@ def test_batch_preserves_order() -> None:
     batch, infos = decode_batch([images.jpeg(seed=1), images.jpeg(seed=2)], SPEC, MAX_PIXELS)
     np.testing.assert_allclose(batch[1], run(images.jpeg(seed=2)))
     assert [i.format for i in infos] == ["JPEG", "JPEG"]
+
+
+#: How far a DCT-scaled decode may move a normalised pixel from a full decode (the documented bound).
+DRAFT_MAX_ABS, DRAFT_MAX_MEAN = 0.15, 0.01
+
+
+@pytest.mark.parametrize("photo", ["astronaut", "coffee", "chelsea", "rocket"])
+@pytest.mark.parametrize("size", [(4000, 3000), (1200, 1600)])
+def test_large_jpeg_is_decoded_scaled_within_the_fidelity_bound(photo: str, size: tuple[int, int]) -> None:
+    data = images.encode(images.photo(photo, size), "JPEG", quality=90)
+    spec = get_spec("resnet50").preprocessing
+    drafted = Image.open(io.BytesIO(data))
+    draft_jpeg(drafted, spec.resize)
+    drafted.load()
+    assert min(drafted.size) <= min(size) / 2  # the decoder really skipped work
+    assert min(drafted.size) >= 2 * spec.resize
+    served, _ = decode_and_preprocess(data, spec, MAX_PIXELS)
+    reference = classic_torchvision(to_rgb(Image.open(io.BytesIO(data))), spec)  # full-resolution decode
+    error = np.abs(served - reference)
+    assert error.max() <= DRAFT_MAX_ABS and error.mean() <= DRAFT_MAX_MEAN, (error.max(), error.mean())
+
+
+def test_jpeg_near_the_model_size_is_decoded_in_full() -> None:
+    data = images.encode(images.photo("coffee", (700, 525)), "JPEG", quality=90)
+    image = Image.open(io.BytesIO(data))
+    draft_jpeg(image, get_spec("resnet50").preprocessing.resize)
+    image.load()
+    assert image.size == (700, 525)
