@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .scenarios import ScenarioResult
+from .engine import ScenarioResult
 
 
 def report_data(results: list[ScenarioResult], context: dict[str, Any]) -> dict[str, Any]:

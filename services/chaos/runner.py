@@ -24,19 +24,15 @@ from deploylab.services.perf.ports import free_ports
 from deploylab.services.runtime.settings import RuntimeSettings
 from PIL import Image
 
+from .context import Target
+from .engine import ScenarioResult, ScenarioSpec, run_scenario
 from .load import RequestTemplate
 from .repository import ensure_exported, write_slow_model
-from .scenarios import (
-    OverloadPlan,
-    ScenarioResult,
-    gateway_sigterm,
-    model_unload,
-    overload,
-    slow_backend,
-    triton_kill,
-)
+from .scenarios import SCENARIOS as TABLE
+from .scenarios import OverloadPlan, overload_spec
 
-SCENARIOS = ("overload", "model_unload", "gateway_sigterm", "triton_kill", "slow_backend")
+#: Scenario names, in the order they run.
+SCENARIOS = tuple(TABLE)
 
 
 @dataclass(frozen=True)
@@ -48,6 +44,11 @@ class ChaosPlan:
     slow_delay_s: float = 3.0
     slow_timeout_s: float = 1.0
     slow_bound: int = 4
+
+    def specs(self) -> list[ScenarioSpec]:
+        """The scenarios asked for, in table order, the overload one with this plan's knobs."""
+        table = {**TABLE, "overload": overload_spec(self.overload)}
+        return [spec for name, spec in table.items() if name in self.scenarios]
 
 
 def sample_jpeg(width: int = 320, height: int = 240) -> bytes:
@@ -102,15 +103,17 @@ def run_chaos(
         if on_result is not None:
             on_result(result)
 
+    specs = plan.specs()
     workdir = Path(tempfile.mkdtemp(prefix="deploylab-chaos-"))
     try:
         routing = workdir / "routing.yaml"
         routing.write_text("routes: []\n")
-        main = {"overload", "model_unload", "gateway_sigterm", "triton_kill"} & set(plan.scenarios)
+        main = [s for s in specs if s.stack in ("main", "spare_gateway")]
         if main:
-            _run_main_stack(plan, triton_names, request, workdir, routing, record)
-        if "slow_backend" in plan.scenarios:
-            _run_slow_stack(plan, request, workdir, routing, record)
+            _run_main_stack(plan, main, triton_names, request, workdir, routing, record)
+        slow = [s for s in specs if s.stack == "slow"]
+        if slow:
+            _run_slow_stack(plan, slow, request, workdir, routing, record)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return results
@@ -118,6 +121,7 @@ def run_chaos(
 
 def _run_main_stack(
     plan: ChaosPlan,
+    specs: list[ScenarioSpec],
     triton_names: list[str],
     request: RequestTemplate,
     workdir: Path,
@@ -127,28 +131,25 @@ def _run_main_stack(
     runtime = _runtime(plan.repository, workdir / "main")
     admin_key = secrets.token_urlsafe(24)
     settings = _gateway(runtime, routing, admin_api_key=admin_key)  # slo admission: the default
-    with ServingStack(runtime, settings, triton_names, log_dir=workdir / "main" / "logs") as stack:
-        if "overload" in plan.scenarios:
-            pid = stack.gateway.process.pid if stack.gateway.process else 0
-            record(asyncio.run(overload(stack.gateway_url, pid, request, plan.overload)))
-        if "model_unload" in plan.scenarios:
-            model = triton_names[0]
-            record(asyncio.run(model_unload(stack.gateway_url, admin_key, model, request)))
-        if "gateway_sigterm" in plan.scenarios:
-            second = GatewayProcess(
-                _gateway(runtime, routing, admission="static"), workdir / "main" / "logs" / "second.log"
-            )
-            second.start()
+    logs = workdir / "main" / "logs"
+    with ServingStack(runtime, settings, triton_names, log_dir=logs) as stack:
+        target = Target.of_stack(stack, request, triton_names[0], admin_key=admin_key)
+        for spec in specs:
+            if spec.stack == "main":
+                record(asyncio.run(run_scenario(spec, target)))
+                continue
+            # A fault that ends the gateway hits a second one in front of the same Triton.
+            spare = GatewayProcess(_gateway(runtime, routing, admission="static"), logs / "spare.log")
+            spare.start()
             try:
-                record(asyncio.run(gateway_sigterm(second, request)))
+                record(asyncio.run(run_scenario(spec, Target.of_gateway(spare, request, triton_names[0]))))
             finally:
-                second.stop()
-        if "triton_kill" in plan.scenarios:
-            record(asyncio.run(triton_kill(stack, request)))
+                spare.stop()
 
 
 def _run_slow_stack(
     plan: ChaosPlan,
+    specs: list[ScenarioSpec],
     request: RequestTemplate,
     workdir: Path,
     routing: Path,
@@ -168,15 +169,6 @@ def _run_slow_stack(
         connect_timeout_s=min(0.5, plan.slow_timeout_s),
     )
     with ServingStack(runtime, settings, [spec_name], log_dir=workdir / "slow" / "logs") as stack:
-        record(
-            asyncio.run(
-                slow_backend(
-                    stack.gateway_url,
-                    request,
-                    spec_name,
-                    timeout_s=plan.slow_timeout_s,
-                    bound=plan.slow_bound,
-                    triton_metrics_url=runtime.triton_metrics_url,
-                )
-            )
-        )
+        target = Target.of_stack(stack, request, spec_name)
+        for slow in specs:
+            record(asyncio.run(run_scenario(slow, target)))
