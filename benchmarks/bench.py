@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import platform
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from deploylab.services.modelzoo.catalog import resolve_triton_name
+from deploylab.services.measure.machine import load_average, machine_info
+from deploylab.services.measure.names import served_model
+from deploylab.services.measure.ports import free_ports
 from deploylab.services.modelzoo.export import ExportOptions, export_model
 from deploylab.services.modelzoo.manifest import read_manifest
 from deploylab.services.modelzoo.repository import model_dir, refresh_python_model
@@ -38,11 +39,9 @@ from deploylab.services.perf.inprocess import (
     Layout,
     layouts_for,
     measure_inprocess,
-    resolve_model_name,
 )
 from deploylab.services.perf.load import LoadTarget, paired_latency, run_load
 from deploylab.services.perf.memory import tree_memory
-from deploylab.services.perf.ports import free_ports
 from deploylab.services.perf.triton_admin import TritonAdminError, load_model, model_config, model_statistics
 from deploylab.services.runtime.settings import RuntimeSettings
 from deploylab.services.runtime.triton import TritonServer
@@ -106,7 +105,7 @@ def run_bench(options: BenchOptions, log: Log = print) -> dict[str, Any]:
         "models": {},
     }
     for model in options.models:
-        name = resolve_model_name(model)
+        name = served_model(model).triton_name
         log(f"[bold]{name}[/bold]")
         result["models"][name] = bench_model(name, options, log)
     result["duration_s"] = round(time.perf_counter() - started, 1)
@@ -165,7 +164,8 @@ def ensure_exported(model: str, repository: Path, log: Log) -> None:
         if refresh_python_model(repository, model):
             log(f"  {model}: rewrote model.py (this deploylab ships a different one)")
         return
-    spec, variant = resolve_triton_name(model)
+    served = served_model(model)
+    spec, variant = served.spec, served.variant
     log(f"  exporting {model} (first run only) …")
     export_model(spec, variant, repository, ExportOptions())
 
@@ -263,7 +263,7 @@ def _other_backend_point(
     from google.protobuf import json_format
     from tritonclient.grpc import model_config_pb2 as mc
 
-    spec, _ = resolve_triton_name(model)
+    spec = served_model(model).spec
     url = runtime.triton_http_url
     config = json_format.ParseDict(model_config(url, model), mc.ModelConfig(), ignore_unknown_fields=True)
     config.backend = backend
@@ -305,7 +305,7 @@ def _wait_for_children(pid: int, count: int, timeout_s: float = 30.0) -> None:
 def _direct_points(
     model: str, runtime: RuntimeSettings, options: BenchOptions, log: Log
 ) -> list[dict[str, Any]]:
-    spec, _ = resolve_triton_name(model)
+    spec = served_model(model).spec
     url = runtime.triton_http_url
     points = []
     plan: list[tuple[Transport, int]] = [("http", c) for c in options.concurrencies] + [
@@ -331,7 +331,7 @@ def _gateway_points(
     from deploylab.services.gateway.settings import GatewaySettings
     from deploylab.services.gateway.stack import GatewayProcess
 
-    spec, _ = resolve_triton_name(model)
+    spec = served_model(model).spec
     points = []
     routing = options.state_dir / "bench-routing.yaml"
     routing.parent.mkdir(parents=True, exist_ok=True)
@@ -492,24 +492,14 @@ def _log_point(log: Log, point: dict[str, Any]) -> None:
 
 
 def machine_facts() -> dict[str, Any]:
-    """What a reader needs to compare runs: CPU, cores, load, library versions."""
-    import os
-
-    from deploylab.services.modelzoo.repository import available_cores
-    from deploylab.services.modelzoo.versions import library_versions
-
-    cpu = platform.processor()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    """What a reader needs to compare runs: CPU, cores, load, library versions (the core's machine facts)."""
+    info = machine_info()
     return {
-        "cpu": cpu,
-        "cores": available_cores(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
-        "versions": library_versions(),
+        "cpu": info.cpu_model,
+        "cores": info.usable_cores,
+        "load_average_at_start": load_average(),
+        "python": info.python,
+        "versions": info.libraries,
     }
 
 

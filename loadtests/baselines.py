@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+from deploylab.services.measure.results import InProcessResult
 from deploylab.services.perf.inprocess import measure_inprocess
-from deploylab.services.report.results import InProcessResult
 
 Engine = Literal["onnxruntime", "torch"]
 

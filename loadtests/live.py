@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from deploylab.services.report.results import PointResult, RampResult
+from deploylab.services.measure.results import PointResult, RampResult
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn

@@ -12,7 +12,9 @@ shape from `loadtests/shapes.py`, or through `deploylab loadtest`, which drives 
   counted under the `dropped arrival` name, never silently delayed (no coordinated omission).
 
 The model is chosen with `--model`/`--variant`; every response is validated (`loadtests/payloads.py`),
-so a wrong answer is a failure.
+so a wrong answer is a failure. Every request's time is also kept raw (`LATENCIES`; workers ship theirs
+with each statistics report), so the percentiles a session reports come from the measurement core's
+one definition, not from Locust's rounded histogram.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import time
 from typing import Any
 
 import gevent
-from deploylab.loadtests.images import sample_images
 from deploylab.loadtests.payloads import (
     Api,
     InvalidResponseError,
@@ -34,6 +35,8 @@ from deploylab.loadtests.payloads import (
     check_v2,
     resolve_target,
 )
+from deploylab.services.measure.images import sample_images
+from deploylab.services.measure.outcomes import LatencyLog
 from gevent.pool import Pool
 from locust import FastHttpUser, constant, events, task
 from locust.env import Environment
@@ -44,6 +47,11 @@ from locust.user.users import LOCUST_STATE_STOPPING
 FLUSH_REQUEST = "deploylab_flush"
 FLUSH_DONE = "deploylab_flushed"
 DROPPED_NAME = "dropped arrival"
+#: Where a worker's statistics report carries the raw latencies recorded since its last report.
+LATENCIES_KEY = "deploylab_latencies"
+#: Every request's time in ms, by request name: in this process (local runner, or a master merging
+#: its workers' reports), or, on a worker, what the next report will ship.
+LATENCIES = LatencyLog()
 #: The open-loop client pool: the ceiling on `--max-outstanding`.
 OPEN_LOOP_POOL = 256
 
@@ -59,12 +67,28 @@ def add_options(parser: Any) -> None:
     group.add_argument("--variant", default="", help="model variant (default: the model's default)")
     group.add_argument("--api", default="classify", choices=["classify", "v2"], help="OpenLoopUser's API")
     group.add_argument("--top-k", type=int, default=5, help="classify top_k")
-    group.add_argument("--images", type=int, default=4, help="distinct generated images to cycle through")
+    group.add_argument("--images", type=int, default=4, help="sample photos to cycle through")
     group.add_argument("--arrival-rate", type=float, default=10.0, help="OpenLoopUser arrivals/s per user")
     group.add_argument(
         "--max-outstanding", type=int, default=64, help="OpenLoopUser in-flight limit per user"
     )
     group.add_argument("--seed", type=int, default=0, help="seed of the open-loop arrival process")
+
+
+@events.request.add_listener
+def record_latency(name: str, response_time: float, **_kwargs: Any) -> None:
+    LATENCIES.add(name, response_time)
+
+
+@events.report_to_master.add_listener
+def ship_latencies(data: dict[str, Any], **_kwargs: Any) -> None:
+    data[LATENCIES_KEY] = LATENCIES.drain()
+
+
+@events.worker_report.add_listener
+def merge_latencies(data: dict[str, Any], **_kwargs: Any) -> None:
+    for name, values in data.get(LATENCIES_KEY, {}).items():
+        LATENCIES.extend(name, values)
 
 
 @events.init.add_listener

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from deploylab.services.modelzoo.catalog import resolve_triton_name
+from deploylab.services.measure.names import served_model
+from deploylab.services.measure.results import ModelFacts
 from deploylab.services.modelzoo.manifest import Manifest, read_repository
-from deploylab.services.report.results import ModelFacts
 
 
 def facts_from_manifest(manifest: Manifest) -> ModelFacts:
-    spec, variant = resolve_triton_name(manifest.model)
+    served = served_model(manifest.model)
+    spec, variant = served.spec, served.variant
     return ModelFacts(
         triton_model=manifest.model,
         model=spec.name,

@@ -13,11 +13,10 @@ import statistics
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from deploylab.services.modelzoo.catalog import resolve_triton_name
+from deploylab.services.measure.names import served_model
+from deploylab.services.measure.results import INTERLEAVED_PAIRS, PairedBaseline
 from deploylab.services.modelzoo.parity import random_batch
 from deploylab.services.perf.inprocess import InferFn, Layout, open_sessions, run_closed_loop
-from deploylab.services.report.claims import CLAIM_PAIRS
-from deploylab.services.report.results import PairedBaseline
 
 ENGINE = "onnxruntime"
 LATENCY_BATCH = 1
@@ -28,9 +27,9 @@ Progress = Callable[[str], None]
 
 
 def pairs_among(triton_models: Sequence[str]) -> list[tuple[str, str]]:
-    """The claim pairs whose two models are both in this run."""
+    """The interleaved pairs (the claims' pairs) whose two models are both in this run."""
     present = set(triton_models)
-    return [(slow, fast) for slow, fast in CLAIM_PAIRS if slow in present and fast in present]
+    return [(slow, fast) for slow, fast in INTERLEAVED_PAIRS if slow in present and fast in present]
 
 
 class ModelSessions:
@@ -51,7 +50,7 @@ class ModelSessions:
 
 @contextlib.contextmanager
 def model_sessions(model: str, repository: Path, threads: int) -> Iterator[ModelSessions]:
-    spec, _ = resolve_triton_name(model)
+    spec = served_model(model).spec
     with (
         open_sessions(model, repository, ENGINE, Layout(sessions=1, threads=threads)) as wide,
         open_sessions(model, repository, ENGINE, Layout(sessions=threads, threads=1)) as narrow,

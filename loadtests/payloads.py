@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from deploylab.services.measure.images import SampleImage
 from deploylab.services.modelzoo.catalog import get_spec
 from deploylab.services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME
 
-from .images import SampleImage, preprocess
+from .images import preprocess
 
 Api = Literal["classify", "v2"]
 APIS: tuple[Api, ...] = ("classify", "v2")

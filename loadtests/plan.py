@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from deploylab.services.report.results import ApiKind, Loop, TargetKind
+from deploylab.services.measure.results import ApiKind, Loop, TargetKind
 from pydantic import BaseModel, Field, model_validator
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from deploylab.services.gateway.stack import GatewayStartError
-from deploylab.services.modelzoo.catalog import CATALOG, ModelSpec, resolve_model_set, resolve_triton_name
+from deploylab.services.measure.names import served_models
+from deploylab.services.modelzoo.catalog import CATALOG, resolve_model_set
 from deploylab.services.modelzoo.errors import TritonError
 from deploylab.services.modelzoo.export import ExportOptions, default_serving, export_model
 from deploylab.services.modelzoo.manifest import read_manifest
@@ -30,19 +31,11 @@ from .sweep import SweepConfig, SweepError, new_run_dir, run_sweep
 
 def resolve_targets(names: Sequence[str], model_set: str | None) -> list[Target]:
     """Catalog names expand to every variant (repvgg_a0 → train and deploy); Triton names stay single."""
+    wanted = list(names) or [spec.name for spec in resolve_model_set([], model_set)]
     targets: list[Target] = []
-    specs: list[tuple[ModelSpec, list[str]]] = []
-    for name in names:
-        if name in CATALOG:
-            specs.append((CATALOG[name], list(CATALOG[name].variant_names)))
-        else:
-            spec, variant = resolve_triton_name(name)  # unknown names raise with the known list
-            specs.append((spec, [variant]))
-    if not names:
-        specs = [(spec, list(spec.variant_names)) for spec in resolve_model_set([], model_set)]
-    for spec, variants in specs:
-        for variant in variants:
-            target = Target(spec.name, variant, spec.triton_name(variant), spec.num_classes)
+    for name in wanted:
+        for served in served_models(name):  # unknown names raise with the known list
+            target = Target(served.spec.name, served.variant, served.triton_name, served.spec.num_classes)
             if target not in targets:
                 targets.append(target)
     return targets

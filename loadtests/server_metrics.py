@@ -4,19 +4,20 @@ Triton's latency metrics are cumulative counters (`nv_inference_queue_duration_u
 averages are delta ratios over `nv_inference_request_success`; the average executed batch is
 `nv_inference_count / nv_inference_exec_count`. The statistics API adds what the metrics lack: how
 many executions ran at each batch size. The gateway's histograms give mean times from `_sum/_count`.
+Both are read and parsed by the measurement core (`deploylab.services.measure.server_stats`).
 """
 
 from __future__ import annotations
 
-import json
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from deploylab.services.report.results import BatchBucket, CounterCheck, GatewayView, TritonView
-from prometheus_client.parser import text_string_to_metric_families
+from deploylab.services.measure.results import BatchBucket, CounterCheck, GatewayView, TritonView
+from deploylab.services.measure.server_stats import (
+    MetricsSnapshot,
+    ModelStats,
+    fetch_metrics,
+    fetch_model_stats,
+)
 
 GATEWAY_REQUESTS = "deploylab_gateway_requests_total"
 TRITON_SUCCESS = "nv_inference_request_success"
@@ -25,91 +26,12 @@ TRITON_FAILURE = "nv_inference_request_failure"
 GATEWAY_ROUTE = {"classify": "classify", "v2": "v2_infer"}
 
 
-class ScrapeError(RuntimeError):
-    """A metrics or statistics endpoint that did not answer."""
-
-
-@dataclass(frozen=True)
-class Sample:
-    name: str
-    labels: Mapping[str, str]
-    value: float
-
-
-@dataclass(frozen=True)
-class MetricsSnapshot:
-    """Every sample of one Prometheus exposition, with the moment it was taken."""
-
-    samples: tuple[Sample, ...]
-    taken_at: float = field(default_factory=time.monotonic)
-
-    def total(self, name: str, **match: str) -> float:
-        """Sum of `name` over the samples whose labels include `match`.
-
-        The parser names every counter sample `<family>_total` (Triton's `nv_inference_count` becomes
-        `nv_inference_count_total`), so a counter is found under either spelling.
-        """
-        names = {name, f"{name}_total"}
-        return sum(
-            s.value
-            for s in self.samples
-            if s.name in names and all(s.labels.get(k) == v for k, v in match.items())
-        )
-
-
-def parse_metrics(text: str, taken_at: float | None = None) -> MetricsSnapshot:
-    samples = tuple(
-        Sample(s.name, dict(s.labels), float(s.value))
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    )
-    return MetricsSnapshot(samples, taken_at if taken_at is not None else time.monotonic())
-
-
-def _get(url: str, timeout_s: float) -> bytes:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - loopback URLs
-            return bytes(response.read())
-    except (urllib.error.URLError, OSError) as exc:
-        raise ScrapeError(f"GET {url} failed: {exc}") from None
-
-
-def fetch_metrics(url: str, timeout_s: float = 5.0) -> MetricsSnapshot:
-    return parse_metrics(_get(url, timeout_s).decode())
-
-
-@dataclass(frozen=True)
-class BatchStats:
-    """Cumulative per-batch-size executions and compute time of one Triton model (statistics API)."""
-
-    executions: Mapping[int, int]
-    compute_infer_ns: Mapping[int, int]
-
-
-def parse_batch_stats(payload: Mapping[str, object]) -> BatchStats:
-    executions: dict[int, int] = {}
-    compute: dict[int, int] = {}
-    stats = payload.get("model_stats")
-    for model in stats if isinstance(stats, list) else []:
-        for bucket in model.get("batch_stats", []):
-            size = int(bucket["batch_size"])
-            infer = bucket.get("compute_infer", {})
-            executions[size] = executions.get(size, 0) + int(infer.get("count", 0))
-            compute[size] = compute.get(size, 0) + int(infer.get("ns", 0))
-    return BatchStats(executions, compute)
-
-
-def fetch_batch_stats(triton_url: str, model: str, timeout_s: float = 5.0) -> BatchStats:
-    payload = json.loads(_get(f"{triton_url.rstrip('/')}/v2/models/{model}/stats", timeout_s))
-    return parse_batch_stats(payload)
-
-
 @dataclass(frozen=True)
 class ServerSnapshot:
     """Both servers at one instant; `gateway` is None when the gateway is not in the path."""
 
     triton: MetricsSnapshot
-    batches: BatchStats
+    batches: ModelStats
     gateway: MetricsSnapshot | None
 
 
@@ -118,7 +40,7 @@ def take_snapshot(
 ) -> ServerSnapshot:
     gateway = fetch_metrics(gateway_metrics_url) if gateway_metrics_url else None
     triton = fetch_metrics(triton_metrics_url)
-    return ServerSnapshot(triton, fetch_batch_stats(triton_url, triton_model), gateway)
+    return ServerSnapshot(triton, fetch_model_stats(triton_url, triton_model), gateway)
 
 
 def _ratio(numerator: float, denominator: float, scale: float = 1.0) -> float | None:
@@ -138,14 +60,15 @@ def triton_view(before: ServerSnapshot, after: ServerSnapshot, model: str, windo
         key: _ratio(delta(f"nv_inference_{key}_duration_us"), success, 1e-3)
         for key in ("request", "queue", "compute_input", "compute_infer", "compute_output")
     }
-    buckets = []
-    for size in sorted(after.batches.executions):
-        runs = after.batches.executions[size] - before.batches.executions.get(size, 0)
-        if runs > 0:
-            ns = after.batches.compute_infer_ns.get(size, 0) - before.batches.compute_infer_ns.get(size, 0)
-            buckets.append(
-                BatchBucket(batch_size=size, executions=runs, compute_infer_ms_mean=_ratio(ns, runs, 1e-6))
-            )
+    window = after.batches - before.batches
+    buckets = [
+        BatchBucket(
+            batch_size=size,
+            executions=runs,
+            compute_infer_ms_mean=_ratio(window.batch_compute_ns.get(size, 0), runs, 1e-6),
+        )
+        for size, runs in window.executed_batches.items()
+    ]
     return TritonView(
         model=model,
         requests=round(success),

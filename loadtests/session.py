@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,7 +37,6 @@ from deploylab.loadtests import locustfile as scenarios
 from deploylab.loadtests.payloads import request_name, resolve_target
 from deploylab.loadtests.plan import PointPlan, SessionPlan
 from deploylab.loadtests.server_metrics import (
-    ScrapeError,
     ServerSnapshot,
     check_flags,
     cross_checks,
@@ -45,13 +44,15 @@ from deploylab.loadtests.server_metrics import (
     take_snapshot,
     triton_view,
 )
-from deploylab.services.perf.ports import free_ports
-from deploylab.services.report.results import LatencyMs, PointResult, RampResult
+from deploylab.services.measure.percentiles import percentile, summarize_ms
+from deploylab.services.measure.ports import free_ports
+from deploylab.services.measure.results import LatencyMs, PointResult, RampResult
+from deploylab.services.measure.server_stats import ScrapeError
 from deploylab.services.runtime.triton import die_with_parent
 from locust.argument_parser import get_parser
 from locust.env import Environment
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, Runner
-from locust.stats import StatsEntry, calculate_response_time_percentile
+from locust.stats import StatsEntry
 
 Emit = Callable[[dict[str, Any]], None]
 WORKER_CONNECT_TIMEOUT_S = 60.0
@@ -65,14 +66,12 @@ class SessionError(RuntimeError):
 
 @dataclass(frozen=True)
 class StatsMark:
-    """Locust's counts for one request name at one instant (a copy: the live entry keeps changing)."""
+    """Locust's counts for one request name at one instant, and how many raw latencies were recorded."""
 
     at: float
     requests: int
     failures: int
-    total_response_ms: float
-    max_response_ms: float
-    response_times: dict[int, int]
+    samples: int
 
     @classmethod
     def of(cls, entry: StatsEntry) -> StatsMark:
@@ -80,9 +79,7 @@ class StatsMark:
             time.monotonic(),
             entry.num_requests,
             entry.num_failures,
-            float(entry.total_response_time),
-            float(entry.max_response_time),
-            dict(entry.response_times),
+            scenarios.LATENCIES.count(entry.name),
         )
 
     def successes_since(self, start: StatsMark) -> int:
@@ -90,29 +87,27 @@ class StatsMark:
 
     @classmethod
     def zero(cls) -> StatsMark:
-        return cls(time.monotonic(), 0, 0, 0.0, 0.0, {})
+        return cls(time.monotonic(), 0, 0, 0)
 
 
-def latency_between(start: StatsMark, end: StatsMark, max_ms: float | None = None) -> LatencyMs:
-    """Percentiles of the requests completed between two marks (Locust's rounded histogram)."""
-    histogram = {t: n - start.response_times.get(t, 0) for t, n in end.response_times.items()}
-    histogram = {t: n for t, n in histogram.items() if n > 0}
-    count = sum(histogram.values())
-    if count == 0:
+def latency_ms(samples_ms: Sequence[float]) -> LatencyMs:
+    """The point's latency fields from raw samples (the measurement core's nearest-rank percentiles)."""
+    if not samples_ms:
         return LatencyMs()
-
-    def pct(q: float) -> float:
-        return float(calculate_response_time_percentile(histogram, count, q))
-
-    mean = (end.total_response_ms - start.total_response_ms) / count
+    summary = summarize_ms(samples_ms).rounded(2)
     return LatencyMs(
-        p50=pct(0.5),
-        p90=pct(0.9),
-        p95=pct(0.95),
-        p99=pct(0.99),
-        max=round(max_ms, 2) if max_ms is not None else float(max(histogram)),
-        mean=round(mean, 2),
+        p50=summary.p50,
+        p90=summary.p90,
+        p95=summary.p95,
+        p99=summary.p99,
+        max=summary.max,
+        mean=summary.mean,
     )
+
+
+def latency_between(name: str, start: StatsMark, end: StatsMark) -> LatencyMs:
+    """Latency of the requests named `name` recorded between two marks."""
+    return latency_ms(scenarios.LATENCIES.between(name, start.samples, end.samples))
 
 
 class LocustSession:
@@ -290,13 +285,16 @@ class LocustSession:
             gevent.sleep(point.warmup_s)
             self.stop_users()
         self.env.stats.reset_all()
+        scenarios.LATENCIES.reset()
 
     def watch(self, point: PointPlan, name: str, seconds: float, phase: str, users: int) -> None:
-        """Sleep through a window, emitting live throughput and latency every second."""
+        """Sleep through a window, emitting live throughput and the p50 of this window every second."""
+        since = scenarios.LATENCIES.count(name)
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             gevent.sleep(min(PROGRESS_INTERVAL_S, left))
             entry = self.entry(name)
+            recent = scenarios.LATENCIES.between(name, since)
             self.emit(
                 {
                     "type": "progress",
@@ -307,7 +305,7 @@ class LocustSession:
                     "requests": entry.num_requests,
                     "failures": entry.num_failures,
                     "current_rps": round(entry.current_rps, 1),
-                    "p50_ms": entry.get_current_response_time_percentile(0.5),
+                    "p50_ms": round(percentile(recent, 50), 1) if recent else None,
                 }
             )
 
@@ -388,7 +386,7 @@ class LocustSession:
             failures=failures,
             dropped_arrivals=dropped,
             throughput_rps=round(end.successes_since(start) / window_s, 3) if window_s > 0 else 0.0,
-            latency_ms=latency_between(start, final, final.max_response_ms if step is None else None),
+            latency_ms=latency_between(name, start, final),
             failure_reasons=self.failure_reasons(name) if step is None else {},
             gateway=gateway,
             triton=triton,

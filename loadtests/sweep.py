@@ -22,7 +22,6 @@ from typing import Any
 
 from deploylab.loadtests.baselines import measure_baselines
 from deploylab.loadtests.live import SweepDisplay
-from deploylab.loadtests.machine import machine_info
 from deploylab.loadtests.model_facts import collect_facts
 from deploylab.loadtests.paired import estimate_seconds as estimate_paired
 from deploylab.loadtests.paired import measure_pairs, pairs_among
@@ -35,8 +34,9 @@ from deploylab.loadtests.plan import (
     estimated_seconds,
     plan_points,
 )
+from deploylab.services.measure.machine import machine_info
+from deploylab.services.measure.results import PointResult, RampResult, RunResults, save_results
 from deploylab.services.report.csv_files import write_csv_files
-from deploylab.services.report.results import PointResult, RampResult, RunResults, save_results
 from deploylab.services.runtime.processes import stop_process_group
 from deploylab.services.runtime.triton import die_with_parent
 

@@ -346,20 +346,6 @@ class ClassifyClient:
         self.connection.close()
 
 
-def sample_jpeg(width: int = 500, height: int = 375, seed: int = 0) -> bytes:
-    """A photo-sized JPEG of smooth random colour (ImageNet's typical 500x375), quality 90."""
-    import io
-
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, size=(height // 25 + 1, width // 25 + 1, 3), dtype=np.uint8)
-    image = Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC)
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
-
-
 class _TritonClientAdapter:
     """NVIDIA's tritonclient (http with binary tensors, or grpc) behind the `InferClient` shape."""
 
@@ -409,7 +395,10 @@ def make_client(
     if transport == "tritonclient-http":
         return _TritonClientAdapter(url, model, "http")
     if transport == "classify":
-        return ClassifyClient(url, model, _cached_jpeg())
+        # Imported here: only the classify transport needs the photos (and scikit-image, Pillow).
+        from deploylab.services.measure.images import sample_jpeg
+
+        return ClassifyClient(url, model, sample_jpeg())
     if transport == "grpc":
         if grpc_url is None:
             raise ValueError("the grpc transport needs grpc_url (host:port)")
@@ -418,14 +407,6 @@ def make_client(
 
 
 ClientFactory = Callable[[], InferClient]
-
-_JPEG: list[bytes] = []
-
-
-def _cached_jpeg() -> bytes:
-    if not _JPEG:
-        _JPEG.append(sample_jpeg())
-    return _JPEG[0]
 
 
 def _host_port(url: str) -> tuple[str, int]:

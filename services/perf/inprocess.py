@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from deploylab.services.modelzoo.catalog import UnknownModelError, get_spec, resolve_triton_name
+from deploylab.services.measure.names import served_model
+from deploylab.services.measure.percentiles import percentile
+from deploylab.services.modelzoo.catalog import resolve_triton_name
 from deploylab.services.modelzoo.parity import random_batch
 from deploylab.services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME, onnx_path
 
@@ -120,11 +122,7 @@ def batch1_latency(points: Sequence[InProcessPoint]) -> InProcessPoint | None:
 
 def resolve_model_name(model: str) -> str:
     """The Triton model name for a Triton or catalog name (`repvgg_a0` → `repvgg_a0_deploy`)."""
-    try:
-        resolve_triton_name(model)
-        return model
-    except UnknownModelError:
-        return get_spec(model).triton_name()
+    return served_model(model).triton_name
 
 
 def input_size_of(triton_name: str) -> int:
@@ -208,9 +206,8 @@ class LoopStats:
         return self.images / self.wall_s if self.wall_s > 0 else 0.0
 
     def percentile_ms(self, q: float) -> float:
-        if self.latencies_s.size == 0:
-            return float("nan")
-        return float(np.percentile(self.latencies_s, q) * 1e3)
+        """The q-th percentile of the call latencies (the measurement core's nearest rank); NaN for none."""
+        return percentile(self.latencies_s.tolist(), q) * 1e3
 
     def to_point(self, model: str, engine: str, batch_size: int, layout: Layout) -> InProcessPoint:
         return InProcessPoint(

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from deploylab.services.measure.outcomes import Tally, error_text
+from deploylab.services.measure.percentiles import percentile, summarize_s
 
 from .client import Transport, make_client
 from .multiplex import run_multiplexed
@@ -63,14 +65,6 @@ class LoadResult:
         return asdict(self)
 
 
-@dataclass
-class _WorkerOutcome:
-    latencies: list[float]
-    errors: int
-    first_error: str | None
-    finished_at: float
-
-
 def run_load(
     target: LoadTarget,
     concurrency: int,
@@ -93,30 +87,25 @@ def run_load(
     return _summarize(target, concurrency, start, outcomes)
 
 
-def _summarize(
-    target: LoadTarget, concurrency: int, start: float, outcomes: list[_WorkerOutcome]
-) -> LoadResult:
-    latencies = np.array([x for o in outcomes for x in o.latencies], dtype=np.float64)
+def _summarize(target: LoadTarget, concurrency: int, start: float, outcomes: list[Tally]) -> LoadResult:
+    """One point from every client's tally; percentiles from the measurement core (nearest rank)."""
+    latency = summarize_s(x for o in outcomes for x in o.latencies).rounded(3)
     errors = sum(o.errors for o in outcomes)
     wall = max((o.finished_at for o in outcomes), default=start) - start
     first_error = next((o.first_error for o in outcomes if o.first_error), None)
-
-    def pct(q: float) -> float:
-        return round(float(np.percentile(latencies, q) * 1e3), 3) if latencies.size else float("nan")
-
     return LoadResult(
         transport=target.transport,
         model=target.model,
         batch_size=target.batch_size,
         concurrency=concurrency,
-        requests=int(latencies.size),
+        requests=latency.count,
         errors=errors,
         wall_s=round(wall, 3),
-        throughput_img_s=round(latencies.size * target.batch_size / wall, 2) if wall > 0 else 0.0,
-        p50_ms=pct(50),
-        p90_ms=pct(90),
-        p99_ms=pct(99),
-        mean_ms=round(float(latencies.mean() * 1e3), 3) if latencies.size else float("nan"),
+        throughput_img_s=round(latency.count * target.batch_size / wall, 2) if wall > 0 else 0.0,
+        p50_ms=latency.p50,
+        p90_ms=latency.p90,
+        p99_ms=latency.p99,
+        mean_ms=latency.mean,
         first_error=first_error,
     )
 
@@ -126,17 +115,16 @@ def _run_local(
     concurrency: int,
     duration_s: float,
     on_ready: Callable[[], object] | None = None,
-) -> tuple[float, list[_WorkerOutcome]]:
+) -> tuple[float, list[Tally]]:
     """This process's share of the load: one multiplexing thread where the transport allows, else threads."""
     if target.transport not in MULTIPLEXED:
         return _run_threads(target, concurrency, duration_s, on_ready)
     clients = [_client_or_error(target) for _ in range(concurrency)]
     try:
-        start, outcomes = run_multiplexed(clients, _batch(target), duration_s, WARMUP_CALLS, on_ready)
+        return run_multiplexed(clients, _batch(target), duration_s, WARMUP_CALLS, on_ready)
     finally:
         for client in clients:
             client.close()
-    return start, [_WorkerOutcome(o.latencies, o.errors, o.first_error, o.finished_at) for o in outcomes]
 
 
 def _client(target: LoadTarget) -> Any:
@@ -185,14 +173,14 @@ def _run_threads(
     concurrency: int,
     duration_s: float,
     on_ready: Callable[[], object] | None = None,
-) -> tuple[float, list[_WorkerOutcome]]:
+) -> tuple[float, list[Tally]]:
     """`concurrency` threads, each with its own client; returns (window start, outcomes).
 
     All threads meet at a barrier after warming up; its action (run once, before anyone is released)
     calls `on_ready` — another process's barrier, for multi-process load — and opens the window.
     """
     batch = _batch(target)
-    outcomes: list[_WorkerOutcome] = []
+    outcomes: list[Tally] = []
     lock = threading.Lock()
     window = [0.0, 0.0]  # start, deadline
 
@@ -205,33 +193,30 @@ def _run_threads(
     barrier = threading.Barrier(concurrency, action=open_window)
 
     def worker() -> None:
-        latencies: list[float] = []
-        errors = 0
-        first_error: str | None = None
+        tally = Tally()
         client = None
         try:
             client = _client(target)
             for _ in range(WARMUP_CALLS):
                 client.infer(batch)
         except Exception as exc:  # noqa: BLE001 - a worker that cannot start is one error, not a crash
-            errors += 1
-            first_error = f"{type(exc).__name__}: {exc}"[:300]
+            tally.fail(error_text(exc))
         barrier.wait()
         now = time.time()
-        while first_error is None and now < window[1]:
+        while tally.first_error is None and now < window[1]:
             try:
                 client.infer(batch)  # type: ignore[union-attr]
             except Exception as exc:  # noqa: BLE001 - count and report, keep the loop going
-                errors += 1
-                first_error = f"{type(exc).__name__}: {exc}"[:300]
+                tally.fail(error_text(exc))
                 break
             done = time.time()
-            latencies.append(done - now)
+            tally.latencies.append(done - now)
             now = done
         if client is not None:
             client.close()
+        tally.finished_at = max(now, window[0])
         with lock:
-            outcomes.append(_WorkerOutcome(latencies, errors, first_error, max(now, window[0])))
+            outcomes.append(tally)
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
     for thread in threads:
@@ -250,7 +235,7 @@ def _process_worker(
 
 def _run_processes(
     target: LoadTarget, concurrency: int, processes: int, duration_s: float
-) -> tuple[float, list[_WorkerOutcome]]:
+) -> tuple[float, list[Tally]]:
     shares = [concurrency // processes + (1 if i < concurrency % processes else 0) for i in range(processes)]
     context = multiprocessing.get_context("spawn")  # never fork a process that may hold CUDA state
     ready = context.Barrier(processes + 1)
@@ -268,7 +253,7 @@ def _run_processes(
             worker.terminate()
         raise RuntimeError("load worker processes did not get ready within 300 s") from None
     start = time.time()
-    outcomes: list[_WorkerOutcome] = []
+    outcomes: list[Tally] = []
     for _ in workers:
         outcomes += results.get(timeout=duration_s + 300)
     for worker in workers:
@@ -320,11 +305,12 @@ def paired_latency(a: LoadTarget, b: LoadTarget, duration_s: float) -> PairedLat
     finally:
         for client in clients:
             client.close()
-    first, second = (np.array(t) * 1e3 for t in times)
+    first, second = ([x * 1e3 for x in t] for t in times)
+    a_p50, b_p50 = percentile(first, 50), percentile(second, 50)
     return PairedLatency(
-        pairs=int(first.size),
-        a_p50_ms=round(float(np.median(first)), 3),
-        b_p50_ms=round(float(np.median(second)), 3),
-        delta_p50_ms=round(float(np.median(second) - np.median(first)), 3),
-        delta_median_ms=round(float(np.median(second - first)), 3),
+        pairs=len(first),
+        a_p50_ms=round(a_p50, 3),
+        b_p50_ms=round(b_p50, 3),
+        delta_p50_ms=round(b_p50 - a_p50, 3),
+        delta_median_ms=round(percentile((b - a for a, b in zip(first, second, strict=True)), 50), 3),
     )

@@ -18,10 +18,10 @@ import selectors
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+from deploylab.services.measure.outcomes import Tally
 
 #: Longest wait for the warm-up answers, and for those in flight when the window closes (then they
 #: count as errors): a server that stops answering ends the point instead of hanging it.
@@ -46,16 +46,6 @@ class _ConnectionLike(Protocol):
     def connect(self) -> socket.socket: ...
 
 
-@dataclass
-class Outcome:
-    """What one client measured: latencies in seconds, errors, and when its last answer came."""
-
-    latencies: list[float] = field(default_factory=list)
-    errors: int = 0
-    first_error: str | None = None
-    finished_at: float = 0.0  # time.time() of its last answer
-
-
 class _Slot:
     """One client's connection and the request in flight on it."""
 
@@ -67,7 +57,7 @@ class _Slot:
         self.sent_at = 0.0
         self.busy = False
         self.warmups_left = 0
-        self.outcome = Outcome()
+        self.outcome = Tally()
 
     def start(self, now: float) -> None:
         self.pending = list(self.request)
@@ -89,9 +79,7 @@ class _Slot:
         return True
 
     def fail(self, message: str) -> None:
-        self.outcome.errors += 1
-        if self.outcome.first_error is None:
-            self.outcome.first_error = message[:300]
+        self.outcome.fail(message)
         self.busy = False
 
 
@@ -132,8 +120,8 @@ def run_multiplexed(
     duration_s: float,
     warmup_calls: int,
     on_ready: Callable[[], object] | None = None,
-) -> tuple[float, list[Outcome]]:
-    """Closed loop over `clients` from one thread: (window start as time.time(), one Outcome per client).
+) -> tuple[float, list[Tally]]:
+    """Closed loop over `clients` from one thread: (window start as time.time(), one Tally per client).
 
     Every client sends `warmup_calls` untimed requests first (the first client's first one through its
     own `infer()`, so an answer is fully checked, not only its status); then `on_ready` runs and the

@@ -343,7 +343,8 @@ CLAIMS: tuple[ClaimSpec, ...] = (
     ),
 )
 
-#: (slow, fast) Triton model names of every claim, for measurements that serve the claims.
+#: (slow, fast) Triton model names of every claim. The sweep measures the pairs it declares
+#: (`INTERLEAVED_PAIRS`, beside the results schema); a unit test holds every claim's pair among them.
 CLAIM_PAIRS: tuple[tuple[str, str], ...] = tuple((c.pair.slow, c.pair.fast) for c in CLAIMS)
 
 

@@ -27,6 +27,7 @@ from deploylab.services.report.claims import (
     verdict_of,
 )
 from deploylab.services.report.results import (
+    INTERLEAVED_PAIRS,
     InProcessResult,
     LatencyMs,
     MachineInfo,
@@ -357,6 +358,10 @@ def test_every_catalog_claim_has_explicit_bands_and_a_source() -> None:
 def test_claim_pairs_are_the_catalog_pairs() -> None:
     assert CLAIM_PAIRS == tuple((spec.pair.slow, spec.pair.fast) for spec in CLAIMS)
     assert ("repvgg_a0_train", "repvgg_a0_deploy") in CLAIM_PAIRS
+
+
+def test_every_claim_pair_is_one_the_sweep_measures_interleaved() -> None:
+    assert set(CLAIM_PAIRS) <= set(INTERLEAVED_PAIRS)
 
 
 def test_a_claim_added_as_an_entry_is_judged_by_the_same_runner() -> None:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from deploylab.loadtests.server_metrics import (
-    BatchStats,
     ServerSnapshot,
     check_flags,
     cross_checks,
     gateway_view,
-    parse_batch_stats,
-    parse_metrics,
     triton_view,
 )
-from deploylab.services.report.results import CounterCheck
+from deploylab.services.measure.results import CounterCheck
+from deploylab.services.measure.server_stats import ModelStats, parse_metrics, parse_model_stats
 
 
 def triton_text(success: int, count: int, execs: int, queue_us: int, infer_us: int, request_us: int) -> str:
@@ -57,8 +55,8 @@ deploylab_gateway_preprocess_duration_seconds_sum{{model="resnet18",variant="def
 """
 
 
-def stats(executions: dict[int, int], compute_ns: dict[int, int]) -> BatchStats:
-    return parse_batch_stats(
+def stats(executions: dict[int, int], compute_ns: dict[int, int]) -> ModelStats:
+    return parse_model_stats(
         {
             "model_stats": [
                 {

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
 import pytest
-from deploylab.loadtests.images import preprocess, sample_images
+from deploylab.loadtests.images import preprocess
 from deploylab.loadtests.payloads import (
     HEADER_LENGTH,
     InvalidResponseError,
@@ -18,7 +19,9 @@ from deploylab.loadtests.payloads import (
     v2_body,
     v2_requests,
 )
+from deploylab.services.measure.images import sample_images
 from deploylab.services.modelzoo.catalog import get_spec
+from PIL import Image
 
 TARGET = resolve_target("repvgg_a0", "train")
 
@@ -54,11 +57,13 @@ def test_resolve_target_uses_the_default_variant_and_triton_name() -> None:
     assert resolve_target("resnet50").variant == "default"
 
 
-def test_sample_images_are_deterministic_jpegs_of_distinct_content() -> None:
-    first, again = sample_images(4, seed=0), sample_images(4, seed=0)
-    assert [i.jpeg for i in first] == [i.jpeg for i in again]
-    assert all(image.jpeg.startswith(b"\xff\xd8") for image in first)
-    assert len({image.jpeg for image in first}) == 4
+def test_sample_images_are_photo_jpegs_of_distinct_content_at_their_sizes() -> None:
+    images = sample_images(4)
+    assert all(image.jpeg.startswith(b"\xff\xd8") for image in images)
+    assert len({image.jpeg for image in images}) == 4
+    for image in images:
+        with Image.open(io.BytesIO(image.jpeg)) as opened:
+            assert opened.size == (image.width, image.height) and opened.mode == "RGB"
 
 
 def test_preprocess_gives_a_normalized_nchw_tensor_of_the_crop_size() -> None:

@@ -1,6 +1,7 @@
 """Where a run was measured: CPU, cores, memory, GPUs and the versions of everything in the path.
 
-Numbers from a load test mean nothing without the machine; this is written into every results file.
+Numbers mean nothing without the machine; every results file (sweep, bench) carries these facts, read
+here and only here.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from importlib import metadata
 from pathlib import Path
 
 import psutil
+from deploylab.services.modelzoo.repository import available_cores
 from deploylab.services.modelzoo.versions import library_versions
-from deploylab.services.report.results import MachineInfo
+
+from .results import MachineInfo
 
 #: Serving and load-test packages recorded beside the export stack's versions.
-_EXTRA_PACKAGES = ("locust", "fastapi", "uvicorn", "matplotlib", "pydantic", "prometheus-client")
+EXTRA_PACKAGES = ("locust", "fastapi", "uvicorn", "matplotlib", "pydantic", "prometheus-client")
 
 
 def cpu_model() -> str:
@@ -63,24 +66,26 @@ def triton_version(triton_url: str | None) -> str | None:
         return None
 
 
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages: how busy the shared machine was."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def machine_info(triton_url: str | None = None) -> MachineInfo:
+    """The machine and library versions (with Triton's, when `triton_url` answers)."""
     libraries = dict(library_versions())
-    for name in _EXTRA_PACKAGES:
+    for name in EXTRA_PACKAGES:
         try:
             libraries[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             libraries[name] = "absent"
     if (version := triton_version(triton_url)) is not None:
         libraries["tritonserver"] = version
-    try:
-        usable: int | None = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = None
     return MachineInfo(
         cpu_model=cpu_model(),
         logical_cores=os.cpu_count() or 0,
         physical_cores=psutil.cpu_count(logical=False),
-        usable_cores=usable,
+        usable_cores=available_cores(),
         memory_gb=round(psutil.virtual_memory().total / 2**30, 1),
         gpus=gpu_names(),
         os=f"{platform.system()} {platform.release()}",
