@@ -3,7 +3,11 @@
 Without Docker, the server comes from the `nvidia-pytriton` wheel: it ships the `tritonserver` binary,
 its bundled libraries and the Python backend, but the backend's stub for *our* Python version must be
 copied next to `libtriton_python.so` in a backend directory we prepare. On a host with a regular
-Triton install (`/opt/tritonserver`), that install is used as is.
+Triton install (`/opt/tritonserver`), that install is used as is; a caller with its own unpacked
+server (the GPU check's bundle) hands over a `TritonInstall` instead.
+
+Starting a server needs only the standard library: `TritonOptions` carries `RuntimeSettings`' launch
+fields for a host that has no settings library, such as the bare GPU host the GPU check runs on.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deploylab.services.common.allocator import child_environment
 from deploylab.services.common.errors import TritonError
@@ -31,7 +36,9 @@ from deploylab.services.common.shm_regions import SHM_DIR, remove_orphans, remov
 
 from . import native_backend
 from .processes import stop_process_group
-from .settings import RuntimeSettings
+
+if TYPE_CHECKING:
+    from .settings import RuntimeSettings
 
 logger = logging.getLogger("deploylab.triton")
 
@@ -52,6 +59,40 @@ class TritonInstall:
     unavailable: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TritonOptions:
+    """`RuntimeSettings`' launch fields as a plain dataclass, under the same names.
+
+    `TritonServer` reads either; this one needs no settings library, so a host with only the standard
+    library and numpy (the GPU check's) can start a server with the same code as everything else.
+    """
+
+    model_repository: Path
+    state_dir: Path = Path(".deploylab")
+    triton_binary: Path | None = None
+    triton_host: str = "127.0.0.1"
+    triton_http_port: int = 8000
+    triton_grpc_port: int = 8001
+    triton_metrics_port: int = 8002
+    triton_model_control: str = "explicit"
+    triton_startup_timeout_s: float = 180.0
+    triton_exit_timeout_s: int = 10
+    triton_log_verbose: int = 0
+    triton_python_shm_mb: int = 16
+
+    @property
+    def triton_http_url(self) -> str:
+        return f"http://{self.triton_host}:{self.triton_http_port}"
+
+    @property
+    def triton_grpc_url(self) -> str:
+        return f"{self.triton_host}:{self.triton_grpc_port}"
+
+    @property
+    def triton_metrics_url(self) -> str:
+        return f"http://{self.triton_host}:{self.triton_metrics_port}/metrics"
+
+
 def _pytriton_root() -> Path | None:
     spec = find_spec("pytriton")
     if spec is None or not spec.submodule_search_locations:
@@ -59,7 +100,7 @@ def _pytriton_root() -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def locate_triton(settings: RuntimeSettings) -> TritonInstall:
+def locate_triton(settings: RuntimeSettings | TritonOptions) -> TritonInstall:
     """The tritonserver to run, with a prepared Python backend; TritonError says how to get one."""
     if settings.triton_binary is not None:
         binary = settings.triton_binary
@@ -90,7 +131,7 @@ def _system_install(binary: Path) -> TritonInstall:
     return TritonInstall(binary, backend_dir, child_environment(dict(os.environ)), unavailable)
 
 
-def _pytriton_install(root: Path, settings: RuntimeSettings) -> TritonInstall:
+def _pytriton_install(root: Path, settings: RuntimeSettings | TritonOptions) -> TritonInstall:
     server_root = root / "tritonserver"
     binary = server_root / "bin" / "tritonserver"
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -100,16 +141,8 @@ def _pytriton_install(root: Path, settings: RuntimeSettings) -> TritonInstall:
             f"the nvidia-pytriton wheel has no Python backend stub for Python {version} ({stub})"
         )
     backend_dir = (settings.state_dir / "backends").resolve()
-    python_backend = backend_dir / "python"
-    python_backend.mkdir(parents=True, exist_ok=True)
-    sources = [server_root / "backends" / "python" / f for f in _PY_BACKEND_FILES] + [stub]
-    for source in sources:
-        target = python_backend / source.name
-        if not target.exists() or target.stat().st_size != source.stat().st_size:
-            tmp = target.with_name(f".{target.name}.tmp")
-            shutil.copy2(source, tmp)
-            tmp.replace(target)
-    (python_backend / _STUB).chmod(0o755)
+    backend_files = [server_root / "backends" / "python" / name for name in _PY_BACKEND_FILES]
+    prepare_python_backend(backend_dir, backend_files, stub)
 
     site_packages = root.parent
     env = dict(os.environ)
@@ -130,6 +163,25 @@ def _pytriton_install(root: Path, settings: RuntimeSettings) -> TritonInstall:
     return TritonInstall(binary, backend_dir, child_environment(env), unavailable)
 
 
+def prepare_python_backend(backend_dir: Path, backend_files: list[Path], stub: Path) -> Path:
+    """`backend_dir/python`, holding the Python backend's files and `stub`, the stub for this Python.
+
+    Triton loads a backend from `<backend directory>/<name>/`, and the stub must match the Python that
+    runs the models, so the pieces of a wheel or a bundle are gathered there; files already in place
+    (same size) are kept, and a copy is renamed into place so a concurrent start never sees half a file.
+    """
+    python_backend = backend_dir / "python"
+    python_backend.mkdir(parents=True, exist_ok=True)
+    for source in [*backend_files, stub]:
+        target = python_backend / source.name
+        if not target.exists() or target.stat().st_size != source.stat().st_size:
+            tmp = target.with_name(f".{target.name}.tmp")
+            shutil.copy2(source, tmp)
+            tmp.replace(target)
+    (python_backend / _STUB).chmod(0o755)
+    return python_backend
+
+
 def port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -147,22 +199,39 @@ def die_with_parent() -> None:
 
 
 class TritonServer:
-    """A tritonserver child process: `start()` returns once it is ready, `stop()` ends it cleanly."""
+    """A tritonserver child process: `start()` returns once it is ready, `stop()` ends it cleanly.
+
+    `install`: run this server instead of locating one. `gpu_visible=False` starts it GPU-blind
+    (`CUDA_VISIBLE_DEVICES=""`): the wheel's tritonserver answers every CPU output of the Python backend
+    with 0 bytes when it sees a GPU (measured on an H200 host), while a model instance can still hand
+    its own process the GPU back (`torch_cuda_visible_devices`). `gpu_metrics`: Triton's GPU metrics,
+    by default on when a GPU is present and visible.
+    """
 
     def __init__(
         self,
-        settings: RuntimeSettings,
+        settings: RuntimeSettings | TritonOptions,
         models: list[str] | None = None,
         log_path: Path | None = None,
+        *,
+        install: TritonInstall | None = None,
+        gpu_visible: bool = True,
+        gpu_metrics: bool | None = None,
     ) -> None:
         self.settings = settings
         self.models = models  # None: every model in the repository
         self.log_path = log_path or (settings.state_dir / "logs" / f"triton-{settings.triton_http_port}.log")
+        self.install = install
+        self.gpu_visible = gpu_visible
+        self.gpu_metrics = gpu_metrics
         self.process: subprocess.Popen[bytes] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def command(self, install: TritonInstall) -> list[str]:
         s = self.settings
+        gpu_metrics = self.gpu_metrics
+        if gpu_metrics is None:
+            gpu_metrics = self.gpu_visible and _has_nvidia_gpu()
         cmd = [
             str(install.binary),
             f"--model-repository={s.model_repository.resolve()}",
@@ -179,7 +248,7 @@ class TritonServer:
             # Server readiness must not flip when one model is unloaded: model readiness is tracked
             # per model (the gateway's probe, /v2/models/<m>/ready), so strict readiness is off.
             "--strict-readiness=false",
-            "--allow-gpu-metrics=false" if not _has_nvidia_gpu() else "--allow-gpu-metrics=true",
+            f"--allow-gpu-metrics={'true' if gpu_metrics else 'false'}",
             f"--backend-config=python,shm-default-byte-size={s.triton_python_shm_mb * 1024 * 1024}",
             f"--backend-config=python,shm-growth-byte-size={s.triton_python_shm_mb * 1024 * 1024}",
             f"--backend-config=python,shm-region-prefix-name={self.python_shm_prefix}",
@@ -206,7 +275,7 @@ class TritonServer:
                     f"port {port} (Triton {label}) is already in use on {s.triton_host}; "
                     f"stop what holds it or set DEPLOYLAB_TRITON_{label.upper()}_PORT"
                 )
-        install = locate_triton(s)
+        install = self.install or locate_triton(s)
         self._check_backends(install)
         # What an earlier Triton of ours left in /dev/shm (killed, or this is a supervisor restart).
         remove_orphans(PYTHON_SHM_PREFIX)
@@ -219,7 +288,7 @@ class TritonServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=install.env,
+                env=install.env if self.gpu_visible else {**install.env, "CUDA_VISIBLE_DEVICES": ""},
                 start_new_session=True,  # Ctrl-C reaches us; we stop Triton in order
                 preexec_fn=die_with_parent,  # noqa: PLW1509 - needed for PDEATHSIG, no threads yet
             )
@@ -229,6 +298,8 @@ class TritonServer:
 
     def _check_backends(self, install: TritonInstall) -> None:
         """Refuse up front, with the reason, to serve a model whose backend this install cannot run."""
+        if not install.unavailable:
+            return  # nothing to refuse, and no need for the protobuf parser
         from deploylab.services.modelzoo.repository import parse_triton_config
         from google.protobuf.text_format import ParseError
 
