@@ -82,6 +82,14 @@ def median_wall_s(args: list[str], runs: int = 5, env: dict[str, str] | None = N
     return statistics.median(times)
 
 
+def heavy_libraries_in(pid: int) -> list[str]:
+    """The HEAVY_MODULES whose shared library is mapped into process `pid` (Linux: its memory maps)."""
+    import psutil
+
+    mapped = [m.path for m in psutil.Process(pid).memory_maps()]
+    return [name for name, lib in _HEAVY_LIBRARIES.items() if any(lib in path for path in mapped)]
+
+
 def _smallest_exported(repository: Path) -> str:
     from deploylab.services.modelzoo.manifest import read_repository
 
@@ -126,9 +134,8 @@ def measure_supervisor(repository: Path, model: str | None = None, timeout_s: fl
                     raise RuntimeError(f"deploylab serve never became ready: {' | '.join(tail)}")
                 time.sleep(0.2)
             ready_s = time.monotonic() - started
-            supervisor = psutil.Process(process.pid)
-            rss_mb = supervisor.memory_info().rss / 2**20
-            mapped = [m.path for m in supervisor.memory_maps()]
+            rss_mb = psutil.Process(process.pid).memory_info().rss / 2**20
+            heavy = heavy_libraries_in(process.pid)
         finally:
             # SIGTERM is the supervisor's own clean stop: it drains the gateway and stops Triton.
             if process.poll() is None:
@@ -138,7 +145,6 @@ def measure_supervisor(repository: Path, model: str | None = None, timeout_s: fl
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
-    heavy = [name for name, lib in _HEAVY_LIBRARIES.items() if any(lib in path for path in mapped)]
     return {
         "rss_mb": round(rss_mb, 1),
         "heavy_libraries": heavy,

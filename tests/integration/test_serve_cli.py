@@ -1,4 +1,7 @@
-"""`deploylab serve` as a user runs it: Triton + gateway up, URLs printed, SIGTERM drains and exits 0."""
+"""`deploylab serve` as a user runs it: Triton + gateway up, URLs printed, SIGTERM drains and exits 0.
+
+The process left running is only a supervisor, so it holds neither torch nor ONNX Runtime.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+from deploylab.benchmarks.cli_cost import heavy_libraries_in
 from deploylab.services.runtime.triton import http_ok
 
 from tests.conftest import TEST_ROUTING
@@ -58,6 +62,7 @@ def test_serve_starts_the_stack_and_drains_on_sigterm(model_repository: Path, tm
         models = httpx.get(f"{url}/v1/models").json()["models"]
         served = {v["triton_model"] for m in models for v in m["variants"] if v["served"]}
         assert served == {"resnet18", "repvgg_a0_train", "repvgg_a0_deploy"}  # repvgg_a0 = both variants
+        assert heavy_libraries_in(process.pid) == []  # the supervisor; Triton and the gateway run apart
 
         children = psutil.Process(process.pid).children(recursive=True)
         batch = [("file", (f"{i}.jpg", images.jpeg(seed=i), "image/jpeg")) for i in range(16)]
