@@ -492,8 +492,9 @@ def _log_point(log: Log, point: dict[str, Any]) -> None:
 
 
 def machine_facts() -> dict[str, Any]:
-    """What a reader needs to compare runs: CPU, cores, load, library versions (the core's machine facts)."""
-    info = machine_info()
+    """What a reader needs to compare runs: CPU, cores, load, library versions (the core's machine facts;
+    the versions of the export and serving stack only, as the bench records have always listed)."""
+    info = machine_info(extra_packages=())
     return {
         "cpu": info.cpu_model,
         "cores": info.usable_cores,

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -71,10 +72,13 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def machine_info(triton_url: str | None = None) -> MachineInfo:
-    """The machine and library versions (with Triton's, when `triton_url` answers)."""
+def machine_info(
+    triton_url: str | None = None, extra_packages: Sequence[str] = EXTRA_PACKAGES
+) -> MachineInfo:
+    """The machine and library versions: the export and serving stack's, `extra_packages`' and, when
+    `triton_url` answers, Triton's."""
     libraries = dict(library_versions())
-    for name in EXTRA_PACKAGES:
+    for name in extra_packages:
         try:
             libraries[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -1,18 +1,7 @@
-"""Free loopback ports for real servers started by tests."""
+"""Free loopback ports for real servers started by tests: the measurement core's."""
 
 from __future__ import annotations
 
-import socket
+from deploylab.services.measure.ports import free_port, free_ports
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def free_ports(count: int) -> list[int]:
-    ports: set[int] = set()
-    while len(ports) < count:
-        ports.add(free_port())
-    return sorted(ports)
+__all__ = ["free_port", "free_ports"]
