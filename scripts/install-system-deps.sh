@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install the Debian packages the tests need, only when missing: prometheus (+ promtool), and g++ for
-# the native deploylab_ort Triton backend (services/runtime/native_backend.py builds it on first use).
+# Install the Debian packages the tests need, only when missing: prometheus (+ promtool), g++ for the
+# native deploylab_ort Triton backend (services/runtime/native_backend.py builds it on first use), and
+# chromium + chromium-driver (the HTML report is opened in a real headless browser).
 # Extra commands named as arguments are installed from the package of the same name (`make bench`: wrk).
 set -euo pipefail
 missing=()
@@ -10,6 +11,8 @@ done
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v g++ >/dev/null 2>&1 || command -v c++ >/dev/null 2>&1 || missing+=(g++)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
