@@ -317,9 +317,11 @@ def bench_command(
         console.print(admission_targets_table(result["admission"]))
         console.print(f"admission table: {table_path}")
     console.print(f"results: {path}")
-    if write_docs is not None:
+    if write_docs is not None and "summary" in result:
         update_docs(write_docs, render(result))
         console.print(f"updated {write_docs}")
+    elif write_docs is not None:
+        console.print(f"{write_docs} left as it is: its tables come from the serving suite, not run here")
 
 
 def _admission(models: tuple[str, ...], options: BenchOptions, quick: bool) -> dict[str, Any]:
