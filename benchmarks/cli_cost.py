@@ -107,7 +107,7 @@ def measure_supervisor(repository: Path, model: str | None = None, timeout_s: fl
     smallest exported unless named) and `ready_s` (seconds until the gateway answered /readyz).
     """
     import psutil
-    from deploylab.services.perf.ports import free_ports
+    from deploylab.services.measure.ports import free_ports
     from deploylab.services.runtime.triton import http_ok
 
     model = model or _smallest_exported(repository)
