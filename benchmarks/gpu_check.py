@@ -1,7 +1,7 @@
 """GPU check: ResNet-50 in-process vs served through Triton on one GPU; RepVGG train vs deploy on it.
 
-Issue 7 item 4, built to fit a short loan of a bare GPU host (no registry, no Docker, no deploylab
-install). Two stages:
+Built to fit a short loan of a bare GPU host (no registry, no Docker, no deploylab install: the run
+step needs the standard library, numpy and torch). Two stages:
 
     prepare (here):  python -m deploylab.benchmarks.gpu_check prepare --out .gpu
         packs the tritonserver of the nvidia-pytriton wheel (binary, libraries, Python backend, stubs),
@@ -13,7 +13,9 @@ install). Two stages:
            (device-resident tensors), and the served engine's own code from host numpy in and out;
         3. RepVGG A0/A1 train vs deploy, fp16+channels_last, eager and CUDA graphs;
         4. served: tritonserver with the Python backend running the *same* engine class on the GPU,
-           closed-loop clients over binary HTTP and system shared memory, executed-batch statistics;
+           started by services/runtime's launcher (`TritonServer` on the bundle's `TritonInstall`,
+           GPU-blind first), closed-loop clients over binary HTTP and system shared memory,
+           executed-batch statistics;
         5. JSON to --out, and a summary table printed last.
 
 The served engine is `services/modelzoo/triton_python_model.py`'s `_TorchEngine`; in-process step 2
@@ -28,7 +30,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -38,6 +39,7 @@ import time
 import types
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +47,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from deploylab.services.perf.client import Transport
+    from deploylab.services.runtime.triton import TritonInstall, TritonServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLE_TAR = "triton.tar.xz"
@@ -391,134 +394,83 @@ def _free_ports(count: int) -> list[int]:
     return sorted(ports)
 
 
-class EmbeddedTriton:
-    """tritonserver from the bundle, with the Python backend prepared for this interpreter."""
+def bundle_install(bundle: Path, work: Path, libpython: Path, stub_site: Path | None) -> TritonInstall:
+    """The bundle's tritonserver unpacked under `work`, its Python backend prepared for this interpreter,
+    and the environment the backend stub needs on a host where deploylab's venv does not exist."""
+    from deploylab.services.runtime.triton import TritonInstall, prepare_python_backend
 
-    def __init__(self, bundle: Path, work: Path, repository: Path, log: Path) -> None:
-        self.work = work
-        self.repository = repository
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-        self.config_used = ""
-        self.probes: dict[str, Any] = {}
-        self.http, self.grpc, self.metrics = _free_ports(3)
-        self.url = f"http://127.0.0.1:{self.http}"
-        self.root = self._unpack(bundle)
+    root = work / "triton"
+    if not (root / "bin" / "tritonserver").is_file():
+        root.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(bundle / BUNDLE_TAR) as tar:
+            tar.extractall(root, filter="fully_trusted")
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = root / "stubs" / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise RuntimeError(f"bundle has no Python backend stub for Python {version}")
+    backend_files = [
+        root / "backends" / "python" / name
+        for name in ("libtriton_python.so", "triton_python_backend_utils.py")
+    ]
+    prepare_python_backend(work / "backends", backend_files, stub)
+    env = dict(os.environ)
+    lib_dirs = [str(root / "libs"), str(libpython.parent)]
+    env["LD_LIBRARY_PATH"] = os.pathsep.join([*lib_dirs, env.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)
+    paths = sysconfig.get_paths()
+    site_dirs = [str(stub_site)] if stub_site else []
+    site_dirs += list(dict.fromkeys([paths["purelib"], paths["platlib"]]))
+    env["PYTHONPATH"] = os.pathsep.join(site_dirs)
+    env["PYTHONHOME"] = sys.base_prefix
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
+    return TritonInstall(root / "bin" / "tritonserver", work / "backends", env)
 
-    def _unpack(self, bundle: Path) -> Path:
-        root = self.work / "triton"
-        if not (root / "bin" / "tritonserver").is_file():
-            root.mkdir(parents=True, exist_ok=True)
-            with tarfile.open(bundle / BUNDLE_TAR) as tar:
-                tar.extractall(root, filter="fully_trusted")
-        version = f"{sys.version_info.major}.{sys.version_info.minor}"
-        backend = self.work / "backends" / "python"
-        backend.mkdir(parents=True, exist_ok=True)
-        for name in ("libtriton_python.so", "triton_python_backend_utils.py"):
-            shutil.copy2(root / "backends" / "python" / name, backend / name)
-        stub = root / "stubs" / version / "triton_python_backend_stub"
-        if not stub.is_file():
-            raise RuntimeError(f"bundle has no Python backend stub for Python {version}")
-        shutil.copy2(stub, backend / stub.name)
-        (backend / stub.name).chmod(0o755)
-        return root
 
-    def environment(self, libpython: Path, stub_site: Path | None) -> dict[str, str]:
-        env = dict(os.environ)
-        lib_dirs = [str(self.root / "libs"), str(libpython.parent)]
-        env["LD_LIBRARY_PATH"] = os.pathsep.join([*lib_dirs, env.get("LD_LIBRARY_PATH", "")]).rstrip(
-            os.pathsep
-        )
-        paths = sysconfig.get_paths()
-        site_dirs = [str(stub_site)] if stub_site else []
-        site_dirs += list(dict.fromkeys([paths["purelib"], paths["platlib"]]))
-        env["PYTHONPATH"] = os.pathsep.join(site_dirs)
-        env["PYTHONHOME"] = sys.base_prefix
-        env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
-        return env
+@dataclass
+class Served:
+    """A ready tritonserver on the bundle's repository, and how it got there."""
 
-    def start(self, env: dict[str, str], model: str, timeout_s: float = 240.0) -> None:
-        command = [
-            str(self.root / "bin" / "tritonserver"),
-            f"--model-repository={self.repository}",
-            f"--backend-directory={self.work / 'backends'}",
-            "--http-address=127.0.0.1",
-            f"--http-port={self.http}",
-            "--grpc-address=127.0.0.1",
-            f"--grpc-port={self.grpc}",
-            "--metrics-address=127.0.0.1",
-            f"--metrics-port={self.metrics}",
-            "--model-control-mode=explicit",
-            f"--load-model={model}",
-            "--allow-gpu-metrics=false",
-            "--exit-timeout-secs=10",
-            "--log-verbose=1",  # for the probes; turned down through the logging API before any load
-            f"--backend-config=python,shm-default-byte-size={256 * 2**20}",
-            f"--backend-config=python,shm-growth-byte-size={64 * 2**20}",
-        ]
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"tritonserver exited with {self.process.returncode}: {self.log_tail()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{self.url}/v2/health/ready", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            time.sleep(0.5)
-        raise RuntimeError(f"tritonserver not ready after {timeout_s:.0f}s: {self.log_tail()}")
+    server: TritonServer
+    url: str
+    config_used: str = ""
+    probes: dict[str, Any] = field(default_factory=dict)
 
-    def quiet(self) -> None:
-        """Verbose logging off (Triton's logging extension), so the log does not slow the loads."""
-        request = urllib.request.Request(
-            f"{self.url}/v2/logging",
-            data=json.dumps({"log_verbose_level": 0}).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with contextlib.suppress(OSError), urllib.request.urlopen(request, timeout=10):
-            pass
 
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                pass
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-        self.process = None
+def quiet(url: str) -> None:
+    """Verbose logging off (Triton's logging extension), so the log does not slow the loads."""
+    request = urllib.request.Request(
+        f"{url}/v2/logging",
+        data=json.dumps({"log_verbose_level": 0}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with contextlib.suppress(OSError), urllib.request.urlopen(request, timeout=10):
+        pass
 
-    def log_tail(self, lines: int = 15) -> str:
-        """The log's error lines (Triton prefixes them with E), else its last lines."""
-        with contextlib.suppress(OSError):
-            text = self.log.read_text(errors="replace").splitlines()
-            errors = [line for line in text if line.startswith("E") or "error" in line.lower()]
-            return " | ".join(line[:400] for line in (errors or text)[-lines:])
-        return "(no log)"
 
-    def memory(self) -> dict[str, float]:
-        """Resident memory of tritonserver and its backend stubs, MiB."""
-        try:
-            import psutil
-        except ImportError:
-            return {}
-        if self.process is None:
-            return {}
-        parent = psutil.Process(self.process.pid)
-        children = parent.children(recursive=True)
-        return {
-            "tritonserver_rss_mib": round(parent.memory_info().rss / 2**20, 1),
-            "stubs_rss_mib": round(sum(c.memory_info().rss for c in children) / 2**20, 1),
-            "stub_processes": len(children),
-        }
+def log_tail(log: Path, lines: int = 15) -> str:
+    """The log's error lines (Triton prefixes them with E), else its last lines."""
+    with contextlib.suppress(OSError):
+        text = log.read_text(errors="replace").splitlines()
+        errors = [line for line in text if line.startswith("E") or "error" in line.lower()]
+        return " | ".join(line[:400] for line in (errors or text)[-lines:])
+    return "(no log)"
+
+
+def memory(pid: int | None) -> dict[str, float]:
+    """Resident memory of tritonserver and its backend stubs, MiB."""
+    try:
+        import psutil
+    except ImportError:
+        return {}
+    if pid is None:
+        return {}
+    parent = psutil.Process(pid)
+    children = parent.children(recursive=True)
+    return {
+        "tritonserver_rss_mib": round(parent.memory_info().rss / 2**20, 1),
+        "stubs_rss_mib": round(sum(c.memory_info().rss for c in children) / 2**20, 1),
+        "stub_processes": len(children),
+    }
 
 
 def _stub_site(bundle: Path, work: Path) -> Path | None:
@@ -551,9 +503,11 @@ def _stub_site(bundle: Path, work: Path) -> Path | None:
 @contextlib.contextmanager
 def served_triton(
     bundle: Path, work: Path, weights: Path, out: Path, builder: str, extra_attempts: bool = False
-) -> Iterator[EmbeddedTriton]:
+) -> Iterator[Served]:
     """Start Triton on the prepared repository; retry with KIND_CPU instances (+ torch on cuda) if the
     KIND_GPU config does not load."""
+    from deploylab.services.runtime.triton import TritonOptions, TritonServer
+
     libpython = find_libpython()
     if libpython is None:
         raise RuntimeError(
@@ -570,33 +524,53 @@ def served_triton(
     # Measured on an H200 host: with the GPU visible to tritonserver, every CPU output of the Python
     # backend reached the HTTP frontend as 0 bytes (KIND_GPU or KIND_CPU, numpy 1 or 2). So first a
     # GPU-blind tritonserver whose KIND_CPU instances re-enable the GPU for torch, then GPU outputs.
-    attempts: list[tuple[str, Path | None, dict[str, str]]] = [
-        ("config.blind.pbtxt", None, {"CUDA_VISIBLE_DEVICES": ""}),
-        ("config.gpu-out.pbtxt", None, {}),
+    attempts: list[tuple[str, Path | None, bool]] = [
+        ("config.blind.pbtxt", None, False),
+        ("config.gpu-out.pbtxt", None, True),
     ]
     if extra_attempts:
         numpy1 = _stub_site(bundle, work) if int(np.__version__.split(".")[0]) >= 2 else None
-        attempts += [("config.pbtxt", None, {}), ("config.cpu-kind.pbtxt", numpy1, {})]
+        attempts += [("config.pbtxt", None, True), ("config.cpu-kind.pbtxt", numpy1, True)]
     last_error = ""
-    for config_name, env_site, extra_env in attempts:
-        label = f"{config_name} numpy={'bundled 1.x' if env_site else np.__version__} env={extra_env}"
+    for config_name, env_site, gpu_visible in attempts:
+        numpy_label = "bundled 1.x" if env_site else np.__version__
+        label = f"{config_name} numpy={numpy_label} gpu_visible={gpu_visible}"
         text = (source / config_name).read_text().replace("torchvision:resnet50", builder)
         (model_dir / "config.pbtxt").write_text(text)
-        server = EmbeddedTriton(bundle, work, repository, out / "triton.log")
+        http, grpc, metrics = _free_ports(3)
+        options = TritonOptions(
+            model_repository=repository,
+            state_dir=work,
+            triton_http_port=http,
+            triton_grpc_port=grpc,
+            triton_metrics_port=metrics,
+            triton_startup_timeout_s=240.0,
+            triton_log_verbose=1,  # for the probes; turned down through the logging API before any load
+            triton_python_shm_mb=256,
+        )
+        server = TritonServer(
+            options,
+            models=[SERVED_MODEL],
+            log_path=out / "triton.log",
+            install=bundle_install(bundle, work, libpython, env_site),
+            gpu_visible=gpu_visible,
+            gpu_metrics=False,
+        )
+        served = Served(server, options.triton_http_url)
         try:
-            server.start({**server.environment(libpython, env_site), **extra_env}, SERVED_MODEL)
-            server.probes[label] = probe_raw(server.url)
-            _log(f"  probe {label}: {json.dumps(server.probes[label])[:1000]}")
-            _check_client(server.url)
-            server.quiet()
+            server.start()
+            served.probes[label] = probe_raw(served.url)
+            _log(f"  probe {label}: {json.dumps(served.probes[label])[:1000]}")
+            _check_client(served.url)
+            quiet(served.url)
         except Exception as exc:  # noqa: BLE001 - try the next config, keep the reason
             last_error = f"{type(exc).__name__}: {exc}"
             _log(f"  served with {label} failed: {last_error[:500]}")
             server.stop()
             continue
-        server.config_used = label
+        served.config_used = label
         try:
-            yield server
+            yield served
         finally:
             server.stop()
         return
@@ -639,20 +613,22 @@ def run_served(
     result: dict[str, Any] = {"points": []}
     save_weights(builder.partition(":")[2], weights)
     started = time.perf_counter()
-    with served_triton(bundle, work, weights, out, builder) as server:
+    with served_triton(bundle, work, weights, out, builder) as served:
         result["start_s"] = round(time.perf_counter() - started, 1)
-        result["config"] = server.config_used
+        result["config"] = served.config_used
         result["log_lines"] = [
-            line for line in server.log_tail(40).split(" | ") if "torch" in line or "error" in line.lower()
+            line
+            for line in log_tail(served.server.log_path, 40).split(" | ")
+            if "torch" in line or "error" in line.lower()
         ]
-        result["probes"] = server.probes
+        result["probes"] = served.probes
         for transport, batch, concurrency, processes in plan:
             target = LoadTarget(
-                transport, server.url, SERVED_MODEL, batch_size=batch, max_batch=max(batch, 64)
+                transport, served.url, SERVED_MODEL, batch_size=batch, max_batch=max(batch, 64)
             )  # type: ignore[arg-type]
-            before = model_statistics(server.url, SERVED_MODEL)
+            before = model_statistics(served.url, SERVED_MODEL)
             load = run_load(target, concurrency, seconds, processes=processes)
-            stats = model_statistics(server.url, SERVED_MODEL) - before
+            stats = model_statistics(served.url, SERVED_MODEL) - before
             row = {**load.as_dict(), "processes": processes, "server": stats.as_dict()}
             result["points"].append(row)
             _log(
@@ -660,7 +636,7 @@ def run_served(
                 f"p50 {load.p50_ms} ms mean executed batch {stats.mean_executed_batch:.1f} "
                 f"errors {load.errors} {load.first_error or ''}"
             )
-        result["memory"] = server.memory()
+        result["memory"] = memory(served.server.pid)
         result["gpu_memory"] = _nvidia_smi(["--query-compute-apps=pid,used_memory", "--format=csv,noheader"])
     return result
 

@@ -107,3 +107,21 @@ def test_starting_a_server_from_options_imports_no_settings_or_protobuf_library(
     assert done.returncode == 0, done.stderr
     assert "exited with code 3 during start-up" in done.stdout
     assert "fake tritonserver: no GPU here" in done.stdout
+
+
+def test_the_gpu_checks_run_step_imports_nothing_a_bare_gpu_host_lacks() -> None:
+    # The GPU check's run step executes on a lent host with Python, numpy and torch only.
+    script = textwrap.dedent(
+        """
+        import sys
+        for name in ("pydantic", "pydantic_settings", "google.protobuf", "tritonclient", "typer",
+                     "fastapi", "locust", "onnxruntime", "PIL", "skimage"):
+            sys.modules[name] = None
+        import deploylab.benchmarks.gpu_check as gpu_check
+        import deploylab.services.perf.load, deploylab.services.perf.triton_admin
+        import deploylab.services.runtime.triton
+        assert gpu_check.main is not None
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
