@@ -83,6 +83,8 @@ LAYERS = (
     Layer("runtime", ("services.runtime.*",), ("common", "formats")),
     Layer("gateway", ("services.gateway.*",), ("common", "formats", "runtime")),
     Layer("dashboards", ("services.dashboards.*",), ("common", "gateway")),
+    # Top-1/top-5 of exported models through the gateway's own preprocessing: what a served request gets.
+    Layer("accuracy", ("services.accuracy.*",), ("common", "formats", "gateway")),
     Layer("measure", ("services.measure.*",), ("common", "formats", "exporter", "runtime")),
     Layer("perf", ("services.perf.*",), ("common", "formats", "exporter", "runtime", "gateway", "measure")),
     Layer(
@@ -99,12 +101,13 @@ LAYERS = (
             "services.modelzoo.cli",
             "services.modelzoo.smoke",
             "services.gateway.cli",
+            "services.accuracy.cli",
             "services.chaos.*",
             "loadtests.cli",
             "loadtests.runs",
             "benchmarks.*",
         ),
-        ("common", "in-triton", "formats", "exporter", "runtime", "gateway", "dashboards")
+        ("common", "in-triton", "formats", "exporter", "runtime", "gateway", "dashboards", "accuracy")
         + ("measure", "perf", "loadtests", "report"),
     ),
     Layer("entry", ("services.cli",), (FRONT_ENDS, "common")),
