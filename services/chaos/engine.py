@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Literal
 
 from .checks import Check, CheckSpec, Derived, Record, derive, finite_or_none, judge, rounded
 from .context import Run, Target
@@ -71,7 +71,7 @@ class ScenarioSpec:
     observe: tuple[Observation, ...] = ()
     measures: tuple[Derived, ...] = ()
     recovery: str | None = None
-    stack: str = "main"
+    stack: Literal["main", "spare_gateway", "slow"] = "main"
     faults: int = 1
 
     def describe(self, numbers: dict[str, float], model: str) -> str:
