@@ -71,8 +71,10 @@ LAYERS = (
         (
             "services.modelzoo",
             "services.modelzoo.catalog",
+            "services.modelzoo.counted",
             "services.modelzoo.errors",
             "services.modelzoo.manifest",
+            "services.modelzoo.parity_limits",
             "services.modelzoo.repository",
             "services.modelzoo.versions",
         ),
