@@ -24,11 +24,13 @@ from typing import Any
 import numpy as np
 import psutil
 from deploylab.benchmarks.wrk import HttpRequest, run_wrk
-from deploylab.services.chaos.load import LoadClient, Outcome, RequestTemplate, closed_loop, open_loop
-from deploylab.services.gateway.limits import nearest_rank
+from deploylab.services.measure.http_load import LoadClient, RequestTemplate, closed_loop, open_loop
+from deploylab.services.measure.outcomes import Outcome
+from deploylab.services.measure.percentiles import percentile
+from deploylab.services.measure.server_stats import fetch_model_stats
 from deploylab.services.modelzoo.catalog import resolve_triton_name
 from deploylab.services.perf.client import KServeHttpClient
-from deploylab.services.perf.triton_admin import model_config, model_statistics
+from deploylab.services.perf.triton_admin import model_config
 
 Log = Callable[[str], None]
 
@@ -67,13 +69,12 @@ class PointSummary:
         cls, client: str, statuses: dict[int, int], accepted_s: list[float], seconds: float
     ) -> PointSummary:
         total = sum(statuses.values()) or 1
-        ordered = sorted(accepted_s)
         return cls(
             client=client,
             goodput_per_s=statuses.get(SERVED, 0) / seconds,
             refused_share=statuses.get(REFUSED_STATUS, 0) / total,
-            accepted_p50_ms=1000 * nearest_rank(ordered, 0.50) if ordered else float("nan"),
-            accepted_p99_ms=1000 * nearest_rank(ordered, 0.99) if ordered else float("nan"),
+            accepted_p50_ms=1000 * percentile(accepted_s, 50),
+            accepted_p99_ms=1000 * percentile(accepted_s, 99),
             answers={str(k): v for k, v in sorted(statuses.items())},
         )
 
@@ -157,10 +158,10 @@ def _closed_point(
     options: AdmissionOptions,
 ) -> dict[str, Any]:
     honouring, immediate = (concurrency + 1) // 2, concurrency // 2
-    before_stats, before_cpu, before_own = model_statistics(triton_url, model), _cpu_s(pid), _own_cpu_s()
+    before_stats, before_cpu, before_own = fetch_model_stats(triton_url, model), _cpu_s(pid), _own_cpu_s()
     outcomes = asyncio.run(_closed(url, request, honouring, immediate, options))
     cpu_s, own_cpu_s = _cpu_s(pid) - before_cpu, _own_cpu_s() - before_own
-    after_stats = model_statistics(triton_url, model)
+    after_stats = fetch_model_stats(triton_url, model)
     measured = [o for o in outcomes if options.warmup_s <= o.sent_at < options.warmup_s + options.duration_s]
     statuses = _statuses(measured)
     own = PointSummary.of(
@@ -366,7 +367,7 @@ class _gateway:
     def __init__(self, model: str, mode: str, triton_url: str, options: AdmissionOptions) -> None:
         from deploylab.services.gateway.settings import GatewaySettings
         from deploylab.services.gateway.stack import GatewayProcess
-        from deploylab.services.perf.ports import free_ports
+        from deploylab.services.measure.ports import free_ports
 
         routing = options.state_dir / "admission-routing.yaml"
         routing.parent.mkdir(parents=True, exist_ok=True)
