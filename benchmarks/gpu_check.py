@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -385,15 +384,6 @@ def find_libpython() -> Path | None:
     return None
 
 
-def _free_ports(count: int) -> list[int]:
-    ports: set[int] = set()
-    while len(ports) < count:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            ports.add(sock.getsockname()[1])
-    return sorted(ports)
-
-
 def bundle_install(bundle: Path, work: Path, libpython: Path, stub_site: Path | None) -> TritonInstall:
     """The bundle's tritonserver unpacked under `work`, its Python backend prepared for this interpreter,
     and the environment the backend stub needs on a host where deploylab's venv does not exist."""
@@ -506,6 +496,7 @@ def served_triton(
 ) -> Iterator[Served]:
     """Start Triton on the prepared repository; retry with KIND_CPU instances (+ torch on cuda) if the
     KIND_GPU config does not load."""
+    from deploylab.services.measure.ports import free_ports
     from deploylab.services.runtime.triton import TritonOptions, TritonServer
 
     libpython = find_libpython()
@@ -537,7 +528,7 @@ def served_triton(
         label = f"{config_name} numpy={numpy_label} gpu_visible={gpu_visible}"
         text = (source / config_name).read_text().replace("torchvision:resnet50", builder)
         (model_dir / "config.pbtxt").write_text(text)
-        http, grpc, metrics = _free_ports(3)
+        http, grpc, metrics = free_ports(3)
         options = TritonOptions(
             model_repository=repository,
             state_dir=work,

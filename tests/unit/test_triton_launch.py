@@ -119,7 +119,7 @@ def test_the_gpu_checks_run_step_imports_nothing_a_bare_gpu_host_lacks() -> None
             sys.modules[name] = None
         import deploylab.benchmarks.gpu_check as gpu_check
         import deploylab.services.perf.load, deploylab.services.perf.triton_admin
-        import deploylab.services.runtime.triton
+        import deploylab.services.measure.ports, deploylab.services.runtime.triton
         assert gpu_check.main is not None
         """
     )
