@@ -47,13 +47,22 @@ from locust.user.users import LOCUST_STATE_STOPPING
 FLUSH_REQUEST = "deploylab_flush"
 FLUSH_DONE = "deploylab_flushed"
 DROPPED_NAME = "dropped arrival"
+#: The open-loop client pool: the ceiling on `--max-outstanding`.
+OPEN_LOOP_POOL = 256
 #: Where a worker's statistics report carries the raw latencies recorded since its last report.
 LATENCIES_KEY = "deploylab_latencies"
 #: Every request's time in ms, by request name: in this process (local runner, or a master merging
 #: its workers' reports), or, on a worker, what the next report will ship.
 LATENCIES = LatencyLog()
-#: The open-loop client pool: the ceiling on `--max-outstanding`.
-OPEN_LOOP_POOL = 256
+#: Whether this process keeps raw times: a `deploylab loadtest` session (it asks, `keep_latencies()`)
+#: and every worker (it ships them every few seconds) do; a local or master Locust run by hand does not,
+#: so an hour-long run does not grow its memory by a float per request.
+_KEEPING = {"latencies": False}
+
+
+def keep_latencies() -> None:
+    """Record every request's time in `LATENCIES` from now on (the session's percentiles need them)."""
+    _KEEPING["latencies"] = True
 
 
 class DroppedArrivalError(Exception):
@@ -77,7 +86,8 @@ def add_options(parser: Any) -> None:
 
 @events.request.add_listener
 def record_latency(name: str, response_time: float, **_kwargs: Any) -> None:
-    LATENCIES.add(name, response_time)
+    if _KEEPING["latencies"]:
+        LATENCIES.add(name, response_time)
 
 
 @events.report_to_master.add_listener
@@ -87,8 +97,9 @@ def ship_latencies(data: dict[str, Any], **_kwargs: Any) -> None:
 
 @events.worker_report.add_listener
 def merge_latencies(data: dict[str, Any], **_kwargs: Any) -> None:
-    for name, values in data.get(LATENCIES_KEY, {}).items():
-        LATENCIES.extend(name, values)
+    if _KEEPING["latencies"]:
+        for name, values in data.get(LATENCIES_KEY, {}).items():
+            LATENCIES.extend(name, values)
 
 
 @events.init.add_listener
@@ -101,6 +112,7 @@ def register_flush(environment: Environment, **_kwargs: Any) -> None:
     runner = environment.runner
     if not isinstance(runner, WorkerRunner):
         return
+    keep_latencies()  # shipped with every report, so a worker holds only a few seconds' worth
 
     def on_flush(environment: Environment, msg: Any, **_kw: Any) -> None:
         data: dict[str, Any] = {}

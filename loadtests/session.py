@@ -141,6 +141,7 @@ class LocustSession:
             parsed_options=self.options,
             catch_exceptions=True,
         )
+        scenarios.keep_latencies()  # the points' percentiles come from every request's time
         self.workers: list[subprocess.Popen[bytes]] = []
         self.acks: dict[str, set[str]] = {}
         self.worker_ids: set[str] = set()

@@ -112,6 +112,11 @@ def test_distributed_windows_are_complete_and_cross_check(two_runs: dict[int, Pa
         assert results.status == "complete"
         assert results.flagged() == []  # the workers' last samples reached the master before each check
         assert all(p.requests > 0 and p.failures == 0 for p in results.points)
+        # Percentiles come from every request's raw time: with workers, shipped with their reports.
+        for point in results.points:
+            lat = point.latency_ms
+            assert lat.p50 is not None and lat.p99 is not None and lat.max is not None, point.id
+            assert 0 < lat.p50 <= lat.p99 <= lat.max, point.id
 
 
 def test_no_worker_outlives_its_run(two_runs: dict[int, Path]) -> None:

@@ -61,6 +61,7 @@ def locust_front_end_p50_p99(samples_ms: list[float]) -> tuple[float, float]:
         from deploylab.loadtests import locustfile as scenarios
         from deploylab.loadtests.session import StatsMark, latency_between
         name = "classify resnet50:default"
+        scenarios.keep_latencies()  # as a session does
         for ms in json.loads(sys.stdin.read()):
             locust.events.request.fire(request_type="POST", name=name, response_time=ms,
                                        response_length=0, exception=None, context={})
