@@ -241,3 +241,27 @@ def test_the_layering_check_catches_an_upward_import() -> None:
     assert broken_rule("services.perf.load", "loadtests.session") is not None
     assert broken_rule("services.gateway.stack", "services.runtime.triton") is None
     assert broken_rule("services.cli", "services.modelzoo.cli") is None
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    # Layers already rule out cycles between layers; inside one, a cycle would make two modules one
+    # unit that can only be read, loaded and tested together.
+    modules = _source_modules()
+    known = set(modules)
+    graph = {m: sorted({t for _, t in _imported_modules(m, p, known)} - {m}) for m, p in modules.items()}
+    state: dict[str, str] = {}
+    cycles: list[str] = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = "open"
+        for target in graph[module]:
+            if state.get(target) == "open":
+                cycles.append(" -> ".join([*path[path.index(target) :], target]))
+            elif target not in state:
+                visit(target, [*path, target])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []
