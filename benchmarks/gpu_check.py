@@ -53,6 +53,8 @@ BUNDLE_TAR = "triton.tar.xz"
 REPOSITORY_DIR = "repository"
 STUB_NUMPY = "numpy-1.26.4"
 SERVED_MODEL = "resnet50_torch"
+#: The served model on the CPU (fp32, no CUDA graphs): the served step of a rehearsal without a GPU.
+CPU_CONFIG = "config.cpu.pbtxt"
 
 
 # -- prepare (CPU host) -------------------------------------------------------------------------
@@ -111,7 +113,8 @@ def _pack_triton(target: Path, python_versions: tuple[str, ...]) -> None:
 
 
 def _render_repository(directory: Path) -> None:
-    """config.pbtxt for the served GPU model (KIND_GPU, and a KIND_CPU + cuda fallback) + model.py."""
+    """config.pbtxt for the served GPU model (KIND_GPU, and a KIND_CPU + cuda fallback) + model.py,
+    and config.cpu.pbtxt, the same engine on the CPU, for a rehearsal with `run --device cpu`."""
     from deploylab.services.modelzoo.repository import ServingConfig, render_triton_config
 
     torch_params = {
@@ -146,6 +149,12 @@ def _render_repository(directory: Path) -> None:
     )
     configs = {"config.pbtxt": gpu, "config.cpu-kind.pbtxt": cpu_kind, "config.gpu-out.pbtxt": gpu_out}
     configs["config.blind.pbtxt"] = blind
+    configs[CPU_CONFIG] = ServingConfig(
+        max_batch_size=64,
+        instance_count=2,
+        instance_kind="cpu",
+        extra_parameters={"engine": "torch", "torch_builder": "torchvision:resnet50", "torch_device": "cpu"},
+    )
     for filename, serving in configs.items():
         (model_dir / filename).write_text(render_triton_config(SERVED_MODEL, 224, 1000, serving))
     shutil.copy2(REPO_ROOT / "services" / "modelzoo" / "triton_python_model.py", model_dir / "1" / "model.py")
@@ -492,10 +501,16 @@ def _stub_site(bundle: Path, work: Path) -> Path | None:
 
 @contextlib.contextmanager
 def served_triton(
-    bundle: Path, work: Path, weights: Path, out: Path, builder: str, extra_attempts: bool = False
+    bundle: Path,
+    work: Path,
+    weights: Path,
+    out: Path,
+    builder: str,
+    extra_attempts: bool = False,
+    device: str = "cuda",
 ) -> Iterator[Served]:
     """Start Triton on the prepared repository; retry with KIND_CPU instances (+ torch on cuda) if the
-    KIND_GPU config does not load."""
+    KIND_GPU config does not load. On `device` cpu, the CPU config alone (a rehearsal)."""
     from deploylab.services.measure.ports import free_ports
     from deploylab.services.runtime.triton import TritonOptions, TritonServer
 
@@ -522,6 +537,10 @@ def served_triton(
     if extra_attempts:
         numpy1 = _stub_site(bundle, work) if int(np.__version__.split(".")[0]) >= 2 else None
         attempts += [("config.pbtxt", None, True), ("config.cpu-kind.pbtxt", numpy1, True)]
+    if not device.startswith("cuda"):
+        if not (source / CPU_CONFIG).is_file():
+            raise RuntimeError(f"the bundle has no {CPU_CONFIG}: run `gpu_check prepare` again")
+        attempts = [(CPU_CONFIG, None, True)]
     last_error = ""
     for config_name, env_site, gpu_visible in attempts:
         numpy_label = "bundled 1.x" if env_site else np.__version__
@@ -597,6 +616,7 @@ def run_served(
     builder: str,
     plan: LoadPlan,
     seconds: float,
+    device: str = "cuda",
 ) -> dict[str, Any]:
     from deploylab.services.perf.load import LoadTarget, run_load
     from deploylab.services.perf.triton_admin import model_statistics
@@ -604,7 +624,7 @@ def run_served(
     result: dict[str, Any] = {"points": []}
     save_weights(builder.partition(":")[2], weights)
     started = time.perf_counter()
-    with served_triton(bundle, work, weights, out, builder) as served:
+    with served_triton(bundle, work, weights, out, builder, device=device) as served:
         result["start_s"] = round(time.perf_counter() - started, 1)
         result["config"] = served.config_used
         result["log_lines"] = [
@@ -818,6 +838,7 @@ def run(args: argparse.Namespace) -> int:
                 f"torchvision:{args.model}",
                 LOAD_PLAN_DRY if args.dry_plan else LOAD_PLAN_GPU,
                 args.load_seconds,
+                device,
             ),
         ),
     ]
