@@ -114,7 +114,6 @@ LAYERS = (
     ),
     Layer("entry", ("services.cli",), (FRONT_ENDS, "common")),
 )
-_BY_NAME = {layer.name: layer for layer in LAYERS}
 
 #: Imports that break the layering today, each with its owner's reason; (importer, imported module).
 #: Fix the import, then delete its line: an entry that no longer matches a violation fails the test.
