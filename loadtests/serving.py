@@ -12,7 +12,7 @@ from pathlib import Path
 
 from deploylab.services.gateway.settings import GatewaySettings
 from deploylab.services.gateway.stack import ServingStack
-from deploylab.services.perf.ports import free_ports
+from deploylab.services.measure.ports import free_ports
 from deploylab.services.runtime.settings import RuntimeSettings
 
 from .plan import Endpoints

@@ -23,7 +23,6 @@ from typing import Literal
 import numpy as np
 from deploylab.services.measure.names import served_model
 from deploylab.services.measure.percentiles import percentile
-from deploylab.services.modelzoo.catalog import resolve_triton_name
 from deploylab.services.modelzoo.parity import random_batch
 from deploylab.services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME, onnx_path
 
@@ -126,8 +125,7 @@ def resolve_model_name(model: str) -> str:
 
 
 def input_size_of(triton_name: str) -> int:
-    spec, _variant = resolve_triton_name(triton_name)
-    return spec.input_size
+    return served_model(triton_name).spec.input_size
 
 
 # -- engines ----------------------------------------------------------------------------------
@@ -175,8 +173,8 @@ def torch_sessions(model: str, layout: Layout) -> Iterator[list[InferFn]]:
     import torch
     from deploylab.services.modelzoo.build import build_model
 
-    spec, variant = resolve_triton_name(model)
-    module = build_model(spec, variant)
+    served = served_model(model)
+    module = build_model(served.spec, served.variant)
     previous = torch.get_num_threads()
     torch.set_num_threads(layout.threads)
 

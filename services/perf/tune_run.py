@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from deploylab.services.modelzoo.catalog import resolve_triton_name
+from deploylab.services.measure.names import served_model
 from deploylab.services.modelzoo.manifest import read_manifest, write_manifest
 from deploylab.services.modelzoo.repository import (
     CONFIG_FILENAME,
@@ -52,7 +52,7 @@ def run_tune(
     on_trial: TrialCallback | None = None,
 ) -> TuneReport:
     """Tune `model` (a Triton model name) in `settings.model_repository`; write table and best config."""
-    spec, _variant = resolve_triton_name(model)
+    spec = served_model(model).spec
     directory = model_dir(settings.model_repository, model)
     if not (directory / CONFIG_FILENAME).is_file():
         raise TuneError(
