@@ -157,6 +157,12 @@ def compare_command(
     workers: WorkersOpt = 0,
     repository: RepositoryOpt = None,
     out: OutOpt = Path("results"),
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            help="labelled images (class folders or labels.csv): every deployment's top-1/top-5 in the report"
+        ),
+    ] = None,
 ) -> None:
     """Export the model set, serve it, sweep it, and write the comparison report (make compare)."""
     from .runs import RunRequest, export_targets, profile_named, resolve_targets, run_loadtest
@@ -174,7 +180,15 @@ def compare_command(
         workers=workers,
         settings={"command": " ".join(["deploylab", *sys.argv[1:]])},
     )
-    _finish(run_loadtest(request, console), started)
+    outcome = run_loadtest(request, console)
+    if images is not None and (outcome.run_dir / "results.json").is_file():
+        from deploylab.services.accuracy.evaluate import measure_accuracy
+        from deploylab.services.report.writer import add_accuracy
+
+        for model in dict.fromkeys(t.model for t in targets):
+            rows = [r.as_dict() for r in measure_accuracy(model, images, repo, log=console.print)]
+            add_accuracy(outcome.run_dir, str(images), rows)
+    _finish(outcome, started)
 
 
 def register(app: typer.Typer) -> None:

@@ -27,12 +27,13 @@ app.command("triton")(triton_command)
 app.command("smoke")(smoke_command)
 
 #: Packages that add commands: gateway (serve), load tests (loadtest, report, compare),
-#: benchmarks (bench, tune), chaos (fault and overload scenarios).
+#: benchmarks (bench, tune), chaos (fault and overload scenarios), accuracy (on the user's images).
 COMMAND_MODULES = (
     "deploylab.services.gateway.cli",
     "deploylab.loadtests.cli",
     "deploylab.benchmarks.cli",
     "deploylab.services.chaos.cli",
+    "deploylab.services.accuracy.cli",
 )
 for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)

@@ -6,15 +6,17 @@ The headline comes first (cross-check flags, claims), then the evidence (tables 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from .claims import Claim, check_claims
 from .plots import Plot, build_plots
 from .results import LOOP_LABELS, RunResults
-from .tables import Table, build_tables
+from .tables import Table, accuracy_table, build_tables
 
 #: Reading order: ("table" | "plot", key). Claims and the flag banner come before these.
 LAYOUT: tuple[tuple[str, str], ...] = (
     ("table", "facts"),
+    ("table", "accuracy"),
     ("table", "latency"),
     ("plot", "throughput-latency"),
     ("table", "ramp"),
@@ -42,8 +44,11 @@ class ReportContent:
     notes: list[str] = field(default_factory=list)
 
 
-def build_content(results: RunResults) -> ReportContent:
+def build_content(results: RunResults, accuracy: dict[str, Any] | None = None) -> ReportContent:
+    """The report's content; `accuracy` is the run's accuracy.json when one was measured."""
     tables = {t.key: t for t in build_tables(results)}
+    if accuracy is not None:
+        tables["accuracy"] = accuracy_table(accuracy)
     plots = {p.key: p for p in build_plots(results)}
     blocks: list[Table | Plot] = []
     for kind, key in LAYOUT:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .analysis import (
     SERVED_PATHS,
@@ -479,6 +480,31 @@ def claim_table(claim: Claim) -> Table:
         "refutes the claim; a ratio outside its band keeps it from confirmation.",
         ("quantity", "kind", "claim says", "band", "measured", "result", "measured how"),
         rows,
+    )
+
+
+def accuracy_table(record: dict[str, Any]) -> Table:
+    """Top-1 / top-5 per deployment on the user's images (`deploylab accuracy --run`, compare --images)."""
+    rows = tuple(
+        (
+            str(r["model"]),
+            str(r["variant"]),
+            str(r["precision"]),
+            str(r["engine"]),
+            str(r["images"]),
+            f"{100 * float(r['top1']):.1f}%",
+            f"{100 * float(r['top5']):.1f}%",
+        )
+        for r in record.get("results", [])
+    )
+    return Table(
+        key="accuracy",
+        title="Accuracy on your images",
+        note=f"Images: {record.get('images', '?')}, through the gateway's preprocessing and each "
+        "deployment's exported model. Random-init weights (the default) score near 0.1% top-1: export "
+        "with --weights for real ones.",
+        columns=("model", "variant", "precision", "engine", "images", "top-1", "top-5"),
+        rows=rows,
     )
 
 

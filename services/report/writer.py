@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from .plots import Plot
 from .results import load_results
 
 HTML_FILENAME = "report.html"
+#: Written by `deploylab accuracy --run DIR` (and compare --images); the report shows it when present.
+ACCURACY_FILENAME = "accuracy.json"
 MARKDOWN_FILENAME = "report.md"
 
 
@@ -35,7 +38,9 @@ def _write(path: Path, data: str | bytes) -> None:
 def write_report(run_dir: Path) -> ReportFiles:
     """Render the run's report next to its results (CSV files are refreshed too)."""
     results = load_results(run_dir)
-    content = build_content(results)
+    accuracy_file = run_dir / ACCURACY_FILENAME
+    accuracy = json.loads(accuracy_file.read_text()) if accuracy_file.is_file() else None
+    content = build_content(results, accuracy)
     write_csv_files(results, run_dir)
     plots_dir = run_dir / PLOTS_DIR
     plots_dir.mkdir(exist_ok=True)
@@ -49,3 +54,14 @@ def write_report(run_dir: Path) -> ReportFiles:
     _write(html_path, render_html(content))
     _write(md_path, render_markdown(content))
     return ReportFiles(html_path, md_path, plot_files)
+
+
+def add_accuracy(run_dir: Path, images: str, rows: list[dict[str, object]]) -> Path:
+    """Merge accuracy rows (model, variant, precision, engine, images, top1, top5) into the run's
+    accuracy.json, replacing rows of the same deployment, and re-render the report; its HTML path."""
+    path = run_dir / ACCURACY_FILENAME
+    record = json.loads(path.read_text()) if path.is_file() else {"results": []}
+    fresh = {(r["model"], r["precision"], r["engine"]) for r in rows}
+    kept = [r for r in record["results"] if (r["model"], r["precision"], r["engine"]) not in fresh]
+    _write(path, json.dumps({"images": images, "results": kept + rows}, indent=2) + "\n")
+    return write_report(run_dir).html
