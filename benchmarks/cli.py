@@ -293,6 +293,12 @@ def bench_command(
         console.print("[bold]JPEG preprocessing: default path vs full-resolution decode[/bold]")
         result["jpeg_path"] = {m: measure_jpeg_path(options.repository, m) for m in options.models}
         console.print(jpeg_table(result["jpeg_path"]))
+    if suite != "admission":
+        from deploylab.benchmarks.cli_cost import measure_cli_cost
+
+        console.print("[bold]the command line's own cost: start-up, heavy imports, supervisor memory[/bold]")
+        result["cli_cost"] = measure_cli_cost(options.repository)
+        console.print(cli_cost_line(result["cli_cost"]))
     if suite != "serving":
         result["admission"] = _admission(options.models, options, quick)
     if repvgg and suite != "admission":
@@ -338,6 +344,16 @@ def _admission(models: tuple[str, ...], options: BenchOptions, quick: bool) -> d
     )
     console.print("[bold]admission: default (slo) vs static, own client and wrk[/bold]")
     return run_admission(admission, log=console.print)
+
+
+def cli_cost_line(cost: dict[str, Any]) -> str:
+    supervisor = cost.get("supervisor") or {}
+    heavy = sorted({*cost["help_imports"], *cost["models_imports"], *supervisor.get("heavy_libraries", [])})
+    return (
+        f"deploylab --help {cost['help_s']:.2f} s, models {cost['models_s']:.2f} s, serve supervisor "
+        f"{supervisor.get('rss_mb', float('nan')):.0f} MB RSS; "
+        f"heavy libraries loaded: {', '.join(heavy) or 'none'}"
+    )
 
 
 def jpeg_table(record: dict[str, Any]) -> Table:
