@@ -25,10 +25,10 @@ import numpy as np
 import psutil
 from deploylab.benchmarks.wrk import HttpRequest, run_wrk
 from deploylab.services.measure.http_load import LoadClient, RequestTemplate, closed_loop, open_loop
+from deploylab.services.measure.names import served_model
 from deploylab.services.measure.outcomes import Outcome
 from deploylab.services.measure.percentiles import percentile
 from deploylab.services.measure.server_stats import fetch_model_stats
-from deploylab.services.modelzoo.catalog import resolve_triton_name
 from deploylab.services.perf.client import KServeHttpClient
 from deploylab.services.perf.triton_admin import model_config
 
@@ -81,8 +81,7 @@ class PointSummary:
 
 def request_for(gateway_url: str, model: str) -> HttpRequest:
     """A batch-1 binary v2 request for `model` (a real-photo-sized random tensor)."""
-    spec, _ = resolve_triton_name(model)
-    size = spec.input_size
+    size = served_model(model).spec.input_size
     batch = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
     client = KServeHttpClient(gateway_url, model)
     try:

@@ -96,12 +96,12 @@ def tune_command(
     Each trial is loaded into a running Triton through model control (no restart); the default search
     takes a few minutes on 2 cores. Widen it with --grid, --layouts, --max-batch, --queue-delay-us.
     """
+    from deploylab.services.measure.names import served_model
     from deploylab.services.modelzoo.repository import ServingConfig
-    from deploylab.services.perf.inprocess import resolve_model_name
     from deploylab.services.perf.tune import TuneOptions, TuneSpace
     from deploylab.services.perf.tune_run import run_tune
 
-    name = resolve_model_name(model)
+    name = served_model(model).triton_name
     if backend not in ("python", "deploylab_ort"):
         raise ValueError(f"--backend must be python or deploylab_ort, got {backend!r}")
     space = TuneSpace(
@@ -159,7 +159,7 @@ def _transport(text: str) -> Transport:
 
 def _embedded_settings(repository: Path | None) -> RuntimeSettings:
     """Runtime settings for a Triton this command starts: free ports, explicit model control."""
-    from deploylab.services.perf.ports import free_ports
+    from deploylab.services.measure.ports import free_ports
     from deploylab.services.runtime.settings import RuntimeSettings
 
     http, grpc, metrics = free_ports(3)

@@ -11,7 +11,7 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-from deploylab.services.modelzoo.catalog import get_spec, resolve_triton_name
+from deploylab.services.measure.names import served_model
 from deploylab.services.modelzoo.export import ExportOptions, export_model
 from deploylab.services.modelzoo.manifest import read_repository
 from deploylab.services.modelzoo.repository import (
@@ -34,7 +34,7 @@ def write_slow_model(repository: Path, name: str, delay_s: float, *, max_batch_s
     Its queue honours per-request timeouts, so requests the gateway gave up on (it sends its deadline)
     are dropped from Triton's queue instead of piling up behind the sleeping instance.
     """
-    spec, _ = resolve_triton_name(name)
+    spec = served_model(name).spec
     serving = ServingConfig(
         backend="python",
         max_batch_size=max_batch_size,
@@ -56,13 +56,12 @@ def write_slow_model(repository: Path, name: str, delay_s: float, *, max_batch_s
 
 
 def ensure_exported(repository: Path, models: list[str]) -> list[str]:
-    """Export the catalog models (default variants) that `repository` lacks; Triton names to serve."""
+    """Export the models (catalog names: their default variant) that `repository` lacks; Triton names."""
     exported = read_repository(repository)
     names = []
     for model in models:
-        spec = get_spec(model)
-        name = spec.triton_name(spec.default_variant)
-        if name not in exported:
-            export_model(spec, spec.default_variant, repository, ExportOptions())
-        names.append(name)
+        served = served_model(model)
+        if served.triton_name not in exported:
+            export_model(served.spec, served.variant, repository, ExportOptions())
+        names.append(served.triton_name)
     return names

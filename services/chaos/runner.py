@@ -8,7 +8,6 @@ server under the main gateway. The slow backend needs its own Triton with a slee
 from __future__ import annotations
 
 import asyncio
-import io
 import secrets
 import shutil
 import tempfile
@@ -16,13 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from deploylab.services.gateway.settings import GatewaySettings
 from deploylab.services.gateway.stack import GatewayProcess, ServingStack
-from deploylab.services.modelzoo.catalog import get_spec
-from deploylab.services.perf.ports import free_ports
+from deploylab.services.measure.images import sample_jpeg
+from deploylab.services.measure.names import served_model
+from deploylab.services.measure.ports import free_ports
 from deploylab.services.runtime.settings import RuntimeSettings
-from PIL import Image
 
 from .context import Target
 from .engine import ScenarioResult, ScenarioSpec, run_scenario
@@ -49,17 +47,6 @@ class ChaosPlan:
         """The scenarios asked for, in table order, the overload one with this plan's knobs."""
         table = {**TABLE, "overload": overload_spec(self.overload)}
         return [spec for name, spec in table.items() if name in self.scenarios]
-
-
-def sample_jpeg(width: int = 320, height: int = 240) -> bytes:
-    """A photo-sized JPEG with structure (gradients + noise), so decoding does real work."""
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:height, 0:width]
-    base = np.stack([x * 255 / width, y * 255 / height, (x + y) * 127 / (width + height)], axis=-1)
-    pixels = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels, "RGB").save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
 
 
 def _runtime(repository: Path, state_dir: Path) -> RuntimeSettings:
@@ -156,8 +143,7 @@ def _run_slow_stack(
     record: Callable[[ScenarioResult], None],
 ) -> None:
     repository = workdir / "slow_repository"
-    spec = get_spec(plan.model)
-    spec_name = spec.triton_name(spec.default_variant)
+    spec_name = served_model(plan.model).triton_name
     write_slow_model(repository, spec_name, plan.slow_delay_s)
     runtime = _runtime(repository, workdir / "slow")
     settings = _gateway(

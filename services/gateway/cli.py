@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from deploylab.services.common.cli_errors import cli_errors
 from deploylab.services.common.signals import stop_on_sigterm
+from deploylab.services.measure.names import served_models
 from deploylab.services.modelzoo.catalog import CATALOG
 from rich.console import Console
 
@@ -34,7 +35,7 @@ def served_model_names(requested: list[str], repository: Path) -> list[str]:
         if name in exported:
             names.append(name)
         elif name in CATALOG:
-            variants = [CATALOG[name].triton_name(v) for v in CATALOG[name].variant_names]
+            variants = [served.triton_name for served in served_models(name)]
             found = [v for v in variants if v in exported]
             if not found:
                 raise ValueError(f"{name} is not exported: run `deploylab export {name}`")

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from deploylab.services.gateway.errors import BackendTimeoutError, BackendUnavailableError
 from deploylab.services.gateway.triton_wire import WireChannel
-from deploylab.services.perf.ports import free_ports
+from deploylab.services.measure.ports import free_ports
 
 Handler = Callable[[int, bytes], Awaitable[bytes | None]]
 #: An answer this late, or a timeout this long, is one the error paths below must not wait for.
