@@ -409,6 +409,11 @@ def summarize(rounds: list[RoundResult], options: BenchOptions) -> dict[str, Any
         if direct_c1 and batch1:
             row["direct_batch1_p50_delta_ms"] = round(direct_c1["p50_ms"] - batch1[0].p50_ms, 3)
         http_sat = direct_sat.get("http")
+        # Gateway ratios are taken against the best direct transport of the round at saturation (shared
+        # memory on one host beats plain HTTP): a gateway measured against a slow baseline looks free.
+        best_sat = max(direct_sat.values(), key=lambda p: p["throughput_img_s"], default=None)
+        if best_sat:
+            row["direct_best_at_saturation"] = _label(best_sat)
         for workers in options.gateway_workers:
             gw = [p for p in rnd.gateway if p["gateway_workers"] == workers]
             tensor_sat = next(
@@ -421,14 +426,23 @@ def summarize(rounds: list[RoundResult], options: BenchOptions) -> dict[str, Any
             paired = next((p for p in gw if p["path"] == "paired-batch1"), None)
             image_c1 = next((p for p in gw if p["path"] == "gateway-image" and p["concurrency"] == 1), None)
             key = f"gw{workers}"
-            if tensor_sat and http_sat:
+            if tensor_sat and best_sat:
                 row[f"{key}_tensor_over_direct"] = _ratio(
+                    tensor_sat["throughput_img_s"], best_sat["throughput_img_s"]
+                )
+            if tensor_sat:  # a remote client's path: plain HTTP to the gateway, the headline number
+                row[f"{key}_tensor_over_inprocess"] = _ratio(tensor_sat["throughput_img_s"], ref)
+            if tensor_sat and http_sat:
+                row[f"{key}_tensor_over_direct_http"] = _ratio(
                     tensor_sat["throughput_img_s"], http_sat["throughput_img_s"]
                 )
-                row[f"{key}_tensor_over_inprocess"] = _ratio(tensor_sat["throughput_img_s"], ref)
-            if image_sat and http_sat:
+            if image_sat and tensor_sat:
+                row[f"{key}_image_over_tensor"] = _ratio(
+                    image_sat["throughput_img_s"], tensor_sat["throughput_img_s"]
+                )
+            if image_sat and best_sat:
                 row[f"{key}_image_over_direct"] = _ratio(
-                    image_sat["throughput_img_s"], http_sat["throughput_img_s"]
+                    image_sat["throughput_img_s"], best_sat["throughput_img_s"]
                 )
             if tensor_c1 and direct_c1:
                 unpaired = round(tensor_c1["p50_ms"] - direct_c1["p50_ms"], 3)
@@ -446,15 +460,19 @@ def summarize(rounds: list[RoundResult], options: BenchOptions) -> dict[str, Any
     return {"per_round": per_round, "median": medians, "targets": check_targets(medians, options)}
 
 
+#: Ratios against the best baseline of the same round. The headline is what a remote client gets: the
+#: gateway over plain HTTP against the best in-process engine.
 TARGETS = {
     "served_over_inprocess": (">=", 0.9),
+    "gw{w}_tensor_over_inprocess": (">=", 0.9),
     "gw{w}_tensor_over_direct": (">=", 0.9),
+    "gw{w}_image_over_tensor": (">=", 0.85),
     "gw{w}_tensor_p50_delta_ms": ("<=", 2.0),
 }
 
 
 def check_targets(medians: dict[str, float], options: BenchOptions) -> dict[str, dict[str, Any]]:
-    """Issue 7 item 2: served ≥ 0.9x in-process; gateway ≥ 0.9x direct; gateway batch-1 p50 +≤ 2 ms."""
+    """Each TARGETS ratio of the medians: its value, the bound and whether it held."""
     checks: dict[str, dict[str, Any]] = {}
     for template, (op, limit) in TARGETS.items():
         keys = [template.format(w=w) for w in options.gateway_workers] if "{w}" in template else [template]
