@@ -29,6 +29,7 @@ from typing import Any
 
 from deploylab.services.measure.machine import load_average, machine_info
 from deploylab.services.measure.names import served_model
+from deploylab.services.measure.percentiles import percentile
 from deploylab.services.measure.ports import free_ports
 from deploylab.services.modelzoo.export import ExportOptions, export_model
 from deploylab.services.modelzoo.manifest import read_manifest
@@ -318,7 +319,44 @@ def _direct_points(
         point = {"path": "direct", **_measure(target, concurrency, options, url)}
         points.append(point)
         _log_point(log, point)
+    points += _independent_point("direct-wrk", url, url, model, options, log)
     return points
+
+
+def _independent_point(
+    path: str, url: str, triton_url: str, model: str, options: BenchOptions, log: Log, **labels: Any
+) -> list[dict[str, Any]]:
+    """The plain-HTTP saturation point again, measured by wrk (C, no project code on the client side);
+    nothing when wrk is not installed (the bench says so)."""
+    from deploylab.benchmarks.admission import request_for
+    from deploylab.benchmarks.wrk import WrkMissingError, run_wrk
+
+    try:
+        request = request_for(url, model)
+        seconds = options.duration_s
+        before = model_statistics(triton_url, model)
+        result = run_wrk(url, request, honouring=options.saturation, immediate=0, duration_s=seconds)
+        executed = model_statistics(triton_url, model) - before
+    except WrkMissingError as exc:
+        log(f"    {path}: not measured ({exc})")
+        return []
+    accepted_ms = [1000 * s for s in result.accepted_s]
+    point = {
+        "path": path,
+        **labels,
+        "transport": "http",
+        "concurrency": options.saturation,
+        "throughput_img_s": round(result.statuses.get(200, 0) / result.duration_s, 1),
+        "p50_ms": round(percentile(accepted_ms, 50), 3),
+        "p99_ms": round(percentile(accepted_ms, 99), 3),
+        "errors": sum(n for status, n in result.statuses.items() if status != 200) + result.socket_errors,
+        "triton": executed.as_dict(),
+    }
+    log(
+        f"    {path} c={options.saturation}: {point['throughput_img_s']} img/s (wrk), "
+        f"p99 {point['p99_ms']} ms"
+    )
+    return [point]
 
 
 def _gateway_points(
@@ -372,6 +410,10 @@ def _gateway_points(
                 f"    paired batch 1 ({workers}w, {paired.pairs} pairs): direct p50 {paired.a_p50_ms:.2f}"
                 f" ms, gateway {paired.b_p50_ms:.2f} ms, overhead {paired.delta_p50_ms:+.2f} ms"
             )
+            points += _independent_point(
+                "gateway-tensor-wrk", gateway.url, runtime.triton_http_url, model, options, log,
+                gateway_workers=workers,
+            )
             memory[f"{workers}_after_load"] = tree_memory(gateway.process.pid).as_dict()
         finally:
             gateway.stop()
@@ -388,8 +430,14 @@ def summarize(rounds: list[RoundResult], options: BenchOptions) -> dict[str, Any
     for rnd in rounds:
         ref = statistics.fmean([rnd.reference("before"), rnd.reference("after")])
         row: dict[str, Any] = {"round": rnd.index, "inprocess_best_img_s": round(ref, 1)}
-        direct_sat = {p["transport"]: p for p in rnd.direct if p["concurrency"] == sat}
-        best_direct = max(rnd.direct, key=lambda p: p["throughput_img_s"], default=None)
+        direct = [p for p in rnd.direct if p["path"] == "direct"]  # the own client's; wrk's is a cross-check
+        direct_sat = {p["transport"]: p for p in direct if p["concurrency"] == sat}
+        best_direct = max(direct, key=lambda p: p["throughput_img_s"], default=None)
+        direct_wrk = next((p for p in rnd.direct if p["path"] == "direct-wrk"), None)
+        if direct_wrk and "http" in direct_sat:
+            row["direct_http_wrk_over_own_client"] = _ratio(
+                direct_wrk["throughput_img_s"], direct_sat["http"]["throughput_img_s"]
+            )
         if best_direct:
             row["direct_best"] = _label(best_direct)
             row["served_over_inprocess"] = _ratio(best_direct["throughput_img_s"], ref)
@@ -403,7 +451,7 @@ def summarize(rounds: list[RoundResult], options: BenchOptions) -> dict[str, Any
             if same:
                 row[f"{point['backend']}_over_served"] = _ratio(img_s, same["throughput_img_s"])
         batch1 = [p for p in rnd.inprocess_before if p.batch_size == 1 and p.sessions == 1]
-        direct_c1 = next((p for p in rnd.direct if p["transport"] == "http" and p["concurrency"] == 1), None)
+        direct_c1 = next((p for p in direct if p["transport"] == "http" and p["concurrency"] == 1), None)
         if batch1:
             row["inprocess_batch1_p50_ms"] = batch1[0].p50_ms
         if direct_c1 and batch1:
@@ -425,6 +473,11 @@ def summarize(rounds: list[RoundResult], options: BenchOptions) -> dict[str, Any
             tensor_c1 = next((p for p in gw if p["path"] == "gateway-tensor" and p["concurrency"] == 1), None)
             paired = next((p for p in gw if p["path"] == "paired-batch1"), None)
             image_c1 = next((p for p in gw if p["path"] == "gateway-image" and p["concurrency"] == 1), None)
+            wrk_sat = next((p for p in gw if p["path"] == "gateway-tensor-wrk"), None)
+            if wrk_sat and tensor_sat:  # the independent client's view of the headline point
+                row[f"gw{workers}_tensor_wrk_over_own_client"] = _ratio(
+                    wrk_sat["throughput_img_s"], tensor_sat["throughput_img_s"]
+                )
             key = f"gw{workers}"
             if tensor_sat and best_sat:
                 row[f"{key}_tensor_over_direct"] = _ratio(

@@ -39,12 +39,17 @@ def test_tiny_bench_measures_every_path_and_reports_the_ratios(
 
     record = result["models"][MODEL]
     round_ = record["rounds"][0]
-    assert {(p["transport"], p["concurrency"]) for p in round_["direct"]} == {
-        ("http", 1),
-        ("http", 2),
-        ("http-shm", 2),
+    assert {(p["path"], p["transport"], p["concurrency"]) for p in round_["direct"]} == {
+        ("direct", "http", 1),
+        ("direct", "http", 2),
+        ("direct", "http-shm", 2),
+        ("direct-wrk", "http", 2),  # the independent C client at the plain-HTTP saturation point
     }
-    measured = [p for p in round_["gateway"] if p["path"] != "paired-batch1"]
+    (gateway_wrk,) = [p for p in round_["gateway"] if p["path"] == "gateway-tensor-wrk"]
+    for point in [gateway_wrk, *(p for p in round_["direct"] if p["path"] == "direct-wrk")]:
+        assert point["errors"] == 0 and point["throughput_img_s"] > 0
+        assert point["triton"]["inference_count"] > 0
+    measured = [p for p in round_["gateway"] if p["path"] not in ("paired-batch1", "gateway-tensor-wrk")]
     assert {(p["path"], p["concurrency"]) for p in measured} == {
         ("gateway-tensor", 1),
         ("gateway-tensor", 2),
@@ -58,7 +63,7 @@ def test_tiny_bench_measures_every_path_and_reports_the_ratios(
     assert native["triton_processes"] == 1  # no stub processes: the engine runs inside tritonserver
     (paired,) = [p for p in round_["gateway"] if p["path"] == "paired-batch1"]
     assert paired["pairs"] > 0 and paired["a_p50_ms"] > 0 and paired["b_p50_ms"] > 0
-    for point in round_["direct"] + measured:
+    for point in [p for p in round_["direct"] if p["path"] == "direct"] + measured:
         assert point["errors"] == 0, point["first_error"]
         assert point["requests"] > 0 and point["triton"]["inference_count"] >= point["requests"]
         assert point["triton"]["mean_executed_batch"] >= 1.0
@@ -70,13 +75,20 @@ def test_tiny_bench_measures_every_path_and_reports_the_ratios(
         "gw1_tensor_p50_delta_ms",
         "gw1_tensor_p50_delta_unpaired_ms",
         "gw1_image_over_direct",
+        "gw1_image_over_tensor",
+        "gw1_tensor_over_inprocess",
+        "gw1_tensor_over_direct_http",
+        "gw1_tensor_wrk_over_own_client",
+        "direct_http_wrk_over_own_client",
         "deploylab_ort_over_inprocess",
         "deploylab_ort_over_served",
     ):
         assert key in median
     assert set(record["summary"]["targets"]) == {
         "served_over_inprocess",
+        "gw1_tensor_over_inprocess",
         "gw1_tensor_over_direct",
+        "gw1_image_over_tensor",
         "gw1_tensor_p50_delta_ms",
     }
     serving = record["serving"]  # read back from the running Triton, not from the manifest
