@@ -426,38 +426,29 @@ class TritonClient:
         return index
 
     async def model_config(self, model: str, timeout_s: float = 2.0) -> dict[str, Any]:
-        response = await self.request("GET", f"/v2/models/{model}/config", timeout_s=timeout_s, control=True)
-        if response.status != 200:
-            raise triton_error(response, model)
-        return json.loads(response.body)  # type: ignore[no-any-return]
+        return await self._model_json(model, "config", timeout_s)
 
     async def model_statistics(self, model: str, timeout_s: float = 2.0) -> dict[str, Any]:
         """Triton's cumulative inference statistics for `model` (per batch size, per stage)."""
-        response = await self.request("GET", f"/v2/models/{model}/stats", timeout_s=timeout_s, control=True)
+        return await self._model_json(model, "stats", timeout_s)
+
+    async def load_model(self, model: str) -> None:
+        await self._repository_action(model, "load", timeout_s=120.0)
+
+    async def unload_model(self, model: str) -> None:
+        await self._repository_action(model, "unload", timeout_s=60.0)
+
+    async def _model_json(self, model: str, resource: str, timeout_s: float) -> dict[str, Any]:
+        path = f"/v2/models/{model}/{resource}"
+        response = await self.request("GET", path, timeout_s=timeout_s, control=True)
         if response.status != 200:
             raise triton_error(response, model)
         return json.loads(response.body)  # type: ignore[no-any-return]
 
-    async def load_model(self, model: str) -> None:
+    async def _repository_action(self, model: str, action: str, timeout_s: float) -> None:
+        path = f"/v2/repository/models/{model}/{action}"
         response = await self.request(
-            "POST",
-            f"/v2/repository/models/{model}/load",
-            body=b"{}",
-            timeout_s=120.0,
-            model=model,
-            control=True,
-        )
-        if response.status != 200:
-            raise triton_error(response, model)
-
-    async def unload_model(self, model: str) -> None:
-        response = await self.request(
-            "POST",
-            f"/v2/repository/models/{model}/unload",
-            body=b"{}",
-            timeout_s=60.0,
-            model=model,
-            control=True,
+            "POST", path, body=b"{}", timeout_s=timeout_s, model=model, control=True
         )
         if response.status != 200:
             raise triton_error(response, model)
