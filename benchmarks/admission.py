@@ -21,15 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import psutil
-from deploylab.benchmarks.wrk import HttpRequest, run_wrk
+from deploylab.benchmarks.wrk import HttpRequest, request_for, run_wrk
 from deploylab.services.measure.http_load import LoadClient, RequestTemplate, closed_loop, open_loop
-from deploylab.services.measure.names import served_model
 from deploylab.services.measure.outcomes import Outcome
 from deploylab.services.measure.percentiles import percentile
 from deploylab.services.measure.server_stats import fetch_model_stats
-from deploylab.services.perf.client import KServeHttpClient
 from deploylab.services.perf.triton_admin import model_config
 
 Log = Callable[[str], None]
@@ -77,18 +74,6 @@ class PointSummary:
             accepted_p99_ms=1000 * percentile(accepted_s, 99),
             answers={str(k): v for k, v in sorted(statuses.items())},
         )
-
-
-def request_for(gateway_url: str, model: str) -> HttpRequest:
-    """A batch-1 binary v2 request for `model` (a real-photo-sized random tensor)."""
-    size = served_model(model).spec.input_size
-    batch = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
-    client = KServeHttpClient(gateway_url, model)
-    try:
-        raw = b"".join(bytes(part) for part in client.request_parts(batch))
-    finally:
-        client.close()
-    return HttpRequest.parse(raw)
 
 
 def run_admission(options: AdmissionOptions, log: Log = print) -> dict[str, Any]:

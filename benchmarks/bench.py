@@ -328,8 +328,7 @@ def _independent_point(
 ) -> list[dict[str, Any]]:
     """The plain-HTTP saturation point again, measured by wrk (C, no project code on the client side);
     nothing when wrk is not installed (the bench says so)."""
-    from deploylab.benchmarks.admission import request_for
-    from deploylab.benchmarks.wrk import WrkMissingError, run_wrk
+    from deploylab.benchmarks.wrk import WrkMissingError, request_for, run_wrk
 
     try:
         request = request_for(url, model)

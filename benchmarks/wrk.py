@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+from deploylab.services.measure.names import served_model
+from deploylab.services.perf.client import KServeHttpClient
+
 RESULT_PREFIX = "WRK_RESULT "
 
 
@@ -49,6 +53,18 @@ class WrkResult:
     accepted_s: list[float]
     socket_errors: int
     duration_s: float
+
+
+def request_for(url: str, model: str) -> HttpRequest:
+    """A batch-1 binary v2 request for `model` (a real-photo-sized random tensor)."""
+    size = served_model(model).spec.input_size
+    batch = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
+    client = KServeHttpClient(url, model)
+    try:
+        raw = b"".join(bytes(part) for part in client.request_parts(batch))
+    finally:
+        client.close()
+    return HttpRequest.parse(raw)
 
 
 def wrk_binary() -> str:

@@ -11,10 +11,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from deploylab.services.common.errors import TritonError
 from deploylab.services.gateway.stack import GatewayStartError
 from deploylab.services.measure.names import served_models
 from deploylab.services.modelzoo.catalog import CATALOG, resolve_model_set
-from deploylab.services.modelzoo.errors import TritonError
 from deploylab.services.modelzoo.export import ExportOptions, default_serving, export_model
 from deploylab.services.modelzoo.manifest import read_manifest
 from deploylab.services.modelzoo.repository import ServingConfig, model_dir

@@ -14,14 +14,8 @@ import torch
 from torch import nn
 
 from .errors import ParityError
+from .parity_limits import ATOL, MAX_ATOL, MAX_RTOL, RTOL
 
-RTOL = 1e-3
-#: float32's smallest normal number: below it a logit has no relative precision left (and an engine
-#: may flush it to zero), so only rows of (near-)zero logits lean on this floor.
-ATOL = float(np.finfo(np.float32).tiny)
-#: Ceilings for user overrides: past them a wrong export (a swapped class, a 10 % error) would pass.
-MAX_RTOL = 0.1
-MAX_ATOL = 1.0
 TOP_K = 5
 BATCH_SIZES = (1, 4)
 

@@ -15,7 +15,7 @@ import psutil
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from deploylab.services.modelzoo.errors import TritonError
+from deploylab.services.common.errors import TritonError
 from deploylab.services.modelzoo.parity import random_batch
 from deploylab.services.modelzoo.repository import (
     INPUT_NAME,
