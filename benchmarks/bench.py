@@ -22,7 +22,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -577,6 +577,3 @@ def machine_facts() -> dict[str, Any]:
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
-
-def with_overrides(options: BenchOptions, **updates: Any) -> BenchOptions:
-    return replace(options, **{k: v for k, v in updates.items() if v is not None})

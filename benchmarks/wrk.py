@@ -56,7 +56,7 @@ class WrkResult:
 
 
 def request_for(url: str, model: str) -> HttpRequest:
-    """A batch-1 binary v2 request for `model` (a real-photo-sized random tensor)."""
+    """A batch-1 binary v2 request for `model`: a random tensor of its input size, as bytes wrk can send."""
     size = served_model(model).spec.input_size
     batch = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
     client = KServeHttpClient(url, model)

@@ -7,7 +7,6 @@ in text format, so every generated file is valid by construction and parses back
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -230,10 +229,6 @@ def refresh_python_model(repository: Path, model_name: str) -> bool:
 
 def _python_model_source() -> str:
     return resources.files("deploylab.services.modelzoo").joinpath("triton_python_model.py").read_text()
-
-
-def remove_model(repository: Path, model_name: str) -> None:
-    shutil.rmtree(model_dir(repository, model_name), ignore_errors=True)
 
 
 def _atomic_write(path: Path, text: str) -> None:
