@@ -11,8 +11,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from .repository import MANIFEST_FILENAME
-
+#: Beside config.pbtxt in every exported model directory; read without importing the repository writer
+#: (its protobuf schema costs the `deploylab serve` supervisor ~30 MB).
+MANIFEST_FILENAME = "manifest.json"
 SCHEMA_VERSION = 1
 
 

@@ -31,7 +31,6 @@ MODEL_VERSION = "1"
 ONNX_FILENAME = "model.onnx"
 PYTHON_MODEL_FILENAME = "model.py"
 CONFIG_FILENAME = "config.pbtxt"
-MANIFEST_FILENAME = "manifest.json"
 
 
 @dataclass(frozen=True)
