@@ -8,8 +8,10 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .addresses import TritonUrls
 
-class RuntimeSettings(BaseSettings):
+
+class RuntimeSettings(BaseSettings, TritonUrls):
     """Where the model repository lives and how the embedded `tritonserver` is started.
 
     Every field can be set as `DEPLOYLAB_<FIELD>` (e.g. `DEPLOYLAB_TRITON_HTTP_PORT=9000`).
@@ -42,15 +44,3 @@ class RuntimeSettings(BaseSettings):
         if len(set(ports)) != len(ports):
             raise ValueError(f"Triton HTTP, gRPC and metrics ports must differ, got {ports}")
         return self
-
-    @property
-    def triton_http_url(self) -> str:
-        return f"http://{self.triton_host}:{self.triton_http_port}"
-
-    @property
-    def triton_grpc_url(self) -> str:
-        return f"{self.triton_host}:{self.triton_grpc_port}"
-
-    @property
-    def triton_metrics_url(self) -> str:
-        return f"http://{self.triton_host}:{self.triton_metrics_port}/metrics"

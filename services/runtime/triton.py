@@ -35,6 +35,7 @@ from deploylab.services.common.errors import TritonError
 from deploylab.services.common.shm_regions import SHM_DIR, remove_orphans, remove_with_prefix
 
 from . import native_backend
+from .addresses import TritonUrls
 from .processes import stop_process_group
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ class TritonInstall:
 
 
 @dataclass(frozen=True)
-class TritonOptions:
+class TritonOptions(TritonUrls):
     """`RuntimeSettings`' launch fields as a plain dataclass, under the same names.
 
     `TritonServer` reads either; this one needs no settings library, so a host with only the standard
@@ -79,18 +80,6 @@ class TritonOptions:
     triton_exit_timeout_s: int = 10
     triton_log_verbose: int = 0
     triton_python_shm_mb: int = 16
-
-    @property
-    def triton_http_url(self) -> str:
-        return f"http://{self.triton_host}:{self.triton_http_port}"
-
-    @property
-    def triton_grpc_url(self) -> str:
-        return f"{self.triton_host}:{self.triton_grpc_port}"
-
-    @property
-    def triton_metrics_url(self) -> str:
-        return f"http://{self.triton_host}:{self.triton_metrics_port}/metrics"
 
 
 def _pytriton_root() -> Path | None:
