@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from fastapi import APIRouter, Request
 
+from ..context import GatewayContext
 from ..deps import AdminDep, ContextDep
 from ..errors import InvalidInputError
 from ..routing import RoutingError
@@ -35,17 +38,24 @@ async def reload_routing(_: AdminDep, context: ContextDep) -> dict[str, object]:
 
 @router.post("/models/{model}/load", summary="Load a model in Triton", responses=_ERRORS)  # type: ignore[arg-type]
 async def load_model(model: str, request: Request, _: AdminDep, context: ContextDep) -> dict[str, str]:
-    target = context.routing.resolve(model).target
-    request.state.model, request.state.variant = target.model, target.variant
-    await context.client.load_model(target.triton_model)
-    await context.probe()
-    return {"status": "loaded", "model": target.triton_model}
+    return await _change_model(model, request, context, context.client.load_model, "loaded")
 
 
 @router.post("/models/{model}/unload", summary="Unload a model from Triton", responses=_ERRORS)  # type: ignore[arg-type]
 async def unload_model(model: str, request: Request, _: AdminDep, context: ContextDep) -> dict[str, str]:
+    return await _change_model(model, request, context, context.client.unload_model, "unloaded")
+
+
+async def _change_model(
+    model: str,
+    request: Request,
+    context: GatewayContext,
+    change: Callable[[str], Awaitable[None]],
+    status: str,
+) -> dict[str, str]:
+    """Apply `change` to the Triton model `model` resolves to, then probe: readiness follows at once."""
     target = context.routing.resolve(model).target
     request.state.model, request.state.variant = target.model, target.variant
-    await context.client.unload_model(target.triton_model)
+    await change(target.triton_model)
     await context.probe()
-    return {"status": "unloaded", "model": target.triton_model}
+    return {"status": status, "model": target.triton_model}
