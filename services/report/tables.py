@@ -23,7 +23,7 @@ from .analysis import (
 )
 from .claims import Claim, format_value
 from .csv_files import all_points
-from .results import LOOP_LABELS, MISMATCH_TOLERANCE, PointResult, RunResults
+from .results import LOOP_LABELS, MISMATCH_TOLERANCE, InProcessResult, PointResult, RunResults
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,14 @@ def times(value: float | None) -> str:
 
 def sci(value: float | None) -> str:
     return "–" if value is None else f"{value:.1e}"
+
+
+def _rps(point: PointResult | None) -> float | None:
+    return point.throughput_rps if point else None
+
+
+def _img_s(result: InProcessResult | None) -> float | None:
+    return result.throughput_img_s if result else None
 
 
 def load_of(point: PointResult) -> str:
@@ -315,15 +323,8 @@ def served_vs_inprocess_table(results: RunResults) -> Table:
                     f"{engine_best.layout})"
                     if engine_best
                     else "–",
-                    times(
-                        ratio(served.throughput_rps, engine_best.throughput_img_s if engine_best else None)
-                    ),
-                    times(
-                        ratio(
-                            ort_best.throughput_img_s if ort_best else None,
-                            torch_best.throughput_img_s if torch_best else None,
-                        )
-                    ),
+                    times(ratio(served.throughput_rps, _img_s(engine_best))),
+                    times(ratio(_img_s(ort_best), _img_s(torch_best))),
                 )
             )
     return _table(
@@ -361,12 +362,7 @@ def gateway_overhead_table(results: RunResults) -> Table:
                 num(p50(classify)),
                 delta(p50(passthrough), p50(direct)),
                 delta(p50(classify), p50(direct)),
-                times(
-                    ratio(
-                        peak_classify.throughput_rps if peak_classify else None,
-                        peak_direct.throughput_rps if peak_direct else None,
-                    )
-                ),
+                times(ratio(_rps(peak_classify), _rps(peak_direct))),
             )
         )
     return _table(
