@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import orjson
 from deploylab.services.modelzoo.repository import OUTPUT_NAME
 from fastapi import APIRouter, Request, Response
+from fastapi.types import DecoratedCallable
 
 from ..context import GatewayContext
 from ..deps import ContextDep
@@ -68,8 +69,6 @@ _ACCEPTED_PARAMETERS = "; ".join(
     f"{level} " + ", ".join(f"`{name}`" for name in sorted(names))
     for level, names in ALLOWED_PARAMETERS.items()
 )
-#: Triton's health endpoints answer 200 with an empty body.
-_EMPTY_OK = {200: {"description": "ready/live (empty body)", "content": {"text/plain": {"schema": {}}}}}
 
 
 def _relay(response: RawResponse, resolution: Resolution | None = None) -> Response:
@@ -103,27 +102,24 @@ def _resolve(request: Request, context: GatewayContext, model: str) -> Resolutio
     return resolution
 
 
+def _health_route(path: str, summary: str) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """A health route: Triton's answer is 200 with an empty body, or the gateway's 503."""
+    empty_ok = {"description": "ready/live (empty body)", "content": {"text/plain": {"schema": {}}}}
+    responses = {200: empty_ok, 503: _ERRORS[503]}
+    return router.get(path, summary=summary, response_class=Response, responses=responses)  # type: ignore[arg-type]
+
+
 @router.get("/v2", summary="Server metadata (Triton's)", responses=_ERRORS)  # type: ignore[arg-type]
 async def server_metadata(context: ContextDep) -> Response:
     return await _forward_get(context, "/v2")
 
 
-@router.get(
-    "/v2/health/live",
-    summary="Server liveness (Triton's)",
-    response_class=Response,
-    responses={**_EMPTY_OK, 503: _ERRORS[503]},  # type: ignore[dict-item]
-)
+@_health_route("/v2/health/live", "Server liveness (Triton's)")
 async def server_live(context: ContextDep) -> Response:
     return await _forward_get(context, "/v2/health/live")
 
 
-@router.get(
-    "/v2/health/ready",
-    summary="Server readiness (Triton's)",
-    response_class=Response,
-    responses={**_EMPTY_OK, 503: _ERRORS[503]},  # type: ignore[dict-item]
-)
+@_health_route("/v2/health/ready", "Server readiness (Triton's)")
 async def server_ready(context: ContextDep) -> Response:
     response = await context.client.forward("GET", "/v2/health/ready", None, {}, None)
     if response.status != 200:
@@ -143,28 +139,29 @@ def _version_path(request: Request) -> str:
     return f"/versions/{version}"
 
 
+async def _forward_model_get(request: Request, context: GatewayContext, model: str, suffix: str) -> Response:
+    """Triton's answer for `model` at `/v2/models/<its Triton name>[/versions/<n>]<suffix>`."""
+    resolution = _resolve(request, context, model)
+    path = f"/v2/models/{resolution.target.triton_model}{_version_path(request)}{suffix}"
+    return await _forward_get(context, path, resolution)
+
+
 @router.get("/v2/models/{model}", summary="Model metadata", responses=_ERRORS)  # type: ignore[arg-type]
 @router.get("/v2/models/{model}/versions/{version}", include_in_schema=False)
 async def model_metadata(request: Request, model: str, context: ContextDep) -> Response:
-    resolution = _resolve(request, context, model)
-    name = resolution.target.triton_model
-    return await _forward_get(context, f"/v2/models/{name}{_version_path(request)}", resolution)
+    return await _forward_model_get(request, context, model, "")
 
 
 @router.get("/v2/models/{model}/config", summary="Model configuration", responses=_ERRORS)  # type: ignore[arg-type]
 @router.get("/v2/models/{model}/versions/{version}/config", include_in_schema=False)
 async def model_config(request: Request, model: str, context: ContextDep) -> Response:
-    resolution = _resolve(request, context, model)
-    name = resolution.target.triton_model
-    return await _forward_get(context, f"/v2/models/{name}{_version_path(request)}/config", resolution)
+    return await _forward_model_get(request, context, model, "/config")
 
 
 @router.get("/v2/models/{model}/ready", summary="Model readiness", responses=_ERRORS)  # type: ignore[arg-type]
 @router.get("/v2/models/{model}/versions/{version}/ready", include_in_schema=False)
 async def model_ready(request: Request, model: str, context: ContextDep) -> Response:
-    resolution = _resolve(request, context, model)
-    name = resolution.target.triton_model
-    return await _forward_get(context, f"/v2/models/{name}{_version_path(request)}/ready", resolution)
+    return await _forward_model_get(request, context, model, "/ready")
 
 
 @router.post(
