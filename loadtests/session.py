@@ -439,19 +439,9 @@ class LocustSession:
         whole = self.result(
             point, name, point.users[-1], None, StatsMark.zero(), final, final, before, after, total_s
         )
-        return RampResult(
-            id=point.id,
-            model=self.plan.model,
-            variant=self.plan.variant,
-            triton_model=self.plan.triton_model,
-            target=point.target,
-            api=point.api,
-            step_s=point.window_s,
-            steps=steps,
-            requests=whole.requests,
-            checks=whole.checks,
-            flags=whole.flags,
-        )
+        # The ramp's own fields are those of its whole window (same id, path, counts and checks).
+        shared = {name: getattr(whole, name) for name in RampResult.model_fields.keys() - {"step_s", "steps"}}
+        return RampResult(**shared, step_s=point.window_s, steps=steps)
 
     def run(self) -> None:
         for point in self.plan.points:
