@@ -254,24 +254,19 @@ def bench_command(
     --write-docs docs/benchmarks.md updates the generated tables there; --render JSON redoes that
     from an earlier run without measuring.
     """
-    import json
-    from datetime import UTC, datetime
-
-    from deploylab.benchmarks.bench import BenchOptions, run_bench
-    from deploylab.benchmarks.report import render, update_docs
-    from deploylab.benchmarks.repvgg_cpu import bench_repvgg
+    from deploylab.benchmarks.bench import BenchOptions
     from deploylab.services.modelzoo.repository import available_cores
     from deploylab.services.runtime.settings import RuntimeSettings
 
     if render_only is not None:
-        result = json.loads(render_only.read_text())
-        console.print(ratio_table(result))
-        if write_docs is not None:
-            update_docs(write_docs, render(result))
-            console.print(f"updated {write_docs} from {render_only}")
+        _render_only(render_only, write_docs)
         return
     if suite not in ("all", "serving", "admission"):
         raise ValueError(f"--suite must be all, serving or admission, got {suite!r}")
+    if suite != "serving":
+        from deploylab.benchmarks.wrk import wrk_binary
+
+        wrk_binary()  # refuse before minutes of measuring, with the install hint
     settings = RuntimeSettings()
     options = BenchOptions(
         models=tuple(m for m in models.split(",") if m),
@@ -286,30 +281,42 @@ def bench_command(
         backends=tuple(b for b in backends.split(",") if b),
         state_dir=settings.state_dir / "bench",
     )
-    result: dict[str, Any] = run_bench(options, log=console.print) if suite != "admission" else {}
-    if suite != "admission":
-        from deploylab.benchmarks.jpeg_path import measure_jpeg_path
-
-        console.print("[bold]JPEG preprocessing: default path vs full-resolution decode[/bold]")
-        result["jpeg_path"] = {m: measure_jpeg_path(options.repository, m) for m in options.models}
-        console.print(jpeg_table(result["jpeg_path"]))
-    if suite != "admission":
-        from deploylab.benchmarks.cli_cost import measure_cli_cost
-
-        console.print("[bold]the command line's own cost: start-up, heavy imports, supervisor memory[/bold]")
-        result["cli_cost"] = measure_cli_cost(options.repository)
-        console.print(cli_cost_line(result["cli_cost"]))
+    result = _serving_suite(options, repvgg) if suite != "admission" else {}
     if suite != "serving":
         result["admission"] = _admission(options.models, options, quick)
-    if repvgg and suite != "admission":
-        console.print("[bold]repvgg_a0 train vs deploy (in-process, ORT profile)[/bold]")
-        from deploylab.benchmarks.bench import ensure_exported
+    _write_results(result, out, write_docs)
 
+
+def _serving_suite(options: BenchOptions, repvgg: bool) -> dict[str, Any]:
+    """In-process vs direct vs gateway, the JPEG path, the command line's cost, RepVGG train vs deploy."""
+    from deploylab.benchmarks.bench import ensure_exported, run_bench
+    from deploylab.benchmarks.cli_cost import measure_cli_cost
+    from deploylab.benchmarks.jpeg_path import measure_jpeg_path
+    from deploylab.benchmarks.repvgg_cpu import bench_repvgg
+
+    result = run_bench(options, log=console.print)
+    console.print("[bold]JPEG preprocessing: default path vs full-resolution decode[/bold]")
+    result["jpeg_path"] = {m: measure_jpeg_path(options.repository, m) for m in options.models}
+    console.print(jpeg_table(result["jpeg_path"]))
+    console.print("[bold]the command line's own cost: start-up, heavy imports, supervisor memory[/bold]")
+    result["cli_cost"] = measure_cli_cost(options.repository)
+    console.print(cli_cost_line(result["cli_cost"]))
+    if repvgg:
+        console.print("[bold]repvgg_a0 train vs deploy (in-process, ORT profile)[/bold]")
         for name in ("repvgg_a0_train", "repvgg_a0_deploy"):
             ensure_exported(name, options.repository, console.print)
-        result["repvgg"] = bench_repvgg(
-            options.repository, options.threads, options.duration_s, options.rounds
-        )
+        measured = (options.repository, options.threads, options.duration_s, options.rounds)
+        result["repvgg"] = bench_repvgg(*measured)
+    return result
+
+
+def _write_results(result: dict[str, Any], out: Path, write_docs: Path | None) -> None:
+    """results/bench/<timestamp>.json (+ the admission table beside it); the summary tables; the docs."""
+    import json
+    from datetime import UTC, datetime
+
+    from deploylab.benchmarks.report import render, update_docs
+
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
@@ -330,11 +337,21 @@ def bench_command(
         console.print(f"{write_docs} left as it is: its tables come from the serving suite, not run here")
 
 
+def _render_only(results_file: Path, write_docs: Path | None) -> None:
+    import json
+
+    from deploylab.benchmarks.report import render, update_docs
+
+    result = json.loads(results_file.read_text())
+    console.print(ratio_table(result))
+    if write_docs is not None:
+        update_docs(write_docs, render(result))
+        console.print(f"updated {write_docs} from {results_file}")
+
+
 def _admission(models: tuple[str, ...], options: BenchOptions, quick: bool) -> dict[str, Any]:
     from deploylab.benchmarks.admission import AdmissionOptions, run_admission
-    from deploylab.benchmarks.wrk import wrk_binary
 
-    wrk_binary()  # refuse before minutes of measuring, with the install hint
     admission = AdmissionOptions(
         repository=options.repository,
         state_dir=options.state_dir,

@@ -26,6 +26,8 @@ from .parity_limits import ATOL, MAX_ATOL, MAX_RTOL, RTOL
 if TYPE_CHECKING:
     from deploylab.services.runtime.settings import RuntimeSettings
 
+    from .export import ExportOptions
+
 console = Console(stderr=True)
 
 RepositoryOpt = Annotated[
@@ -36,6 +38,7 @@ RepositoryOpt = Annotated[
 
 def _settings(repository: Path | None, **overrides: object) -> RuntimeSettings:
     from deploylab.services.runtime.settings import RuntimeSettings
+
 
     settings = RuntimeSettings()
     updates = {k: v for k, v in overrides.items() if v is not None}
@@ -207,8 +210,8 @@ def export_command(
     repository: RepositoryOpt = None,
 ) -> None:
     """Export models to ONNX, check parity, and install them into the Triton model repository."""
-    from .export import ExportOptions, export_model
-    from .parity import ParityToleranceError, Tolerance
+    from .export import ExportOptions
+    from .parity import Tolerance
     from .repository import BACKENDS, ServingConfig, default_cpu_threads
 
     settings = _settings(repository)
@@ -252,29 +255,8 @@ def export_command(
     jobs = _jobs(specs, variant)
     console.print(f"exporting {len(jobs)} model(s) into {settings.model_repository}")
     for index, (spec, var) in enumerate(jobs, start=1):
-        prefix = f"[{index}/{len(jobs)}]"
-        with console.status(f"{prefix} {spec.triton_name(var)}: starting") as status:
-            started = time.perf_counter()
-
-            def on_step(model: str, message: str, status=status, prefix=prefix, started=started) -> None:
-                elapsed = time.perf_counter() - started
-                status.update(f"{prefix} {model}: {message} ({elapsed:.0f}s)")
-                console.print(f"{prefix} {model}: {message}")
-
-            options = ExportOptions(serving=serving_for(spec), weights=weights, force=force, parity=tolerance)
-            try:
-                outcome = export_model(spec, var, settings.model_repository, options, on_step)
-            except ParityToleranceError as exc:
-                raise ParityToleranceError(
-                    f"{exc}. If the model is right and this is float noise, relax the check with "
-                    f"--parity-rtol (now {tolerance.rtol:g}) or --parity-atol (now {tolerance.atol:.3g})"
-                ) from None
-        if outcome.status == "exported":
-            m = outcome.manifest
-            console.print(
-                f"{prefix} [green]{m.model}[/green]: {m.params:,} params, {m.gmacs:.2f} GMACs, "
-                f"{m.onnx_bytes / 1e6:.1f} MB ONNX"
-            )
+        options = ExportOptions(serving=serving_for(spec), weights=weights, force=force, parity=tolerance)
+        _export_one(spec, var, settings.model_repository, options, f"[{index}/{len(jobs)}]")
     console.print("[green]done[/green]: serve them with `deploylab serve` or `deploylab triton`")
 
 
@@ -335,6 +317,34 @@ def triton_command(
         code = server.stop()
         if code is not None:
             console.print(f"tritonserver stopped (exit code {code})")
+
+
+def _export_one(spec: ModelSpec, variant: str, repository: Path, options: ExportOptions, prefix: str) -> None:
+    """One export with live progress; a parity failure says which flag relaxes the check."""
+    from .export import export_model
+    from .parity import ParityToleranceError
+
+    with console.status(f"{prefix} {spec.triton_name(variant)}: starting") as status:
+        started = time.perf_counter()
+
+        def on_step(model: str, message: str) -> None:
+            status.update(f"{prefix} {model}: {message} ({time.perf_counter() - started:.0f}s)")
+            console.print(f"{prefix} {model}: {message}")
+
+        try:
+            outcome = export_model(spec, variant, repository, options, on_step)
+        except ParityToleranceError as exc:
+            tolerance = options.parity
+            raise ParityToleranceError(
+                f"{exc}. If the model is right and this is float noise, relax the check with "
+                f"--parity-rtol (now {tolerance.rtol:g}) or --parity-atol (now {tolerance.atol:.3g})"
+            ) from None
+    if outcome.status == "exported":
+        m = outcome.manifest
+        console.print(
+            f"{prefix} [green]{m.model}[/green]: {m.params:,} params, {m.gmacs:.2f} GMACs, "
+            f"{m.onnx_bytes / 1e6:.1f} MB ONNX"
+        )
 
 
 def smoke_command(
