@@ -168,7 +168,7 @@ def _closed_point(
         # The own client shares the cores it measures: past about half a core its goodput reads low
         # (requests wait on the client, not the server), which is when wrk and it disagree.
         "own_client_cores": own_cpu_s / (options.warmup_s + options.duration_s),
-        "answers_all": dict(_statuses(outcomes)),
+        "answers_all": {str(k): n for k, n in _statuses(outcomes).items()},  # JSON keys
     }
 
 
@@ -237,20 +237,20 @@ async def _overload_run(
 
 def _cpu_costs(points: list[dict[str, Any]]) -> dict[str, float]:
     """Gateway CPU ms per served answer (points with no refusal) and per 429 (the rest, by subtraction)."""
-    quiet = [p for p in points if not p["answers_all"].get(REFUSED_STATUS)]
+    quiet = [p for p in points if not p["answers_all"].get(str(REFUSED_STATUS))]
     served_ms = (
         1000
         * sum(p["gateway_cpu_s"] for p in quiet)
-        / max(1, sum(p["answers_all"].get(SERVED, 0) for p in quiet))
+        / max(1, sum(p["answers_all"].get(str(SERVED), 0) for p in quiet))
         if quiet
         else float("nan")
     )
-    busy = [p for p in points if p["answers_all"].get(REFUSED_STATUS, 0) > 100]
+    busy = [p for p in points if p["answers_all"].get(str(REFUSED_STATUS), 0) > 100]
     if not busy or served_ms != served_ms:
         return {"served_ms": served_ms, "refused_ms": float("nan"), "refused_over_served": float("nan")}
     cpu_s = sum(p["gateway_cpu_s"] for p in busy)
-    served = sum(p["answers_all"].get(SERVED, 0) for p in busy)
-    refused = sum(p["answers_all"].get(REFUSED_STATUS, 0) for p in busy)
+    served = sum(p["answers_all"].get(str(SERVED), 0) for p in busy)
+    refused = sum(p["answers_all"].get(str(REFUSED_STATUS), 0) for p in busy)
     refused_ms = max(0.0, 1000 * cpu_s - served * served_ms) / refused
     return {"served_ms": served_ms, "refused_ms": refused_ms, "refused_over_served": refused_ms / served_ms}
 
@@ -284,6 +284,9 @@ def check_targets(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
             else float("nan")
         )
         rows = {
+            # Below the knee neither policy refuses anything: the two runs of the same point differ only
+            # by the machine's drift between them, the spread any sequential comparison here carries.
+            "same_point_spread": (_same_point_spread(policies), float("nan"), True),
             "goodput_vs_best_static": (worst, 0.9, worst >= 0.9),
             "refused_share_below_knee": (refused_below, 0.0, refused_below == 0.0),
             "accepted_p99_ms_vs_slo": (p99, slo["slo_ms"], p99 <= slo["slo_ms"]),
@@ -310,6 +313,20 @@ def check_targets(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for name, (value, bound, held) in rows.items():
             targets[f"{model}.{name}"] = {"value": value, "bound": bound, "met": bool(held)}
     return targets
+
+
+def _same_point_spread(policies: dict[str, Any]) -> float:
+    """The largest |slo / static - 1| of goodput over points where neither policy refused a request."""
+    static = {p["concurrency"]: p for p in policies["static"]["points"]}
+    spreads = [
+        abs(p["clients"][0]["goodput_per_s"] / static[p["concurrency"]]["clients"][0]["goodput_per_s"] - 1)
+        for p in policies["slo"]["points"]
+        if p["concurrency"] in static
+        and not p["answers_all"].get(str(REFUSED_STATUS))
+        and not static[p["concurrency"]]["answers_all"].get(str(REFUSED_STATUS))
+        and static[p["concurrency"]]["clients"][0]["goodput_per_s"]
+    ]
+    return max(spreads, default=float("nan"))
 
 
 def _best_static(points: list[dict[str, Any]], concurrency: int) -> float:

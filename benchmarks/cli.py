@@ -399,7 +399,8 @@ def admission_targets_table(record: dict[str, Any]) -> Table:
         table.add_column(column)
     for name, row in record["targets"].items():
         met = "yes" if row["met"] else "[red]no[/red]"
-        table.add_row(name, f"{row['value']:.3g}", f"{row['bound']:g}", met)
+        bound = "–" if row["bound"] != row["bound"] else f"{row['bound']:g}"  # NaN: reported, not judged
+        table.add_row(name, f"{row['value']:.3g}", bound, met if bound != "–" else "")
     return table
 
 

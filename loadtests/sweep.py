@@ -34,9 +34,9 @@ from deploylab.loadtests.plan import (
     estimated_seconds,
     plan_points,
 )
+from deploylab.services.measure.csv_files import write_csv_files
 from deploylab.services.measure.machine import machine_info
 from deploylab.services.measure.results import PointResult, RampResult, RunResults, save_results
-from deploylab.services.report.csv_files import write_csv_files
 from deploylab.services.runtime.processes import stop_process_group
 from deploylab.services.runtime.triton import die_with_parent
 

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from deploylab.services.modelzoo.errors import TritonError
+from deploylab.services.common.errors import TritonError
 from deploylab.services.runtime.processes import stop_process_group
 from deploylab.services.runtime.settings import RuntimeSettings
 from deploylab.services.runtime.triton import TritonServer, die_with_parent, http_ok, port_in_use

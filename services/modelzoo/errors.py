@@ -2,18 +2,7 @@
 
 from __future__ import annotations
 
-from deploylab.services.common.errors import TritonError, UserError
-
-# NOTE: TritonError lives in common.errors (the runtime raises it, and the runtime sits above the zoo's
-# formats); the name stays importable from here for callers that have not moved yet.
-__all__ = [
-    "ParityError",
-    "ReparameterizationError",
-    "RepositoryError",
-    "TritonError",
-    "WeightsError",
-    "ZooError",
-]
+from deploylab.services.common.errors import UserError
 
 
 class ZooError(UserError):

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from deploylab.services.measure.csv_files import all_points
+
 from .analysis import (
     SERVED_PATHS,
     best_served,
@@ -22,7 +24,6 @@ from .analysis import (
     single_user,
 )
 from .claims import Claim, format_value
-from .csv_files import all_points
 from .results import LOOP_LABELS, MISMATCH_TOLERANCE, InProcessResult, PointResult, RunResults
 
 

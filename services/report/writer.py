@@ -6,7 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .csv_files import write_csv_files
+from deploylab.services.measure.csv_files import write_csv_files
+
 from .document import build_content
 from .html_report import render_html
 from .markdown_report import PLOTS_DIR, plot_path, render_markdown

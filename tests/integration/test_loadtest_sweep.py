@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from deploylab.loadtests.plan import get_profile, plan_points
+from deploylab.services.measure.csv_files import POINT_COLUMNS
 from deploylab.services.modelzoo.catalog import get_spec
-from deploylab.services.report.csv_files import POINT_COLUMNS
 from deploylab.services.report.results import RunResults, load_results
 from deploylab.services.runtime.settings import RuntimeSettings
 from deploylab.services.runtime.triton import TritonServer

@@ -40,7 +40,13 @@ def _point(concurrency: int, own: float, wrk: float, refused: float, p99: float)
         {"client": "deploylab", "goodput_per_s": own, "refused_share": refused, "accepted_p99_ms": p99},
         {"client": "wrk", "goodput_per_s": wrk, "refused_share": refused, "accepted_p99_ms": p99},
     ]
-    return {"concurrency": concurrency, "clients": clients, "mean_executed_batch": 2.0}
+    answers = {"200": int(own * 8), **({"429": int(own * 8 * refused / (1 - refused))} if refused else {})}
+    return {
+        "concurrency": concurrency,
+        "clients": clients,
+        "mean_executed_batch": 2.0,
+        "answers_all": answers,
+    }
 
 
 def test_targets_compare_the_default_with_the_best_static_point_and_the_slo() -> None:
@@ -71,4 +77,5 @@ def test_targets_compare_the_default_with_the_best_static_point_and_the_slo() ->
     assert targets["m.accepted_p99_ms_vs_slo"]["met"]
     assert not targets["m.wrk_vs_own_client_goodput"]["met"]  # 170 vs 190: 10.5 % apart
     assert targets["m.refusal_cpu_share"]["met"]
+    assert targets["m.same_point_spread"]["value"] == 0.0  # 4 clients: 100 both times, nothing refused
     assert "| 64 | slo | 190.0 · 170.0 | 40.0% | 380 | 2.00 |" in markdown_table(record)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from deploylab.services.cli import app
+from deploylab.services.measure.csv_files import INPROCESS_CSV, MODELS_CSV, POINTS_CSV
 from deploylab.services.report.claims import VERDICT_RULES, check_claims
-from deploylab.services.report.csv_files import INPROCESS_CSV, MODELS_CSV, POINTS_CSV
 from deploylab.services.report.plots import build_plots
 from deploylab.services.report.results import CounterCheck, load_results, save_results
 from deploylab.services.report.tables import build_tables, claim_table
