@@ -104,6 +104,7 @@ class V2ErrorResponse(BaseModel):
 class VariantInfo(BaseModel):
     name: str
     triton_model: str
+    precision: str = "fp32"
     exported: bool
     served: bool
     params: int | None = None

@@ -59,13 +59,22 @@ class Preprocessing:
     std: tuple[float, float, float] = IMAGENET_STD
 
 
+Precision = Literal["fp32", "int8"]
+
+#: The int8 deployment of every model: its serving form (RepVGG: deploy), statically quantized.
+INT8_VARIANT = "int8"
+
+
 @dataclass(frozen=True)
 class Variant:
-    """One exportable form of a model (RepVGG: `train` multi-branch, `deploy` re-parameterized)."""
+    """One exportable form of a model (RepVGG: `train` multi-branch, `deploy` re-parameterized; `int8`:
+    the serving form quantized). Opt-in variants are exported, swept and listed only when named."""
 
     name: str
     expected_params: int
     reparameterize: bool = False
+    precision: Precision = "fp32"
+    opt_in: bool = False
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,12 @@ class ModelSpec:
 
     @property
     def variant_names(self) -> tuple[str, ...]:
+        """The variants exported, swept and listed by default (the fp32 forms)."""
+        return tuple(v.name for v in self.variants if not v.opt_in)
+
+    @property
+    def all_variant_names(self) -> tuple[str, ...]:
+        """Every variant, opt-in ones (int8) included: what a name may resolve to."""
         return tuple(v.name for v in self.variants)
 
     def variant(self, name: str | None = None) -> Variant:
@@ -100,7 +115,7 @@ class ModelSpec:
         for variant in self.variants:
             if variant.name == wanted:
                 return variant
-        raise UnknownVariantError(self.name, wanted, self.variant_names)
+        raise UnknownVariantError(self.name, wanted, self.all_variant_names)
 
     def triton_name(self, variant: str | None = None) -> str:
         """The Triton model directory for a variant: `resnet50`, `repvgg_a0_deploy`."""
@@ -109,11 +124,15 @@ class ModelSpec:
 
 
 def _single(params: int) -> tuple[Variant, ...]:
-    return (Variant(DEFAULT_VARIANT, params),)
+    return (Variant(DEFAULT_VARIANT, params), Variant(INT8_VARIANT, params, precision="int8", opt_in=True))
 
 
 def _repvgg(train_params: int, deploy_params: int) -> tuple[Variant, ...]:
-    return (Variant("train", train_params), Variant("deploy", deploy_params, reparameterize=True))
+    return (
+        Variant("train", train_params),
+        Variant("deploy", deploy_params, reparameterize=True),
+        Variant(INT8_VARIANT, deploy_params, reparameterize=True, precision="int8", opt_in=True),
+    )
 
 
 _TORCHVISION_CARD = "torchvision model card, IMAGENET1K_V1"
@@ -223,7 +242,7 @@ def get_spec(name: str) -> ModelSpec:
 def resolve_triton_name(triton_name: str) -> tuple[ModelSpec, str]:
     """Map a Triton model directory name back to (spec, variant)."""
     for spec in CATALOG.values():
-        for variant in spec.variant_names:
+        for variant in spec.all_variant_names:
             if spec.triton_name(variant) == triton_name:
                 return spec, variant
     known = sorted(s.triton_name(v) for s in CATALOG.values() for v in s.variant_names)

@@ -150,7 +150,8 @@ def export_command(
         str, typer.Option("--set", help=f"model set when no names are given: {', '.join(MODEL_SETS)}")
     ] = "default",
     variant: Annotated[
-        list[str] | None, typer.Option("--variant", help="only these variants (default: all)")
+        list[str] | None,
+        typer.Option("--variant", help="only these variants (default: the fp32 ones; int8 when named)"),
     ] = None,
     weights: Annotated[
         Path | None, typer.Option(help="state_dict or checkpoint to load (one model only)")
@@ -263,7 +264,7 @@ def export_command(
 def _jobs(specs: list[ModelSpec], variants: list[str] | None) -> list[tuple[ModelSpec, str]]:
     jobs = []
     for spec in specs:
-        chosen = [v for v in spec.variant_names if not variants or v in variants]
+        chosen = [v for v in spec.all_variant_names if v in variants] if variants else spec.variant_names
         if variants and not chosen:
             spec.variant(variants[0])  # raises with the model's variant list
         jobs += [(spec, v) for v in chosen]

@@ -57,6 +57,9 @@ class Manifest(BaseModel):
     onnx_fingerprint: str
     exported_at: str
     export_seconds: float
+    precision: str = "fp32"
+    #: int8 only: how it was quantized and its fidelity against the fp32 model, per image set.
+    quantization: dict[str, object] | None = None
 
 
 def manifest_path(model_dir: Path) -> Path:

@@ -20,14 +20,18 @@ async def list_models(context: ContextDep) -> ModelListResponse:
     models = []
     for spec in CATALOG.values():
         variants = []
-        for variant in spec.variant_names:
+        for variant in spec.all_variant_names:
             name = spec.triton_name(variant)
             manifest = manifests.get(name)
+            exported = manifest is not None or name in states
+            if spec.variant(variant).opt_in and not exported:
+                continue  # int8 is listed once someone exported it
             variants.append(
                 VariantInfo(
                     name=variant,
                     triton_model=name,
-                    exported=manifest is not None or name in states,
+                    precision=spec.variant(variant).precision,
+                    exported=exported,
                     served=states.get(name) == "READY",
                     params=manifest.params if manifest else spec.variant(variant).expected_params,
                     gmacs=manifest.gmacs if manifest else None,

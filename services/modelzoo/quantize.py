@@ -1,0 +1,163 @@
+"""int8 deployments: ONNX Runtime static QDQ quantization, calibrated on real photos, fidelity measured.
+
+Static QDQ with per-channel int8 weights and uint8 activations is what ONNX Runtime runs fastest on x86
+CPUs; `reduce_range` keeps weights to 7 bits because AVX2 without VNNI multiplies u8×s8 pairs into
+int16 and saturates at full range. Calibration reads activation ranges from freely licensed photos that
+scikit-image ships offline, each also flipped and cropped, through torchvision's own eval transform
+(the reference the gateway's preprocessing is tested against). Fidelity is the int8 model against the
+fp32 one it came from, on the calibration photos and on photos calibration never saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .catalog import Preprocessing
+
+#: Calibration photos (RGB and grayscale scenes, objects, textures) and held-out ones for fidelity.
+CALIBRATION_PHOTOS = (
+    "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
+    "camera", "coins", "clock",
+)  # fmt: skip
+HELD_OUT_PHOTOS = ("retina", "colorwheel", "brick", "grass", "gravel", "moon", "cell")
+BATCH = 8
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """The int8 model against its fp32 source on one image set."""
+
+    images: int
+    top1_agreement: float  # share of images with the same top-1 class
+    top5_overlap: float  # mean share of the fp32 top-5 found in the int8 top-5
+    max_logit_error: float  # max |Δ logit| / max |fp32 logit|, per image, the worst image
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "images": self.images,
+            "top1_agreement": round(self.top1_agreement, 4),
+            "top5_overlap": round(self.top5_overlap, 4),
+            "max_logit_error": round(self.max_logit_error, 4),
+        }
+
+
+def photo(name: str) -> Image.Image:
+    """A scikit-image photo as RGB (grayscale and boolean images replicated to three channels)."""
+    from skimage import data
+
+    pixels = np.asarray(getattr(data, name)())
+    if pixels.dtype == bool:
+        pixels = pixels.astype(np.uint8) * 255
+    return Image.fromarray(pixels).convert("RGB")
+
+
+def augmented(image: Image.Image) -> Iterator[Image.Image]:
+    """The photo, mirrored, and two off-centre crops: the framings a client sends."""
+    width, height = image.size
+    yield image
+    yield ImageOps.mirror(image)
+    yield image.crop((0, 0, int(width * 0.75), int(height * 0.75)))
+    yield image.crop((int(width * 0.25), int(height * 0.25), width, height))
+
+
+def pixel_batch(images: list[Image.Image], steps: Preprocessing) -> np.ndarray:
+    """torchvision's classic eval transform of each image, stacked (N, 3, crop, crop) float32."""
+    from torchvision import transforms
+
+    pipeline = transforms.Compose([
+        transforms.Resize(steps.resize, interpolation=transforms.InterpolationMode(steps.interpolation)),
+        transforms.CenterCrop(steps.crop),
+        transforms.ToTensor(),
+        transforms.Normalize(steps.mean, steps.std),
+    ])  # fmt: skip
+    return np.stack([pipeline(image).numpy() for image in images]).astype(np.float32)
+
+
+def calibration_batches(steps: Preprocessing) -> list[np.ndarray]:
+    images = [view for name in CALIBRATION_PHOTOS for view in augmented(photo(name))]
+    pixels = pixel_batch(images, steps)
+    return [pixels[i : i + BATCH] for i in range(0, len(pixels), BATCH)]
+
+
+def quantize_int8(fp32_onnx: Path, int8_onnx: Path, steps: Preprocessing) -> None:
+    """Write the static-QDQ int8 form of `fp32_onnx`, calibrated on CALIBRATION_PHOTOS (augmented)."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self, input_name: str) -> None:
+            self.feeds = iter([{input_name: batch} for batch in calibration_batches(steps)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.feeds, None)
+
+    prepared = int8_onnx.with_name(f".{int8_onnx.name}.pre.onnx")
+    try:
+        quant_pre_process(str(fp32_onnx), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(int8_onnx),
+            Reader(_input_name(fp32_onnx)),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+    finally:
+        prepared.unlink(missing_ok=True)
+
+
+def measure_fidelity(
+    fp32_onnx: Path, int8_onnx: Path, steps: Preprocessing
+) -> dict[str, dict[str, float | int]]:
+    """Fidelity on the calibration photos and on held-out ones (each image as a client frames it)."""
+    sets = {
+        "calibration": [photo(name) for name in CALIBRATION_PHOTOS],
+        "held_out": [view for name in HELD_OUT_PHOTOS for view in augmented(photo(name))],
+    }
+    return {name: compare_models(fp32_onnx, int8_onnx, pixel_batch(images, steps)).as_dict()
+            for name, images in sets.items()}  # fmt: skip
+
+
+def compare_models(reference_onnx: Path, candidate_onnx: Path, pixels: np.ndarray) -> Fidelity:
+    reference, candidate = _logits(reference_onnx, pixels), _logits(candidate_onnx, pixels)
+    top5_ref = np.argsort(-reference, axis=1)[:, :5]
+    top5_got = np.argsort(-candidate, axis=1)[:, :5]
+    scale = np.maximum(np.abs(reference).max(axis=1), np.finfo(np.float32).tiny)
+    return Fidelity(
+        images=len(pixels),
+        top1_agreement=float(np.mean(reference.argmax(1) == candidate.argmax(1))),
+        top5_overlap=float(
+            np.mean([len(set(a) & set(b)) / 5 for a, b in zip(top5_ref, top5_got, strict=True)])
+        ),
+        max_logit_error=float((np.abs(reference - candidate).max(axis=1) / scale).max()),
+    )
+
+
+def _logits(model: Path, pixels: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.concatenate(
+        [session.run(None, {name: pixels[i : i + BATCH]})[0] for i in range(0, len(pixels), BATCH)]
+    )
+
+
+def _input_name(model: Path) -> str:
+    import onnx
+
+    return onnx.load(str(model), load_external_data=False).graph.input[0].name
