@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 from deploylab.services.cli import app
 from deploylab.services.modelzoo.catalog import get_spec, imagenet_labels
+from deploylab.services.modelzoo.quantize import pixel_batch
 from deploylab.services.modelzoo.repository import onnx_path
 from PIL import Image
 from typer.testing import CliRunner
@@ -23,16 +24,8 @@ PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
 
 def _reference_logits(repository: Path, triton_name: str, jpeg: bytes) -> np.ndarray:
     """The exported model on torchvision's own transform (an implementation independent of the gateway's)."""
-    from torchvision import transforms
-
     steps = get_spec("repvgg_a0").preprocessing
-    pipeline = transforms.Compose([
-        transforms.Resize(steps.resize, interpolation=transforms.InterpolationMode(steps.interpolation)),
-        transforms.CenterCrop(steps.crop),
-        transforms.ToTensor(),
-        transforms.Normalize(steps.mean, steps.std),
-    ])  # fmt: skip
-    pixels = pipeline(Image.open(io.BytesIO(jpeg)).convert("RGB")).numpy()[None]
+    pixels = pixel_batch([Image.open(io.BytesIO(jpeg)).convert("RGB")], steps)
     model = str(onnx_path(repository, triton_name))
     session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     return session.run(None, {session.get_inputs()[0].name: pixels})[0][0]  # type: ignore[no-any-return]
