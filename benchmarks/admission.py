@@ -26,13 +26,15 @@ from deploylab.benchmarks.wrk import HttpRequest, request_for, run_wrk
 from deploylab.services.measure.http_load import LoadClient, RequestTemplate, closed_loop, open_loop
 from deploylab.services.measure.outcomes import Outcome
 from deploylab.services.measure.percentiles import percentile
-from deploylab.services.measure.server_stats import fetch_model_stats
+from deploylab.services.measure.server_stats import fetch_metrics, fetch_model_stats
 from deploylab.services.perf.triton_admin import model_config
 
 Log = Callable[[str], None]
 
 #: Answers a client may get; anything else is an error the point reports.
 SERVED, REFUSED_STATUS = 200, 429
+#: The gauge the gateway publishes its admission objective in (services/gateway/metrics.py).
+SLO_METRIC = "deploylab_gateway_admission_slo_seconds"
 
 
 @dataclass(frozen=True)
@@ -417,15 +419,9 @@ def _statuses(outcomes: list[Outcome]) -> dict[int, int]:
 
 
 def _slo_ms(url: str, model: str) -> float:
-    import httpx
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = httpx.get(url + "/metrics", timeout=10).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name.endswith("admission_slo_seconds") and sample.labels.get("model") == model:
-                return 1000 * sample.value
-    return float("nan")
+    """The p99 objective the gateway publishes for `model` (NaN before it knows one)."""
+    seconds = fetch_metrics(url + "/metrics", timeout_s=10).total(SLO_METRIC, model=model)
+    return 1000 * seconds if seconds else float("nan")
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:

@@ -25,9 +25,9 @@ SIZES = {"web_500x375": ((500, 375), 0), "phone_4000x3000": ((4000, 3000), 12)}
 
 
 def sample_jpeg(photo: str, size: tuple[int, int], noise: int) -> bytes:
-    from skimage import data
+    from deploylab.services.modelzoo.quantize import photo as load_photo
 
-    image = Image.fromarray(getattr(data, photo)()).convert("RGB").resize(size, Image.Resampling.BICUBIC)
+    image = load_photo(photo).resize(size, Image.Resampling.BICUBIC)
     if noise:
         pixels = np.asarray(image, dtype=np.int16)
         pixels = pixels + np.random.default_rng(0).integers(-noise, noise, pixels.shape, dtype=np.int16)
