@@ -23,9 +23,9 @@ def pattern(width: int = 320, height: int = 240, seed: int = 0) -> Image.Image:
 def photo(name: str, size: tuple[int, int]) -> Image.Image:
     """A freely licensed photo from scikit-image's data module (astronaut, coffee, chelsea, rocket…),
     resized to `size` (width, height) to stand in for what cameras and phones send."""
-    from skimage import data
+    from deploylab.services.modelzoo.quantize import photo as load_photo
 
-    return Image.fromarray(getattr(data, name)()).convert("RGB").resize(size, Image.Resampling.BICUBIC)
+    return load_photo(name).resize(size, Image.Resampling.BICUBIC)
 
 
 def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
