@@ -60,21 +60,31 @@ class Preprocessing:
 
 
 Precision = Literal["fp32", "int8"]
+#: What runs the exported ONNX file inside Triton: ONNX Runtime (the Python backend's model.py, Triton's
+#: onnxruntime backend or deploylab_ort) or OpenVINO's CPU plugin (the Python backend's model.py).
+Engine = Literal["onnxruntime", "openvino"]
+ENGINES: tuple[Engine, ...] = ("onnxruntime", "openvino")
 
 #: The int8 deployment of every model: its serving form (RepVGG: deploy), statically quantized.
 INT8_VARIANT = "int8"
+#: The serving form's fp32 ONNX file, run by OpenVINO instead of ONNX Runtime.
+OPENVINO_VARIANT = "openvino"
+#: The int8 variant's QDQ file, run by OpenVINO (whose CPU plugin executes the QDQ pairs as int8 kernels).
+INT8_OPENVINO_VARIANT = "int8_openvino"
 
 
 @dataclass(frozen=True)
 class Variant:
     """One exportable form of a model (RepVGG: `train` multi-branch, `deploy` re-parameterized; `int8`:
-    the serving form quantized). Opt-in variants are exported, swept and listed only when named."""
+    the serving form quantized; `openvino`, `int8_openvino`: those two run by OpenVINO). Opt-in variants
+    are exported, swept and listed only when named."""
 
     name: str
     expected_params: int
     reparameterize: bool = False
     precision: Precision = "fp32"
     opt_in: bool = False
+    engine: Engine = "onnxruntime"
 
 
 @dataclass(frozen=True)
@@ -106,7 +116,7 @@ class ModelSpec:
 
     @property
     def all_variant_names(self) -> tuple[str, ...]:
-        """Every variant, opt-in ones (int8) included: what a name may resolve to."""
+        """Every variant, opt-in ones (int8, openvino, int8_openvino) included: what a name may resolve to."""
         return tuple(v.name for v in self.variants)
 
     def variant(self, name: str | None = None) -> Variant:
@@ -123,15 +133,26 @@ class ModelSpec:
         return self.name if chosen == DEFAULT_VARIANT else f"{self.name}_{chosen}"
 
 
+def _deployments(params: int, reparameterize: bool) -> tuple[Variant, ...]:
+    """The opt-in deployments of a model's serving form: int8, and both forms on OpenVINO."""
+    return (
+        Variant(INT8_VARIANT, params, reparameterize, precision="int8", opt_in=True),
+        Variant(OPENVINO_VARIANT, params, reparameterize, engine="openvino", opt_in=True),
+        Variant(INT8_OPENVINO_VARIANT, params, reparameterize, "int8", opt_in=True, engine="openvino"),
+    )
+
+
 def _single(params: int) -> tuple[Variant, ...]:
-    return (Variant(DEFAULT_VARIANT, params), Variant(INT8_VARIANT, params, precision="int8", opt_in=True))
+    return (Variant(DEFAULT_VARIANT, params), *_deployments(params, reparameterize=False))
 
 
 def _repvgg(train_params: int, deploy_params: int) -> tuple[Variant, ...]:
+    # The deployments derive from the served form, deploy: `repvgg_a0_openvino` is the re-parameterized
+    # network (the train form is a baseline to compare against, not something to deploy).
     return (
         Variant("train", train_params),
         Variant("deploy", deploy_params, reparameterize=True),
-        Variant(INT8_VARIANT, deploy_params, reparameterize=True, precision="int8", opt_in=True),
+        *_deployments(deploy_params, reparameterize=True),
     )
 
 

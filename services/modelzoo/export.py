@@ -3,7 +3,8 @@
 Each model is written to a temporary file, checked against torch, and only then moved into place with
 its config and (last) its manifest, so an interrupted or failed export never leaves a half-model that
 Triton would try to load. Unchanged models are skipped; a changed serving config alone only rewrites
-`config.pbtxt`.
+`config.pbtxt`. The variant decides the engine that serves the file (`ServingConfig.engine`): parity is
+checked on that engine, and the manifest records the engine as served (`manifest.served_engine`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -25,10 +26,11 @@ import torch
 from torch import nn
 
 from .build import build_model
-from .catalog import ModelSpec
+from .catalog import Engine, ModelSpec
+from .engines import ENGINE_LABELS
 from .errors import ParityError, WeightsError, ZooError
 from .facts import count_gmacs, count_params
-from .manifest import Manifest, ParityRecord, WeightsRecord, read_manifest, write_manifest
+from .manifest import Manifest, ParityRecord, WeightsRecord, read_manifest, served_engine, write_manifest
 from .parity import Tolerance, check_parity, random_batch, torch_logits
 from .reparam import reparameterize
 from .repository import (
@@ -88,8 +90,9 @@ def export_model(
     weights_record = _weights_record(options.weights)
     fingerprint = _onnx_fingerprint(spec, variant, weights_record, options.opset)
     directory = model_dir(repository, name)
-    chosen = options.serving or default_serving()
+    chosen = _serving_for(options.serving or default_serving(), spec.variant(variant).engine, name)
     serving = asdict(chosen)
+    engine = served_engine(chosen.backend, chosen.engine)
 
     previous = read_manifest(directory)
     onnx_file = onnx_path(repository, name)
@@ -107,7 +110,7 @@ def export_model(
             step(name, "unchanged, skipped (use --force to re-export)")
             return ExportOutcome(name, "skipped", previous)
         write_model_files(repository, name, spec.input_size, spec.num_classes, chosen)
-        manifest = previous.model_copy(update={"serving": serving})
+        manifest = previous.model_copy(update={"serving": serving, "engine": engine})
         write_manifest(directory, manifest)
         step(name, "serving config changed: rewrote config.pbtxt, kept the ONNX file")
         return ExportOutcome(name, "reconfigured", manifest)
@@ -128,15 +131,18 @@ def export_model(
     tmp_onnx = onnx_file.with_name(f".{onnx_file.name}.tmp")
     step(name, f"exporting ONNX (opset {options.opset}, dynamic batch axis)")
     export_onnx(model, tmp_onnx, spec.input_size, options.opset)
-    step(name, f"checking parity torch vs ONNX Runtime ({tmp_onnx.stat().st_size / 1e6:.0f} MB)")
+    label = ENGINE_LABELS[chosen.engine]
+    step(name, f"checking parity torch vs {label} ({tmp_onnx.stat().st_size / 1e6:.0f} MB)")
     try:
-        parity = check_parity(model, tmp_onnx, spec.input_size, tolerance=options.parity)
+        parity = check_parity(
+            model, tmp_onnx, spec.input_size, tolerance=options.parity, engine=chosen.engine
+        )
     except ParityError:
         tmp_onnx.unlink(missing_ok=True)
         raise
     quantization = None
     if spec.variant(variant).precision == "int8":
-        quantization = _quantize_in_place(tmp_onnx, spec, name, step)
+        quantization = _quantize_in_place(tmp_onnx, spec, name, step, chosen.engine)
     sha256 = _sha256(tmp_onnx)
     size = tmp_onnx.stat().st_size
     tmp_onnx.replace(onnx_file)
@@ -171,6 +177,7 @@ def export_model(
         exported_at=datetime.now(UTC).isoformat(timespec="seconds"),
         export_seconds=round(time.perf_counter() - started, 2),
         precision=spec.variant(variant).precision,
+        engine=engine,
         quantization=quantization,
     )
     write_manifest(directory, manifest)
@@ -199,6 +206,14 @@ def export_onnx(model: nn.Module, path: Path, input_size: int, opset: int = OPSE
             external_data=False,
             verbose=False,
         )
+
+
+def _serving_for(serving: ServingConfig, engine: Engine, name: str) -> ServingConfig:
+    """`serving` with the variant's engine; a backend that cannot run that engine is a ZooError."""
+    try:
+        return replace(serving, engine=engine)
+    except ValueError as exc:
+        raise ZooError(f"{name}: {exc}; export it with --backend python --kind cpu") from None
 
 
 def _build_checked(spec: ModelSpec, variant: str, weights: Path | None) -> tuple[nn.Module, float | None]:
@@ -255,8 +270,11 @@ def _jsonable(value: object) -> object:
     return json.loads(json.dumps(value, default=list))
 
 
-def _quantize_in_place(onnx_file: Path, spec: ModelSpec, name: str, step: StepCallback) -> dict[str, object]:
-    """Replace the checked fp32 ONNX file by its int8 form; how, and its fidelity against the fp32 one."""
+def _quantize_in_place(
+    onnx_file: Path, spec: ModelSpec, name: str, step: StepCallback, engine: Engine
+) -> dict[str, object]:
+    """Replace the checked fp32 ONNX file by its int8 form; how, and its fidelity against the fp32 one
+    as `engine` runs both."""
     from .quantize import CALIBRATION_PHOTOS, measure_fidelity, quantize_int8
 
     int8_file = onnx_file.with_name(f".{onnx_file.name}.int8.tmp")
@@ -264,7 +282,7 @@ def _quantize_in_place(onnx_file: Path, spec: ModelSpec, name: str, step: StepCa
     step(name, f"quantizing to int8 (static QDQ, calibrated on {photos} photos, 4 views each)")
     try:
         quantize_int8(onnx_file, int8_file, spec.preprocessing)
-        fidelity = measure_fidelity(onnx_file, int8_file, spec.preprocessing)
+        fidelity = measure_fidelity(onnx_file, int8_file, spec.preprocessing, engine)
     except Exception:
         int8_file.unlink(missing_ok=True)
         onnx_file.unlink(missing_ok=True)
@@ -272,7 +290,8 @@ def _quantize_in_place(onnx_file: Path, spec: ModelSpec, name: str, step: StepCa
     held_out = fidelity["held_out"]
     step(
         name,
-        f"int8 vs fp32 on held-out photos: top-1 agreement {held_out['top1_agreement']:.0%}, "
+        f"int8 vs fp32 on {ENGINE_LABELS[engine]}, held-out photos: "
+        f"top-1 agreement {held_out['top1_agreement']:.0%}, "
         f"top-5 overlap {held_out['top5_overlap']:.0%}, max logit error {held_out['max_logit_error']:.3f}",
     )
     int8_file.replace(onnx_file)
@@ -280,6 +299,6 @@ def _quantize_in_place(onnx_file: Path, spec: ModelSpec, name: str, step: StepCa
         "method": "onnxruntime static QDQ: per-channel int8 weights (reduce_range), uint8 activations, "
         "MinMax calibration",
         "calibration_photos": list(CALIBRATION_PHOTOS),
+        "fidelity_engine": engine,
         "fidelity_vs_fp32": fidelity,
     }
-

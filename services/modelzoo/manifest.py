@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, model_validator
 
 #: Beside config.pbtxt in every exported model directory; read without importing the repository writer
 #: (its protobuf schema costs the `deploylab serve` supervisor ~30 MB).
@@ -17,8 +18,15 @@ MANIFEST_FILENAME = "manifest.json"
 SCHEMA_VERSION = 1
 
 
+def served_engine(backend: str, engine: str = "onnxruntime") -> str:
+    """What runs a model inside Triton: `deploylab_ort` for that native backend (its own ONNX Runtime
+    build), else the engine deploylab's model.py (or Triton's onnxruntime backend) runs."""
+    return "deploylab_ort" if backend == "deploylab_ort" else engine
+
+
 class ParityRecord(BaseModel):
-    """torch vs ONNX Runtime on random batches, and the criterion they met (the export fails otherwise)."""
+    """torch vs the serving engine on random batches, and the criterion they met (the export fails
+    otherwise); OpenVINO for the openvino variants, ONNX Runtime for the rest."""
 
     batch_sizes: list[int]
     max_abs_error: float
@@ -58,8 +66,21 @@ class Manifest(BaseModel):
     exported_at: str
     export_seconds: float
     precision: str = "fp32"
+    #: What runs the model in Triton (`served_engine`): onnxruntime, openvino or deploylab_ort.
+    engine: str = "onnxruntime"
     #: int8 only: how it was quantized and its fidelity against the fp32 model, per image set.
     quantization: dict[str, object] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _engine_from_serving(cls, data: Any) -> Any:
+        """A manifest without an engine (older exports) reads as the engine its serving config implies."""
+        if isinstance(data, dict) and not data.get("engine"):
+            serving = data.get("serving")
+            serving = serving if isinstance(serving, dict) else {}
+            backend = str(serving.get("backend", "python"))
+            data = {**data, "engine": served_engine(backend, str(serving.get("engine", "onnxruntime")))}
+        return data
 
 
 def manifest_path(model_dir: Path) -> Path:

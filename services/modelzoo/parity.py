@@ -1,7 +1,8 @@
 """Parity between the torch model and its ONNX export, run after every export.
 
 A wrong export is silent at serving time (it still returns 1000 floats), so the exporter refuses to
-install a model whose ONNX Runtime logits differ from torch's beyond the criterion of `Tolerance`.
+install a model whose logits, as the engine that serves it computes them (ONNX Runtime, or OpenVINO for
+the openvino variants), differ from torch's beyond the criterion of `Tolerance`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .catalog import Engine
+from .engines import ENGINE_LABELS, open_onnx
 from .errors import ParityError
 from .parity_limits import ATOL, MAX_ATOL, MAX_RTOL, RTOL
 
@@ -22,7 +25,7 @@ BATCH_SIZES = (1, 4)
 
 @dataclass(frozen=True)
 class Tolerance:
-    """When torch and ONNX Runtime agree: per sample, |Δ| ≤ atol + rtol·max|logit|, and the same top-k.
+    """When torch and the engine agree: per sample, |Δ| ≤ atol + rtol·max|logit|, and the same top-k.
 
     Float32 rounding grows with the magnitudes flowing through the network, and the sample's largest
     logit measures them; an element-wise bound (rtol·|logit|) instead fails on near-zero logits of a
@@ -93,8 +96,10 @@ def torch_logits(model: nn.Module, batch: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(batch)).numpy()  # type: ignore[no-any-return]
 
 
-def compare_logits(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> LogitsComparison:
-    """Measure `actual` (N, classes) against the reference `expected`; name the worst offending logit."""
+def compare_logits(
+    actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance, engine: str = "ONNX Runtime"
+) -> LogitsComparison:
+    """Measure `actual` (N, classes, from `engine`) against torch's `expected`; name the worst logit."""
     actual = actual.astype(np.float64)
     expected = expected.astype(np.float64)
     diff = np.abs(actual - expected)
@@ -107,13 +112,13 @@ def compare_logits(actual: np.ndarray, expected: np.ndarray, tolerance: Toleranc
         row, cls = (int(i) for i in np.unravel_index(np.argmax(excess), excess.shape))
         relative = f", |Δ|/scale {diff[row, cls] / scales[row]:.3g}" if scales[row] > 0 else ""
         failure = (
-            f"worst logit: sample {row}, class {cls}: torch {expected[row, cls]:.7g}, ONNX Runtime "
+            f"worst logit: sample {row}, class {cls}: torch {expected[row, cls]:.7g}, {engine} "
             f"{actual[row, cls]:.7g}, |Δ| {diff[row, cls]:.3g} > {bounds[row]:.3g} "
             f"(atol + rtol·{scales[row]:.3g}{relative})"
         )
     else:
         for row in range(len(expected)):
-            failure = _ranking_failure(row, actual[row], expected[row], float(bounds[row]))
+            failure = _ranking_failure(row, actual[row], expected[row], float(bounds[row]), engine)
             if failure is not None:
                 break
     worst = diff.max(axis=1)
@@ -125,12 +130,14 @@ def compare_logits(actual: np.ndarray, expected: np.ndarray, tolerance: Toleranc
     )
 
 
-def _ranking_failure(row: int, actual: np.ndarray, expected: np.ndarray, bound: float) -> str | None:
+def _ranking_failure(
+    row: int, actual: np.ndarray, expected: np.ndarray, bound: float, engine: str
+) -> str | None:
     """Top-1 and top-k disagreements that are not ties within `bound` in torch's logits."""
     want, got = int(np.argmax(expected)), int(np.argmax(actual))
     if want != got and expected[want] - expected[got] > bound:
         return (
-            f"sample {row}: top-1 is class {want} in torch, {got} in ONNX Runtime, whose torch logits "
+            f"sample {row}: top-1 is class {want} in torch, {got} in {engine}, whose torch logits "
             f"{expected[want]:.7g} and {expected[got]:.7g} are more than {bound:.3g} apart"
         )
     k = min(TOP_K, len(expected))
@@ -142,7 +149,7 @@ def _ranking_failure(row: int, actual: np.ndarray, expected: np.ndarray, bound: 
     left = [c for c in want_top - got_top if expected[c] > kth + bound]
     if entered or left:
         return (
-            f"sample {row}: top-{k} differs beyond ties within {bound:.3g}: ONNX Runtime adds classes "
+            f"sample {row}: top-{k} differs beyond ties within {bound:.3g}: {engine} adds classes "
             f"{sorted(got_top - want_top)} and drops {sorted(want_top - got_top)}"
         )
     return None
@@ -154,23 +161,20 @@ def check_parity(
     input_size: int,
     batch_sizes: tuple[int, ...] = BATCH_SIZES,
     tolerance: Tolerance | None = None,
+    engine: Engine = "onnxruntime",
 ) -> ParityResult:
-    """Compare torch and ONNX Runtime on random batches; raise ParityError when they disagree."""
-    import onnxruntime as ort
-
+    """Compare torch and `engine` on random batches; raise ParityError when they disagree."""
     tolerance = tolerance or Tolerance()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = max(1, torch.get_num_threads())
-    session = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
+    label = ENGINE_LABELS[engine]
+    run = open_onnx(onnx_file, engine, threads=max(1, torch.get_num_threads()))
     worst = worst_scaled = largest = 0.0
     for seed, batch_size in enumerate(batch_sizes):
         batch = random_batch(batch_size, input_size, seed)
         expected = torch_logits(model, batch)
-        actual = session.run(None, {input_name: batch})[0]
+        actual = run(batch)
         if actual.shape != expected.shape:
             raise ParityError(
-                f"{onnx_file}: ONNX output shape {actual.shape} != torch {expected.shape} "
+                f"{onnx_file}: {label} output shape {actual.shape} != torch {expected.shape} "
                 f"at batch {batch_size}"
             )
         if not np.all(np.isfinite(expected)):
@@ -178,13 +182,13 @@ def check_parity(
                 f"{onnx_file}: torch's own logits are not finite at batch {batch_size}: "
                 "the weights overflow float32, there is nothing to export"
             )
-        comparison = compare_logits(actual, expected, tolerance)
+        comparison = compare_logits(actual, expected, tolerance, label)
         worst = max(worst, comparison.max_abs_error)
         worst_scaled = max(worst_scaled, comparison.max_scaled_error)
         largest = max(largest, comparison.max_abs_logit)
         if comparison.failure is not None:
             raise ParityToleranceError(
-                f"{onnx_file}: ONNX Runtime disagrees with torch at batch {batch_size}: "
+                f"{onnx_file}: {label} disagrees with torch at batch {batch_size}: "
                 f"{comparison.failure}; criterion: {tolerance.describe()}"
             )
     return ParityResult(tuple(batch_sizes), worst, worst_scaled, largest, tolerance)

@@ -5,7 +5,9 @@ CPUs; `reduce_range` keeps weights to 7 bits because AVX2 without VNNI multiplie
 int16 and saturates at full range. Calibration reads activation ranges from freely licensed photos that
 scikit-image ships offline, each also flipped and cropped, through torchvision's own eval transform
 (the reference the gateway's preprocessing is tested against). Fidelity is the int8 model against the
-fp32 one it came from, on the calibration photos and on photos calibration never saw.
+fp32 one it came from, on the calibration photos and on photos calibration never saw, both run by the
+engine that serves the int8 file (ONNX Runtime for `int8`, OpenVINO for `int8_openvino`), so the
+number measures the quantization as served.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from .catalog import Preprocessing
+from .catalog import Engine, Preprocessing
+from .engines import open_onnx
 
 #: Calibration photos (RGB and grayscale scenes, objects, textures) and held-out ones for fidelity.
 CALIBRATION_PHOTOS = (
@@ -121,19 +124,23 @@ def quantize_int8(fp32_onnx: Path, int8_onnx: Path, steps: Preprocessing) -> Non
 
 
 def measure_fidelity(
-    fp32_onnx: Path, int8_onnx: Path, steps: Preprocessing
+    fp32_onnx: Path, int8_onnx: Path, steps: Preprocessing, engine: Engine = "onnxruntime"
 ) -> dict[str, dict[str, float | int]]:
-    """Fidelity on the calibration photos and on held-out ones (each image as a client frames it)."""
+    """Fidelity on the calibration photos and on held-out ones (each image as a client frames it),
+    both models run by `engine`."""
     sets = {
         "calibration": [photo(name) for name in CALIBRATION_PHOTOS],
         "held_out": [view for name in HELD_OUT_PHOTOS for view in augmented(photo(name))],
     }
-    return {name: compare_models(fp32_onnx, int8_onnx, pixel_batch(images, steps)).as_dict()
+    return {name: compare_models(fp32_onnx, int8_onnx, pixel_batch(images, steps), engine).as_dict()
             for name, images in sets.items()}  # fmt: skip
 
 
-def compare_models(reference_onnx: Path, candidate_onnx: Path, pixels: np.ndarray) -> Fidelity:
-    reference, candidate = _logits(reference_onnx, pixels), _logits(candidate_onnx, pixels)
+def compare_models(
+    reference_onnx: Path, candidate_onnx: Path, pixels: np.ndarray, engine: Engine = "onnxruntime"
+) -> Fidelity:
+    """The candidate's logits against the reference's on `pixels`, both run by `engine`."""
+    reference, candidate = _logits(reference_onnx, pixels, engine), _logits(candidate_onnx, pixels, engine)
     top5_ref = np.argsort(-reference, axis=1)[:, :5]
     top5_got = np.argsort(-candidate, axis=1)[:, :5]
     scale = np.maximum(np.abs(reference).max(axis=1), np.finfo(np.float32).tiny)
@@ -147,14 +154,9 @@ def compare_models(reference_onnx: Path, candidate_onnx: Path, pixels: np.ndarra
     )
 
 
-def _logits(model: Path, pixels: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return np.concatenate(
-        [session.run(None, {name: pixels[i : i + BATCH]})[0] for i in range(0, len(pixels), BATCH)]
-    )
+def _logits(model: Path, pixels: np.ndarray, engine: Engine) -> np.ndarray:
+    run = open_onnx(model, engine)
+    return np.concatenate([run(pixels[i : i + BATCH]) for i in range(0, len(pixels), BATCH)])
 
 
 def _input_name(model: Path) -> str:

@@ -15,6 +15,7 @@ from typing import Literal
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from .catalog import Engine
 from .errors import RepositoryError
 
 #: python: model.py in Triton's Python backend (any Triton); onnxruntime: Triton's native backend
@@ -63,6 +64,9 @@ class ServingConfig:
     # Python backend only: each instance stages its next batch while its engine thread runs one
     # (services/modelzoo/triton_python_model.py, `_Pipeline`); half the instances for the same throughput.
     pipeline: bool = False
+    # What the Python backend's model.py runs the ONNX file with; the exporter sets it from the variant
+    # (`openvino`, `int8_openvino`). OpenVINO reads the same thread count as ONNX Runtime.
+    engine: Engine = "onnxruntime"
     warmup: bool = True
     extra_parameters: dict[str, str] = field(default_factory=dict)
 
@@ -77,7 +81,7 @@ class ServingConfig:
         if self.instance_count < 1:
             raise ValueError("instance_count must be >= 1")
         if self.intra_op_threads < 0 or self.inter_op_threads < 0:
-            raise ValueError("thread counts must be >= 0 (0 lets ONNX Runtime decide)")
+            raise ValueError("thread counts must be >= 0 (0 lets the engine decide)")
         if self.max_queue_delay_us < 0 or self.max_queue_size < 0 or self.default_queue_timeout_us < 0:
             raise ValueError("max_queue_delay_us, max_queue_size and default_queue_timeout_us must be >= 0")
         too_big = [b for b in self.preferred_batch_sizes if b < 1 or b > self.max_batch_size]
@@ -89,6 +93,15 @@ class ServingConfig:
             raise ValueError("backend deploylab_ort serves CPU instances only (python or onnxruntime: GPUs)")
         if self.pipeline and self.backend != "python":
             raise ValueError("pipeline needs backend 'python' (it is how deploylab's model.py runs batches)")
+        if self.engine != "onnxruntime":
+            if self.backend != "python" or self.instance_kind != "cpu":
+                raise ValueError(
+                    f"engine {self.engine} runs in backend 'python' on CPU instances only "
+                    "(deploylab's model.py drives OpenVINO's CPU plugin)"
+                )
+            if "engine" in self.extra_parameters:
+                other = self.extra_parameters["engine"]
+                raise ValueError(f"engine {self.engine} and extra parameter engine={other!r}: name one")
 
 
 def tensor_dims(shape: tuple[int, ...], max_batch_size: int) -> list[int]:
@@ -144,6 +157,7 @@ def build_model_config(
         "intra_op_thread_count": str(serving.intra_op_threads),
         "inter_op_thread_count": str(serving.inter_op_threads),
         **({"pipeline": "1"} if serving.pipeline else {}),
+        **({"engine": serving.engine} if serving.engine != "onnxruntime" else {}),
         **serving.extra_parameters,
     }
     for key, value in parameters.items():

@@ -10,13 +10,17 @@ them into one batch, running once and splitting the outputs is what makes server
 
 Engines (config parameter `engine`):
 - `onnxruntime` (default): the exported `model.onnx`; CUDA/TensorRT providers on GPU instances.
+- `openvino`: the same `model.onnx` (fp32, or the int8 variant's QDQ file) compiled by OpenVINO's CPU
+  plugin, batch axis dynamic, with `intra_op_thread_count` as INFERENCE_NUM_THREADS. The other
+  properties match `services/modelzoo/engines.py`'s (the exporter's parity check runs with them):
+  one stream (LATENCY hint), fp32 kept fp32 on bf16-capable CPUs, no thread pinning.
 - `torch`: for GPU hosts. Builds `torch_builder` (`torchvision:resnet50`, `timm:repvgg_a0`), loads the
   state_dict `model.pt` if present (weights_only), re-parameterizes when `torch_reparameterize` is 1,
   and runs fp16 + channels_last on the instance's GPU. With `torch_cuda_graphs` 1 it captures one
   CUDA graph per power-of-two batch size up to max_batch_size and pads each batch to the next one:
   launch overhead disappears, which is most of a small batch's time on a large GPU.
 
-With `pipeline` 1 (onnxruntime engine) an instance stages its next batch while its engine runs one
+With `pipeline` 1 (onnxruntime or openvino engine) an instance stages its next batch while its engine runs one
 (`_Pipeline`): the throughput of two instances per core from one.
 """
 
@@ -111,12 +115,53 @@ class _OrtEngine:
         return self.session.run([self.output_name], {self.input_name: batch})[0]
 
     def infer(self, tensors: list, output_name: str) -> list:
-        """Triton tensors in (one per request), one batched run, Triton tensors out (numpy views)."""
-        arrays = [t.as_numpy() for t in tensors]
-        batch = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
-        if batch.dtype != np.float32:
-            batch = batch.astype(np.float32)
-        return _split(self.run(batch), [a.shape[0] for a in arrays], output_name)
+        return _infer_stacked(self.run, tensors, output_name)
+
+
+class _OpenVinoEngine:
+    """OpenVINO's CPU plugin on the exported ONNX file, one infer request per instance."""
+
+    def __init__(self, args: dict, params: dict[str, str]) -> None:
+        import openvino as ov
+
+        if args.get("model_instance_kind", "CPU") == "GPU":
+            pb_utils.Logger.log_warn(f"{args['model_name']}: the openvino engine runs on the CPU plugin only")
+        threads = int(params.get("intra_op_thread_count", "1") or 0)
+        config = {
+            "INFERENCE_NUM_THREADS": threads,
+            # One stream: this instance runs one batch at a time; Triton's instances are the parallelism.
+            "PERFORMANCE_HINT": "LATENCY",
+            # The variant is fp32: without this, bf16-capable CPUs run it in bf16.
+            "INFERENCE_PRECISION_HINT": "f32",
+            # Pinned engines choose cores without knowing of each other: two single-thread ones shared
+            # one core (measured in one process: the second added nothing).
+            "ENABLE_CPU_PINNING": False,
+        }
+        self.config = config
+        path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
+        compiled = ov.Core().compile_model(path, "CPU", config)
+        self.request = compiled.create_infer_request()
+        pb_utils.Logger.log_info(
+            f"{args['model_name']}: OpenVINO {ov.__version__} CPU threads={threads or 'auto'} "
+            f"hint=LATENCY precision=f32 pinning=off"
+        )
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        # The batch is read only during this synchronous call; the logits come back as a fresh copy,
+        # so splitting them into views is safe while the next batch runs.
+        return self.request.infer({0: batch}, share_inputs=True)[0]
+
+    def infer(self, tensors: list, output_name: str) -> list:
+        return _infer_stacked(self.run, tensors, output_name)
+
+
+def _infer_stacked(run: Any, tensors: list, output_name: str) -> list:
+    """Triton tensors in (one per request), one batched run, Triton tensors out (numpy views)."""
+    arrays = [t.as_numpy() for t in tensors]
+    batch = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
+    if batch.dtype != np.float32:
+        batch = batch.astype(np.float32)
+    return _split(run(batch), [a.shape[0] for a in arrays], output_name)
 
 
 class _TorchEngine:
@@ -293,7 +338,7 @@ class _Pipeline:
     and the wait for the previous batch, not the engine run, so its latency statistics understate.
     """
 
-    def __init__(self, engine: _OrtEngine, output_name: str, model_name: str) -> None:
+    def __init__(self, engine: _OrtEngine | _OpenVinoEngine, output_name: str, model_name: str) -> None:
         self.engine = engine
         self.output_name = output_name
         self.model_name = model_name
@@ -363,17 +408,23 @@ class TritonPythonModel:
         params = _parameters(config)
         self.input_name = config["input"][0]["name"]
         self.output_name = config["output"][0]["name"]
-        self.engine: _OrtEngine | _TorchEngine | None
-        if params.get("engine", "onnxruntime") == "torch":
+        self.engine: _OrtEngine | _OpenVinoEngine | _TorchEngine | None
+        engine = params.get("engine", "onnxruntime")
+        if engine == "torch":
             self.engine = _TorchEngine(args, params, int(config.get("max_batch_size", 0)))
-        else:
+        elif engine == "openvino":
+            self.engine = _OpenVinoEngine(args, params)
+        elif engine == "onnxruntime":
             self.engine = _OrtEngine(args, params, self.input_name, self.output_name)
+        else:
+            raise ValueError(f"config parameter engine: onnxruntime, openvino or torch, not {engine!r}")
         self.pipeline: _Pipeline | None = None
         if params.get("pipeline", "0") == "1":
-            if isinstance(self.engine, _OrtEngine):
+            if isinstance(self.engine, _OrtEngine | _OpenVinoEngine):
                 self.pipeline = _Pipeline(self.engine, self.output_name, args["model_name"])
             else:
-                pb_utils.Logger.log_warn(f"{args['model_name']}: pipeline applies to onnxruntime only; off")
+                name = args["model_name"]
+                pb_utils.Logger.log_warn(f"{name}: pipeline applies to onnxruntime and openvino only; off")
 
     def execute(self, requests: list) -> list | None:
         tensors = [pb_utils.get_input_tensor_by_name(r, self.input_name) for r in requests]

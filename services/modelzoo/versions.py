@@ -12,6 +12,7 @@ _PACKAGES = (
     "timm",
     "onnx",
     "onnxruntime",
+    "openvino",
     "onnxscript",
     "numpy",
     "nvidia-pytriton",

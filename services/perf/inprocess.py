@@ -6,8 +6,11 @@ synchronisation cost per node, so `threads` independent single-thread sessions r
 often beat one `threads`-thread session (333 vs ~290 img/s measured on 2 cores). Both layouts are
 measured for every batch size, and `best_throughput` picks the winner.
 
-Sessions run on Python threads: `InferenceSession.run` and torch ops release the GIL, so threads
-overlap as separate processes would, without paying a model load per process.
+Sessions run on Python threads: `InferenceSession.run`, OpenVINO's `InferRequest.infer` and torch ops
+release the GIL, so threads overlap as separate processes would, without paying a model load per process.
+The `openvino` engine runs the same `model.onnx` through OpenVINO's CPU plugin, configured as the Triton
+model configures it (`modelzoo.engines`); any exported file works, so `resnet50_int8` on `openvino` is
+the int8_openvino deployment.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ from typing import Literal
 import numpy as np
 from deploylab.services.measure.names import served_model
 from deploylab.services.measure.percentiles import percentile
+from deploylab.services.modelzoo.engines import openvino_runner
 from deploylab.services.modelzoo.parity import random_batch
 from deploylab.services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME, onnx_path
 
-Engine = Literal["onnxruntime", "torch"]
+Engine = Literal["onnxruntime", "openvino", "torch"]
 #: One inference call: an NCHW float32 batch in, logits out.
 InferFn = Callable[[np.ndarray], object]
 
@@ -84,8 +88,8 @@ def measure_inprocess(
     """Closed-loop throughput and per-call latency for every batch size × layout.
 
     `model` is a Triton model name (`resnet50`, `repvgg_a0_deploy`) or a catalog name (its default
-    variant). The ONNX engine reads `<repository>/<model>/1/model.onnx`; the torch engine builds the
-    same architecture and seed the exporter used, so both run identical weights.
+    variant). The ONNX engines (onnxruntime, openvino) read `<repository>/<model>/1/model.onnx`; the torch
+    engine builds the same architecture and seed the exporter used, so all run identical weights.
     """
     if threads < 1:
         raise ValueError("threads must be >= 1")
@@ -138,11 +142,13 @@ def open_sessions(model: str, repository: Path, engine: Engine, layout: Layout) 
         yield [
             onnxruntime_session(onnx_path(repository, model), layout.threads) for _ in range(layout.sessions)
         ]
+    elif engine == "openvino":
+        yield [openvino_session(onnx_path(repository, model), layout.threads) for _ in range(layout.sessions)]
     elif engine == "torch":
         with torch_sessions(model, layout) as fns:
             yield fns
     else:
-        raise ValueError(f"unknown engine {engine!r}; use 'onnxruntime' or 'torch'")
+        raise ValueError(f"unknown engine {engine!r}; use 'onnxruntime', 'openvino' or 'torch'")
 
 
 def onnxruntime_session(
@@ -165,6 +171,13 @@ def onnxruntime_session(
         return session.run(output_names, {INPUT_NAME: batch})[0]
 
     return infer
+
+
+def openvino_session(path: Path, threads: int) -> InferFn:
+    """OpenVINO's CPU plugin compiled exactly like the Triton Python-backend model's openvino engine."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `deploylab export` for this model first")
+    return openvino_runner(path, threads)
 
 
 @contextlib.contextmanager

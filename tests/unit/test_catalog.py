@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from deploylab.services.modelzoo.catalog import (
     CATALOG,
+    ENGINES,
     MODEL_SETS,
     UnknownModelError,
     UnknownVariantError,
@@ -121,6 +122,36 @@ def test_triton_names_round_trip() -> None:
     assert get_spec("resnet50").triton_name() == "resnet50"
     spec, variant = resolve_triton_name("repvgg_a1_train")
     assert (spec.name, variant) == ("repvgg_a1", "train")
+
+
+@pytest.mark.parametrize("name", sorted(CATALOG))
+def test_every_model_has_opt_in_int8_and_openvino_deployments_of_its_served_form(name: str) -> None:
+    spec = get_spec(name)
+    served = spec.variant()
+    deployments = {
+        "int8": ("int8", "onnxruntime"),
+        "openvino": ("fp32", "openvino"),
+        "int8_openvino": ("int8", "openvino"),
+    }
+    assert spec.all_variant_names == (*spec.variant_names, *deployments)
+    for variant, (precision, engine) in deployments.items():
+        chosen = spec.variant(variant)
+        assert chosen.opt_in and (chosen.precision, chosen.engine) == (precision, engine)
+        # RepVGG's deployments are of its deploy form: re-parameterized, deploy's parameter count.
+        assert (chosen.reparameterize, chosen.expected_params) == (
+            served.reparameterize,
+            served.expected_params,
+        )
+        assert resolve_triton_name(spec.triton_name(variant)) == (spec, variant)
+    assert all(spec.variant(v).engine == "onnxruntime" for v in spec.variant_names)
+    assert set(ENGINES) == {"onnxruntime", "openvino"}
+
+
+def test_deployment_triton_names_extend_the_served_name() -> None:
+    assert get_spec("resnet50").triton_name("openvino") == "resnet50_openvino"
+    assert get_spec("resnet50").triton_name("int8_openvino") == "resnet50_int8_openvino"
+    assert get_spec("repvgg_a0").triton_name("openvino") == "repvgg_a0_openvino"
+    assert get_spec("repvgg_a0").triton_name("int8_openvino") == "repvgg_a0_int8_openvino"
 
 
 def test_unknown_model_error_lists_the_known_models() -> None:

@@ -10,7 +10,7 @@ import onnx
 import pytest
 from deploylab.services.modelzoo.build import build_model
 from deploylab.services.modelzoo.catalog import get_spec
-from deploylab.services.modelzoo.errors import ParityError
+from deploylab.services.modelzoo.errors import ParityError, ZooError
 from deploylab.services.modelzoo.export import ExportOptions, default_serving, export_model
 from deploylab.services.modelzoo.manifest import read_manifest, read_repository
 from deploylab.services.modelzoo.parity import ATOL, RTOL, Tolerance, check_parity
@@ -35,7 +35,10 @@ def test_every_exported_model_has_a_complete_manifest(model_repository: Path) ->
         assert manifest.parity.rtol == RTOL
         assert manifest.parity.max_scaled_error < RTOL
         assert (manifest.parity.atol, manifest.parity.criterion) == (ATOL, Tolerance().describe())
-        assert manifest.versions["torch"] and manifest.versions["onnxruntime"]
+        assert (
+            manifest.versions["torch"] and manifest.versions["onnxruntime"] and manifest.versions["openvino"]
+        )
+        assert manifest.engine == "onnxruntime" and manifest.serving["engine"] == "onnxruntime"
         parse_triton_config((model_repository / name / "config.pbtxt").read_text())
     assert manifests["repvgg_a0_deploy"].parity.reparam_max_abs_error is not None
     assert manifests["repvgg_a0_deploy"].parity.reparam_max_abs_error < 1e-4
@@ -125,3 +128,14 @@ def test_an_unchanged_model_gets_this_deploylabs_model_py(model_repository: Path
     assert python_model.read_text() == current
     assert onnx_path(tmp_path, "mobilenet_v3_small").stat().st_mtime_ns == onnx_before
     assert export_model(spec, "default", tmp_path, ExportOptions()).status == "skipped"
+
+
+def test_an_openvino_variant_for_a_backend_that_cannot_run_it_is_refused_before_building(
+    tmp_path: Path,
+) -> None:
+    native = ExportOptions(serving=ServingConfig(backend="deploylab_ort"))
+    with pytest.raises(
+        ZooError, match="mobilenet_v3_small_openvino: engine openvino runs in backend 'python'"
+    ):
+        export_model(get_spec("mobilenet_v3_small"), "openvino", tmp_path, native)
+    assert not (tmp_path / "mobilenet_v3_small_openvino").exists()

@@ -42,6 +42,22 @@ def test_torch_engine_measures_the_same_model(model_repository: Path) -> None:
     assert len(points) == 1 and points[0].engine == "torch" and points[0].iterations > 0
 
 
+def test_openvino_engine_runs_the_exported_file(model_repository: Path) -> None:
+    points = measure_inprocess(
+        "mobilenet_v3_small",
+        model_repository,
+        "openvino",
+        batch_sizes=(1, 4),
+        duration_s=0.5,
+        layouts=[Layout(sessions=2, threads=1)],
+    )
+    assert [(p.engine, p.batch_size, p.layout) for p in points] == [
+        ("openvino", 1, "2x1"),
+        ("openvino", 4, "2x1"),
+    ]
+    assert all(p.iterations > 0 and p.throughput_img_s > 0 for p in points)
+
+
 def test_layouts_spend_exactly_the_thread_budget() -> None:
     assert layouts_for(1) == [Layout(1, 1)]
     assert all(layout.sessions * layout.threads == 4 for layout in layouts_for(4))

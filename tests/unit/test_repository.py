@@ -104,6 +104,10 @@ def test_tensorrt_accelerator_rendered_for_gpu_onnxruntime() -> None:
         {"tensorrt": True},
         {"max_queue_delay_us": -5},
         {"pipeline": True, "backend": "onnxruntime"},
+        {"engine": "openvino", "backend": "deploylab_ort"},
+        {"engine": "openvino", "backend": "onnxruntime"},
+        {"engine": "openvino", "instance_kind": "gpu"},
+        {"engine": "openvino", "extra_parameters": {"engine": "torch"}},
     ],
 )
 def test_nonsense_serving_configs_are_refused(kwargs: dict[str, object]) -> None:
@@ -118,6 +122,17 @@ def test_pipeline_is_a_model_parameter_only_when_asked_for() -> None:
 
     assert "pipeline" not in parameters(ServingConfig())
     assert parameters(ServingConfig(pipeline=True))["pipeline"] == "1"
+
+
+def test_the_engine_is_a_model_parameter_only_when_it_is_not_onnxruntime() -> None:
+    def parameters(serving: ServingConfig) -> dict[str, str]:
+        config = parse_triton_config(render_triton_config("m", 224, 1000, serving))
+        return {k: v.string_value for k, v in config.parameters.items()}
+
+    assert "engine" not in parameters(ServingConfig())
+    openvino = parameters(ServingConfig(engine="openvino", intra_op_threads=2, pipeline=True))
+    # OpenVINO reads the thread count ONNX Runtime reads, and pipelines like it.
+    assert openvino.items() >= {"engine": "openvino", "intra_op_thread_count": "2", "pipeline": "1"}.items()
 
 
 def test_python_backend_gets_model_py_and_onnxruntime_backend_does_not(tmp_path: Path) -> None:
