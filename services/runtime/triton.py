@@ -8,6 +8,10 @@ server (the GPU check's bundle) hands over a `TritonInstall` instead.
 
 Starting a server needs only the standard library: `TritonOptions` carries `RuntimeSettings`' launch
 fields for a host that has no settings library, such as the bare GPU host the GPU check runs on.
+
+On a host with a visible GPU the wheel's server must not see it while it serves Python-backend models;
+`gpu_plan` decides how each start serves the chosen models there (GPU-blind, configs rewritten, the
+GPU handed back to the backend's stubs) or why it cannot, and `start()` applies that plan.
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ from deploylab.services.common.allocator import child_environment
 from deploylab.services.common.errors import TritonError
 from deploylab.services.common.shm_regions import SHM_DIR, remove_orphans, remove_with_prefix
 
-from . import native_backend
+from . import devices, native_backend
 from .addresses import TritonUrls
+from .gpu_plan import ALL_GPUS, STUB_GPUS_ENV, GpuPlan, model_configs, plan_gpu_serving, write_repository_view
 from .processes import stop_process_group
 
 if TYPE_CHECKING:
@@ -44,6 +49,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("deploylab.triton")
 
 _STUB = "triton_python_backend_stub"
+#: The stub binary itself; `_STUB` is a wrapper script that sets the stub's GPUs and execs it.
+_STUB_BINARY = f"{_STUB}.bin"
+#: Where a GPU-blind server's repository view lives under the state directory (one per HTTP port).
+_VIEW_DIR = "gpu-blind-repository"
 #: Python-backend regions of a Triton started here: `<this>_<launcher pid>_<http port>_…`.
 PYTHON_SHM_PREFIX = "deploylab_triton"
 _PY_BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
@@ -58,6 +67,9 @@ class TritonInstall:
     env: dict[str, str]
     #: Backends deploylab builds that this install lacks, with the reason (shown when a model needs one).
     unavailable: dict[str, str] = field(default_factory=dict)
+    #: Its Python backend answers empty outputs while tritonserver sees a GPU (the nvidia-pytriton
+    #: wheel's does), so on a GPU host it serves Python-backend models GPU-blind (`gpu_plan`).
+    python_blind_on_gpu: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,9 +107,9 @@ def locate_triton(settings: RuntimeSettings | TritonOptions) -> TritonInstall:
         binary = settings.triton_binary
         if not (binary.is_file() and os.access(binary, os.X_OK)):
             raise TritonError(f"tritonserver not found or not executable: {binary}")
-        bundled = _pytriton_root()
-        if bundled is not None and binary.resolve().is_relative_to(bundled.resolve()):
-            return _pytriton_install(bundled, settings)
+        root = pytriton_layout_root(binary)
+        if root is not None:
+            return _pytriton_install(root, settings)
         return _system_install(binary)
     bundled = _pytriton_root()
     if bundled is not None and (bundled / "tritonserver" / "bin" / "tritonserver").is_file():
@@ -109,6 +121,16 @@ def locate_triton(settings: RuntimeSettings | TritonOptions) -> TritonInstall:
         "tritonserver not found: install the project (pip install -e . brings nvidia-pytriton, which "
         "ships it), set DEPLOYLAB_TRITON_BINARY, or point the gateway at a running Triton with --triton-url"
     )
+
+
+def pytriton_layout_root(binary: Path) -> Path | None:
+    """`<root>` when `binary` is `<root>/tritonserver/bin/tritonserver` with the wheel's Python-backend
+    stubs beside it: the installed nvidia-pytriton package, or an unpacked copy of it (the GPU check's
+    bundle); None for any other server."""
+    server_root = binary.resolve().parent.parent
+    if server_root.name != "tritonserver" or not (server_root / "python_backend_stubs").is_dir():
+        return None
+    return server_root.parent
 
 
 def _system_install(binary: Path) -> TritonInstall:
@@ -133,12 +155,15 @@ def _pytriton_install(root: Path, settings: RuntimeSettings | TritonOptions) -> 
     backend_files = [server_root / "backends" / "python" / name for name in _PY_BACKEND_FILES]
     prepare_python_backend(backend_dir, backend_files, stub)
 
-    site_packages = root.parent
     env = dict(os.environ)
-    libs = site_packages / "nvidia_pytriton.libs"
-    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(libs), env.get("LD_LIBRARY_PATH", "")) if p)
+    libs = [str(root.parent / "nvidia_pytriton.libs")]
+    libpython = _libpython_dir()
+    libs += [str(libpython)] if libpython is not None else []
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (*libs, env.get("LD_LIBRARY_PATH", "")) if p)
     # The stub embeds an interpreter that must import numpy and onnxruntime from *this* environment.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site_packages), env.get("PYTHONPATH", "")) if p)
+    paths = sysconfig.get_paths()
+    site_dirs = dict.fromkeys([str(root.parent), paths["purelib"], paths["platlib"]])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (*site_dirs, env.get("PYTHONPATH", "")) if p)
     scripts = sysconfig.get_path("scripts")
     env["PATH"] = os.pathsep.join((scripts, env.get("PATH", "")))
     unavailable = {}
@@ -149,7 +174,41 @@ def _pytriton_install(root: Path, settings: RuntimeSettings | TritonOptions) -> 
         unavailable[native_backend.BACKEND_NAME] = str(exc)
         logger.debug("the %s backend is unavailable: %s", native_backend.BACKEND_NAME, exc)
     # 602 KB request bodies: keep their blocks in the heap instead of fresh pages per request.
-    return TritonInstall(binary, backend_dir, child_environment(env), unavailable)
+    return TritonInstall(binary, backend_dir, child_environment(env), unavailable, python_blind_on_gpu=True)
+
+
+def _libpython_dir() -> Path | None:
+    """The directory of this interpreter's libpython when the loader would not find it by itself.
+
+    The stub links `libpythonX.Y.so.1.0`; a system Python's is in the loader's cache and needs
+    nothing, an interpreter built elsewhere (pyenv, a venv over /opt) keeps it in its LIBDIR.
+    """
+    name = f"libpython{sys.version_info.major}.{sys.version_info.minor}.so.1.0"
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        cache = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, timeout=10).stdout
+        if name in cache:
+            return None
+    for directory in (sysconfig.get_config_var("LIBDIR"), os.path.join(sys.base_prefix, "lib")):
+        if directory and (Path(directory) / name).is_file():
+            return Path(directory)
+    logger.warning("%s not found: the Python backend's stub may not start", name)
+    return None
+
+
+#: The stub as the Python backend starts it: hands the stub the GPUs a GPU-blind server hides from
+#: itself (`gpu_plan.STUB_GPUS_ENV`), then becomes the stub (exec: same process, same pid).
+STUB_WRAPPER = f"""#!/bin/sh
+# deploylab: start the Python backend's stub with the GPUs a GPU-blind tritonserver hands back.
+if [ -n "${{{STUB_GPUS_ENV}+set}}" ]; then
+  if [ "${STUB_GPUS_ENV}" = "{ALL_GPUS}" ]; then
+    unset CUDA_VISIBLE_DEVICES
+  else
+    CUDA_VISIBLE_DEVICES="${STUB_GPUS_ENV}"
+    export CUDA_VISIBLE_DEVICES
+  fi
+fi
+exec "$0.bin" "$@"
+"""
 
 
 def prepare_python_backend(backend_dir: Path, backend_files: list[Path], stub: Path) -> Path:
@@ -158,16 +217,23 @@ def prepare_python_backend(backend_dir: Path, backend_files: list[Path], stub: P
     Triton loads a backend from `<backend directory>/<name>/`, and the stub must match the Python that
     runs the models, so the pieces of a wheel or a bundle are gathered there; files already in place
     (same size) are kept, and a copy is renamed into place so a concurrent start never sees half a file.
+    The stub itself is `<stub>.bin`; under the stub's name sits `STUB_WRAPPER`, which the backend runs.
     """
     python_backend = backend_dir / "python"
     python_backend.mkdir(parents=True, exist_ok=True)
-    for source in [*backend_files, stub]:
-        target = python_backend / source.name
+    for source, name in [*((f, f.name) for f in backend_files), (stub, _STUB_BINARY)]:
+        target = python_backend / name
         if not target.exists() or target.stat().st_size != source.stat().st_size:
             tmp = target.with_name(f".{target.name}.tmp")
             shutil.copy2(source, tmp)
             tmp.replace(target)
-    (python_backend / _STUB).chmod(0o755)
+    wrapper = python_backend / _STUB
+    if wrapper.is_symlink() or not wrapper.is_file() or wrapper.read_text(errors="replace") != STUB_WRAPPER:
+        tmp = wrapper.with_name(f".{wrapper.name}.tmp")
+        tmp.write_text(STUB_WRAPPER)
+        tmp.replace(wrapper)
+    for name in (_STUB, _STUB_BINARY):
+        (python_backend / name).chmod(0o755)
     return python_backend
 
 
@@ -190,11 +256,13 @@ def die_with_parent() -> None:
 class TritonServer:
     """A tritonserver child process: `start()` returns once it is ready, `stop()` ends it cleanly.
 
-    `install`: run this server instead of locating one. `gpu_visible=False` starts it GPU-blind
-    (`CUDA_VISIBLE_DEVICES=""`): the wheel's tritonserver answers every CPU output of the Python backend
-    with 0 bytes when it sees a GPU (measured on an H200 host), while a model instance can still hand
-    its own process the GPU back (`torch_cuda_visible_devices`). `gpu_metrics`: Triton's GPU metrics,
-    by default on when a GPU is present and visible.
+    `install`: run this server instead of locating one. Each start plans how the chosen models are
+    served on this host's GPU (`gpu_plan.plan_gpu_serving`): on a GPU host the wheel's server runs
+    GPU-blind while it serves Python-backend models, a model asking for a GPU gets it through its
+    backend's stub processes, and a model that cannot be served here is refused with the reason.
+    `gpu_visible`: None (default) follows that plan; False starts the server GPU-blind whatever the
+    models; True keeps the GPU visible to it (a diagnosis: its Python-backend outputs come back empty).
+    `gpu_metrics`: Triton's GPU metrics, by default on when a GPU is present and visible to the server.
     """
 
     def __init__(
@@ -204,7 +272,7 @@ class TritonServer:
         log_path: Path | None = None,
         *,
         install: TritonInstall | None = None,
-        gpu_visible: bool = True,
+        gpu_visible: bool | None = None,
         gpu_metrics: bool | None = None,
     ) -> None:
         self.settings = settings
@@ -213,6 +281,8 @@ class TritonServer:
         self.install = install
         self.gpu_visible = gpu_visible
         self.gpu_metrics = gpu_metrics
+        #: How the last start serves the models on this host's GPU (`start()` makes it).
+        self.plan = GpuPlan()
         self.process: subprocess.Popen[bytes] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -220,10 +290,10 @@ class TritonServer:
         s = self.settings
         gpu_metrics = self.gpu_metrics
         if gpu_metrics is None:
-            gpu_metrics = self.gpu_visible and _has_nvidia_gpu()
+            gpu_metrics = not self.gpu_blind and devices.host_gpu().visible
         cmd = [
             str(install.binary),
-            f"--model-repository={s.model_repository.resolve()}",
+            f"--model-repository={self.served_repository}",
             f"--backend-directory={install.backend_dir}",
             f"--http-address={s.triton_host}",
             f"--http-port={s.triton_http_port}",
@@ -266,6 +336,11 @@ class TritonServer:
                 )
         install = self.install or locate_triton(s)
         self._check_backends(install)
+        self.plan = self._gpu_plan(install)
+        if self.plan.rewritten:
+            write_repository_view(s.model_repository, self.view_dir, self.plan.rewritten)
+        if self.plan.summary:
+            logger.info("tritonserver on port %d: %s", s.triton_http_port, self.plan.summary)
         # What an earlier Triton of ours left in /dev/shm (killed, or this is a supervisor restart).
         remove_orphans(PYTHON_SHM_PREFIX)
         remove_with_prefix(self.python_shm_prefix)
@@ -277,13 +352,46 @@ class TritonServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=install.env if self.gpu_visible else {**install.env, "CUDA_VISIBLE_DEVICES": ""},
+                env=self.environment(install),
                 start_new_session=True,  # Ctrl-C reaches us; we stop Triton in order
                 preexec_fn=die_with_parent,  # noqa: PLW1509 - needed for PDEATHSIG, no threads yet
             )
         finally:
             log.close()
         self.wait_ready(s.triton_startup_timeout_s)
+
+    def _gpu_plan(self, install: TritonInstall) -> GpuPlan:
+        """The plan for this start; TritonError when a chosen model cannot be served on this host."""
+        if self.gpu_visible is True:
+            return GpuPlan()
+        return plan_gpu_serving(
+            model_configs(self.settings.model_repository, self.models),
+            devices.host_gpu(),
+            python_blind_on_gpu=install.python_blind_on_gpu,
+            environ=install.env,
+        )
+
+    @property
+    def gpu_blind(self) -> bool:
+        """Whether tritonserver is (or will be) started with every GPU hidden from it."""
+        return self.plan.blind or self.gpu_visible is False
+
+    @property
+    def view_dir(self) -> Path:
+        """Where a GPU-blind start keeps its view of the repository (rewritten configs, links)."""
+        return (self.settings.state_dir / _VIEW_DIR / str(self.settings.triton_http_port)).resolve()
+
+    @property
+    def served_repository(self) -> Path:
+        """The directory tritonserver reads: the repository, or its view when configs are rewritten."""
+        return self.view_dir if self.plan.rewritten else self.settings.model_repository.resolve()
+
+    def environment(self, install: TritonInstall) -> dict[str, str]:
+        """tritonserver's environment: the install's, with the plan's additions (GPU-blind, stub GPUs)."""
+        env = {**install.env, **self.plan.env}
+        if self.gpu_visible is False:
+            env["CUDA_VISIBLE_DEVICES"] = ""
+        return env
 
     def _check_backends(self, install: TritonInstall) -> None:
         """Refuse up front, with the reason, to serve a model whose backend this install cannot run."""
@@ -380,7 +488,3 @@ def http_ok(url: str, timeout_s: float = 1.0) -> bool:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError, ValueError):
         return False
-
-
-def _has_nvidia_gpu() -> bool:
-    return Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi") is not None

@@ -61,7 +61,7 @@ def test_a_gpu_blind_server_turns_gpu_metrics_off(tmp_path: Path) -> None:
     assert "--allow-gpu-metrics=true" in TritonServer(options, gpu_metrics=True).command(install)
 
 
-def test_prepare_python_backend_gathers_the_backend_and_makes_the_stub_executable(tmp_path: Path) -> None:
+def test_prepare_python_backend_gathers_the_backend_behind_an_executable_stub_wrapper(tmp_path: Path) -> None:
     source = tmp_path / "src"
     source.mkdir()
     files = [source / "libtriton_python.so", source / "triton_python_backend_utils.py"]
@@ -69,8 +69,12 @@ def test_prepare_python_backend_gathers_the_backend_and_makes_the_stub_executabl
     for path in [*files, stub]:
         path.write_text(path.name)
     backend = prepare_python_backend(tmp_path / "backends", files, stub)
-    assert sorted(p.name for p in backend.iterdir()) == sorted(p.name for p in [*files, stub])
+    names = sorted(p.name for p in backend.iterdir())
+    assert names == sorted([*(f.name for f in files), stub.name, f"{stub.name}.bin"])
+    assert (backend / f"{stub.name}.bin").read_text() == stub.name
+    assert (backend / stub.name).read_text().startswith("#!/bin/sh")
     assert (backend / stub.name).stat().st_mode & 0o111
+    assert (backend / f"{stub.name}.bin").stat().st_mode & 0o111
 
 
 def test_starting_a_server_from_options_imports_no_settings_or_protobuf_library(tmp_path: Path) -> None:
