@@ -31,6 +31,7 @@ from deploylab.services.measure.machine import load_average, machine_info
 from deploylab.services.measure.names import served_model
 from deploylab.services.measure.percentiles import percentile
 from deploylab.services.measure.ports import free_ports
+from deploylab.services.measure.process_tree import tree_memory
 from deploylab.services.modelzoo.export import ExportOptions, export_model
 from deploylab.services.modelzoo.manifest import read_manifest
 from deploylab.services.modelzoo.repository import model_dir, refresh_python_model
@@ -42,7 +43,6 @@ from deploylab.services.perf.inprocess import (
     measure_inprocess,
 )
 from deploylab.services.perf.load import LoadTarget, paired_latency, run_load
-from deploylab.services.perf.memory import tree_memory
 from deploylab.services.perf.triton_admin import TritonAdminError, load_model, model_config, model_statistics
 from deploylab.services.runtime.settings import RuntimeSettings
 from deploylab.services.runtime.triton import TritonServer

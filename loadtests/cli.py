@@ -17,6 +17,8 @@ from deploylab.services.common.signals import stop_on_sigterm
 from rich.console import Console
 
 if TYPE_CHECKING:
+    from deploylab.services.measure.results import Objective
+
     from .runs import RunOutcome
 
 console = Console(stderr=True)
@@ -32,6 +34,18 @@ WorkersOpt = Annotated[
     int, typer.Option(min=0, help="Locust worker processes on loopback (0: one local process)")
 ]
 OutOpt = Annotated[Path, typer.Option(help="parent folder of the run directory results/<timestamp>/")]
+SloOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--slo-p99-ms", min=0.001, help="the decision's latency objective: p99 in ms [default: 200]"
+    ),
+]
+RpsOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--rps", min=0.001, help="the decision's target rate in requests/s, all replicas [default: 100]"
+    ),
+]
 RepositoryOpt = Annotated[
     Path | None,
     typer.Option("--repository", "-r", help="model repository (default: DEPLOYLAB_MODEL_REPOSITORY)"),
@@ -50,6 +64,17 @@ def _parse_users(text: str | None) -> list[int] | None:
     return users
 
 
+def _objective(slo_p99_ms: float | None, rps: float | None, base: Objective | None = None) -> Objective:
+    """The objective with what the command line names replaced (defaults: `base`, else the default)."""
+    from deploylab.services.measure.results import DEFAULT_OBJECTIVE, Objective
+
+    start = base or DEFAULT_OBJECTIVE
+    return Objective(
+        slo_p99_ms=slo_p99_ms if slo_p99_ms is not None else start.slo_p99_ms,
+        target_rps=rps if rps is not None else start.target_rps,
+    )
+
+
 def _repository(repository: Path | None) -> Path:
     from deploylab.services.runtime.settings import RuntimeSettings
 
@@ -61,6 +86,8 @@ def _finish(outcome: RunOutcome, started: float) -> None:
     console.print(f"run {outcome.status} in {minutes:.1f} min; results in {outcome.run_dir}")
     if outcome.report is not None:
         console.print(f"report: {outcome.report.html}  (Markdown: {outcome.report.markdown})")
+        if outcome.report.k8s is not None:
+            console.print(f"deploy the decision: kubectl apply -k {outcome.report.k8s}")
         print(outcome.report.html)  # stdout: the one thing a script wants
     else:
         print(outcome.run_dir)
@@ -103,6 +130,8 @@ def loadtest_command(
         bool, typer.Option(help="measure in-process baselines (ONNX Runtime, torch)")
     ] = True,
     report: Annotated[bool, typer.Option(help="render report.html and report.md at the end")] = True,
+    slo_p99_ms: SloOpt = None,
+    rps: RpsOpt = None,
     repository: RepositoryOpt = None,
     out: OutOpt = Path("results"),
 ) -> None:
@@ -132,6 +161,7 @@ def loadtest_command(
         stop_timeout_s=stop_timeout_s,
         inprocess=inprocess,
         report=report,
+        objective=_objective(slo_p99_ms, rps),
         settings={"command": " ".join(["deploylab", *sys.argv[1:]])},
     )
     _finish(run_loadtest(request, console), started)
@@ -140,12 +170,21 @@ def loadtest_command(
 @cli_errors
 def report_command(
     run_dir: Annotated[Path, typer.Argument(help="a run directory written by `deploylab loadtest`")],
+    slo_p99_ms: SloOpt = None,
+    rps: RpsOpt = None,
 ) -> None:
-    """Render report.html (self-contained) and report.md from a run's results.json."""
+    """Render report.html (self-contained) and report.md from a run's results.json; with --slo-p99-ms or
+    --rps, decide again against that objective (kept in results.json)."""
+    from deploylab.services.measure.results import load_results
     from deploylab.services.report.writer import write_report
 
-    files = write_report(run_dir)
+    objective = None
+    if slo_p99_ms is not None or rps is not None:
+        objective = _objective(slo_p99_ms, rps, load_results(run_dir).objective)
+    files = write_report(run_dir, objective)
     console.print(f"report: {files.html}  (Markdown: {files.markdown}, {len(files.plots)} plots)")
+    if files.k8s is not None:
+        console.print(f"deploy the decision: kubectl apply -k {files.k8s}")
     print(files.html)
 
 
@@ -163,13 +202,23 @@ def compare_command(
             help="labelled images (class folders or labels.csv): every deployment's top-1/top-5 in the report"
         ),
     ] = None,
+    slo_p99_ms: SloOpt = None,
+    rps: RpsOpt = None,
+    axes: Annotated[
+        str,
+        typer.Option(
+            help="how deployments differ beyond the model: 'anchor' (int8 and OpenVINO on ResNet-50, "
+            "else the first model), 'precision', 'engine' or both comma-separated (on every model), 'none'"
+        ),
+    ] = "anchor",
 ) -> None:
-    """Export the model set, serve it, sweep it, and write the comparison report (make compare)."""
+    """Export the deployments, serve them, sweep them, and write the report that decides (make compare)."""
+    from .axes import parse_axes
     from .runs import RunRequest, export_targets, profile_named, resolve_targets, run_loadtest
 
     started = time.monotonic()
     stop_on_sigterm()
-    targets = resolve_targets(models or [], model_set)
+    targets = resolve_targets(models or [], model_set, parse_axes(axes))
     repo = _repository(repository)
     export_targets(targets, repo, console)
     request = RunRequest(
@@ -178,6 +227,7 @@ def compare_command(
         repository=repo,
         out=out,
         workers=workers,
+        objective=_objective(slo_p99_ms, rps),
         settings={"command": " ".join(["deploylab", *sys.argv[1:]])},
     )
     outcome = run_loadtest(request, console)

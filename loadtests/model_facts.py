@@ -27,7 +27,27 @@ def facts_from_manifest(manifest: Manifest) -> ModelFacts:
         reference_gmacs=spec.reference_gmacs,
         reference=spec.reference,
         serving=dict(manifest.serving),
+        precision=manifest.precision,
+        engine=served_engine(manifest),
+        fidelity_top1_agreement=held_out_agreement(manifest),
     )
+
+
+def served_engine(manifest: Manifest) -> str:
+    """The engine that runs the model: the manifest's, else what its backend implies."""
+    recorded = getattr(manifest, "engine", None)
+    if isinstance(recorded, str) and recorded:
+        return recorded
+    backend = manifest.serving.get("backend", "python")
+    return "deploylab_ort" if backend == "deploylab_ort" else "onnxruntime"
+
+
+def held_out_agreement(manifest: Manifest) -> float | None:
+    """Top-1 agreement with fp32 on the held-out photos, as the export measured it."""
+    fidelity = (manifest.quantization or {}).get("fidelity_vs_fp32")
+    held_out = fidelity.get("held_out") if isinstance(fidelity, dict) else None
+    value = held_out.get("top1_agreement") if isinstance(held_out, dict) else None
+    return float(value) if isinstance(value, int | float) else None
 
 
 def collect_facts(repository: Path, triton_models: Iterable[str]) -> list[ModelFacts]:

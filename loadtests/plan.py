@@ -52,11 +52,16 @@ class PointPlan(PointTemplate):
 
 
 class Endpoints(BaseModel):
-    """Where the servers are; `gateway_url` None sweeps Triton only."""
+    """Where the servers are; `gateway_url` None sweeps Triton only.
+
+    `serving_pids`: the root processes of a stack the sweep started, by role (`triton`, `gateway`), whose
+    trees' CPU and memory each point records; empty for servers started elsewhere.
+    """
 
     triton_url: str
     triton_metrics_url: str
     gateway_url: str | None = None
+    serving_pids: dict[str, int] = Field(default_factory=dict)
 
     @property
     def gateway_metrics_url(self) -> str | None:

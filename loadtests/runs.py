@@ -13,7 +13,8 @@ from pathlib import Path
 
 from deploylab.services.common.errors import TritonError
 from deploylab.services.gateway.stack import GatewayStartError
-from deploylab.services.measure.names import served_models
+from deploylab.services.measure.names import ServedModel, served_models
+from deploylab.services.measure.results import DEFAULT_OBJECTIVE, Objective
 from deploylab.services.modelzoo.catalog import CATALOG, resolve_model_set
 from deploylab.services.modelzoo.export import ExportOptions, default_serving, export_model
 from deploylab.services.modelzoo.manifest import read_manifest
@@ -22,6 +23,7 @@ from deploylab.services.report.writer import ReportFiles, write_report
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .axes import NONE, anchor_of, axis_variants
 from .live import SweepDisplay
 from .payloads import Target
 from .plan import Endpoints, PointTemplate, Profile, get_profile
@@ -29,13 +31,20 @@ from .serving import serving_stack
 from .sweep import SweepConfig, SweepError, new_run_dir, run_sweep
 
 
-def resolve_targets(names: Sequence[str], model_set: str | None) -> list[Target]:
-    """Catalog names expand to every variant (repvgg_a0 → train and deploy); Triton names stay single."""
+def resolve_targets(
+    names: Sequence[str], model_set: str | None, axes: Sequence[str] = (NONE,)
+) -> list[Target]:
+    """Catalog names expand to their default variants (repvgg_a0 → train and deploy) plus what `axes`
+    add (int8, OpenVINO); Triton names stay single."""
     wanted = list(names) or [spec.name for spec in resolve_model_set([], model_set)]
+    anchor = anchor_of([name for name in wanted if name in CATALOG])
     targets: list[Target] = []
     for name in wanted:
-        for served in served_models(name):  # unknown names raise with the known list
-            target = Target(served.spec.name, served.variant, served.triton_name, served.spec.num_classes)
+        served = served_models(name)  # unknown names raise with the known list
+        if name in CATALOG:
+            served += [ServedModel(CATALOG[name], v) for v in axis_variants(CATALOG[name], axes, anchor)]
+        for one in served:
+            target = Target(one.spec.name, one.variant, one.triton_name, one.spec.num_classes)
             if target not in targets:
                 targets.append(target)
     return targets
@@ -111,6 +120,7 @@ class RunRequest:
     stop_timeout_s: float = 10.0
     inprocess: bool = True
     report: bool = True
+    objective: Objective = field(default_factory=lambda: DEFAULT_OBJECTIVE.model_copy())
     settings: dict[str, object] = field(default_factory=dict)
 
 
@@ -154,6 +164,7 @@ def run_loadtest(request: RunRequest, console: Console) -> RunOutcome:
                 workers=request.workers,
                 stop_timeout_s=request.stop_timeout_s,
                 inprocess=request.inprocess,
+                objective=request.objective,
                 settings=request.settings,
             )
             status = run_sweep(config, SweepDisplay(console)).status

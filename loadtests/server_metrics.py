@@ -9,9 +9,18 @@ Both are read and parsed by the measurement core (`deploylab.services.measure.se
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from deploylab.services.measure.results import BatchBucket, CounterCheck, GatewayView, TritonView
+from deploylab.services.measure.process_tree import TreeSample, sample_trees
+from deploylab.services.measure.results import (
+    BatchBucket,
+    CounterCheck,
+    GatewayView,
+    ProcessCost,
+    ServingCost,
+    TritonView,
+)
 from deploylab.services.measure.server_stats import (
     MetricsSnapshot,
     ModelStats,
@@ -33,14 +42,45 @@ class ServerSnapshot:
     triton: MetricsSnapshot
     batches: ModelStats
     gateway: MetricsSnapshot | None
+    processes: dict[str, TreeSample] | None = None  # the serving process trees, when the sweep started them
 
 
 def take_snapshot(
-    triton_url: str, triton_metrics_url: str, triton_model: str, gateway_metrics_url: str | None
+    triton_url: str,
+    triton_metrics_url: str,
+    triton_model: str,
+    gateway_metrics_url: str | None,
+    serving_pids: Mapping[str, int] | None = None,
 ) -> ServerSnapshot:
+    processes = sample_trees(serving_pids, triton_model) if serving_pids else None
     gateway = fetch_metrics(gateway_metrics_url) if gateway_metrics_url else None
     triton = fetch_metrics(triton_metrics_url)
-    return ServerSnapshot(triton, fetch_model_stats(triton_url, triton_model), gateway)
+    return ServerSnapshot(triton, fetch_model_stats(triton_url, triton_model), gateway, processes)
+
+
+def serving_cost(before: ServerSnapshot, after: ServerSnapshot, successes: int) -> ServingCost | None:
+    """CPU and memory the serving processes spent between two snapshots (None: not sampled)."""
+    if before.processes is None or after.processes is None:
+        return None
+    elapsed = after.triton.taken_at - before.triton.taken_at
+    parts = {}
+    for role, end in after.processes.items():
+        start = before.processes.get(role)
+        cpu_s = max(0.0, end.cpu_s - start.cpu_s) if start else 0.0
+        parts[role] = ProcessCost(
+            cpu_s=round(cpu_s, 3),
+            cores=round(cpu_s / elapsed, 3) if elapsed > 0 else 0.0,
+            memory_mib=round(end.memory_mib, 1),
+            processes=end.processes,
+        )
+    cpu_s = sum(part.cpu_s for part in parts.values())
+    return ServingCost(
+        cpu_s=round(cpu_s, 3),
+        cores=round(cpu_s / elapsed, 3) if elapsed > 0 else 0.0,
+        cpu_s_per_1k=round(cpu_s / successes * 1000, 3) if successes > 0 else None,
+        memory_mib=round(sum(part.memory_mib for part in parts.values()), 1),
+        by_process=parts,
+    )
 
 
 def _ratio(numerator: float, denominator: float, scale: float = 1.0) -> float | None:

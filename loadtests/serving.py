@@ -72,4 +72,5 @@ def serving_stack(repository: Path, triton_models: list[str], run_dir: Path) -> 
             triton_url=runtime.triton_http_url,
             triton_metrics_url=runtime.triton_metrics_url,
             gateway_url=stack.gateway_url,
+            serving_pids=stack.pids(),
         )

@@ -41,6 +41,7 @@ from deploylab.loadtests.server_metrics import (
     check_flags,
     cross_checks,
     gateway_view,
+    serving_cost,
     take_snapshot,
     triton_view,
 )
@@ -254,7 +255,11 @@ class LocustSession:
         endpoints = self.plan.endpoints
         gateway_metrics = endpoints.gateway_metrics_url if point.target == "gateway" else None
         return take_snapshot(
-            endpoints.triton_url, endpoints.triton_metrics_url, self.plan.triton_model, gateway_metrics
+            endpoints.triton_url,
+            endpoints.triton_metrics_url,
+            self.plan.triton_model,
+            gateway_metrics,
+            endpoints.serving_pids,
         )
 
     def user_class(self, point: PointPlan) -> type[locust.User]:
@@ -391,6 +396,7 @@ class LocustSession:
             failure_reasons=self.failure_reasons(name) if step is None else {},
             gateway=gateway,
             triton=triton,
+            cost=serving_cost(before, after, requests - failures),
             checks=checks,
             flags=check_flags(checks),
         )

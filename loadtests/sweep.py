@@ -36,7 +36,14 @@ from deploylab.loadtests.plan import (
 )
 from deploylab.services.measure.csv_files import write_csv_files
 from deploylab.services.measure.machine import machine_info
-from deploylab.services.measure.results import PointResult, RampResult, RunResults, save_results
+from deploylab.services.measure.results import (
+    DEFAULT_OBJECTIVE,
+    Objective,
+    PointResult,
+    RampResult,
+    RunResults,
+    save_results,
+)
 from deploylab.services.runtime.processes import stop_process_group
 from deploylab.services.runtime.triton import die_with_parent
 
@@ -60,6 +67,7 @@ class SweepConfig:
     workers: int = 0
     stop_timeout_s: float = 10.0
     inprocess: bool = True
+    objective: Objective = field(default_factory=lambda: DEFAULT_OBJECTIVE.model_copy())
     settings: dict[str, object] = field(default_factory=dict)
 
 
@@ -136,6 +144,7 @@ class Sweep:
                 **config.settings,
             },
             machine=machine_info(config.endpoints.triton_url),
+            objective=config.objective,
         )
         self.done_s = 0.0
 

@@ -174,6 +174,14 @@ class ServingStack:
     def gateway_url(self) -> str:
         return self.gateway.url
 
+    def pids(self) -> dict[str, int]:
+        """The root process of each running part (`triton`, `gateway`): what a measurement of cost follows."""
+        roots = {
+            "triton": self.triton.pid if self.triton else None,
+            "gateway": self.gateway.process.pid if self.gateway.process else None,
+        }
+        return {role: pid for role, pid in roots.items() if pid is not None}
+
     def start(self) -> None:
         try:
             if self.triton is not None:

@@ -117,6 +117,29 @@ class GatewayView(BaseModel):
     throughput_rps: float | None = None
 
 
+class ProcessCost(BaseModel):
+    """One serving process tree (Triton with its backend stubs, or the gateway) over a window."""
+
+    cpu_s: float  # user + system CPU seconds over the window
+    cores: float  # cpu_s / window: cores kept busy
+    # PSS (RSS where unreadable) at the window's end; Triton's excludes other models' backend stubs
+    memory_mib: float
+    processes: int
+
+
+class ServingCost(BaseModel):
+    """What the serving processes spent over a window, in all and per process tree (`triton`, `gateway`).
+
+    Read from the process trees the sweep started, so a sweep of servers it did not start has none.
+    """
+
+    cpu_s: float
+    cores: float
+    cpu_s_per_1k: float | None  # per 1,000 successful requests
+    memory_mib: float
+    by_process: dict[str, ProcessCost] = Field(default_factory=dict)
+
+
 class PointResult(BaseModel):
     """One measured window (a closed/open point, or one step of a ramp)."""
 
@@ -142,6 +165,7 @@ class PointResult(BaseModel):
     failure_reasons: dict[str, int] = Field(default_factory=dict)
     gateway: GatewayView | None = None
     triton: TritonView | None = None
+    cost: ServingCost | None = None
     checks: list[CounterCheck] = Field(default_factory=list)
     flags: list[str] = Field(default_factory=list)
 
@@ -224,6 +248,10 @@ class ModelFacts(BaseModel):
     reference_gmacs: float | None = None
     reference: str = ""
     serving: dict[str, object] = Field(default_factory=dict)
+    precision: str = "fp32"
+    engine: str = "onnxruntime"
+    #: Lower precisions: top-1 agreement with the fp32 model on held-out photos (None: not measured).
+    fidelity_top1_agreement: float | None = None
 
 
 class MachineInfo(BaseModel):
@@ -236,6 +264,17 @@ class MachineInfo(BaseModel):
     os: str = ""
     python: str = ""
     libraries: dict[str, str] = Field(default_factory=dict)
+
+
+class Objective(BaseModel):
+    """What the deployment has to meet: the report's decision ranks every deployment against it."""
+
+    slo_p99_ms: float = Field(gt=0)
+    target_rps: float = Field(gt=0)
+
+
+#: A web-facing classifier: answers within 200 ms at the 99th percentile, 100 requests/s in all.
+DEFAULT_OBJECTIVE = Objective(slo_p99_ms=200.0, target_rps=100.0)
 
 
 class RunResults(BaseModel):
@@ -253,6 +292,7 @@ class RunResults(BaseModel):
     paired: list[PairedBaseline] = Field(default_factory=list)
     points: list[PointResult] = Field(default_factory=list)
     ramps: list[RampResult] = Field(default_factory=list)
+    objective: Objective = Field(default_factory=lambda: DEFAULT_OBJECTIVE.model_copy())
     notes: list[str] = Field(default_factory=list)
 
     def flagged(self) -> list[str]:

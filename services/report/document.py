@@ -1,20 +1,31 @@
 """The report's content in reading order, independent of format: blocks the HTML and Markdown writers lay out.
 
-The headline comes first (cross-check flags, claims), then the evidence (tables and figures).
+The decision comes first (which deployment meets the objective, at what cost), then the cross-check
+flags and the claims, then the evidence (tables and figures).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .claims import Claim, check_claims
+from .decision import decide
 from .plots import Plot, build_plots
 from .results import LOOP_LABELS, RunResults
-from .tables import Table, accuracy_table, build_tables
+from .tables import (
+    Table,
+    accuracy_table,
+    build_tables,
+    decision_lines,
+    decision_table,
+    deployments_table,
+)
 
 #: Reading order: ("table" | "plot", key). Claims and the flag banner come before these.
 LAYOUT: tuple[tuple[str, str], ...] = (
+    ("table", "deployments"),
     ("table", "facts"),
     ("table", "accuracy"),
     ("table", "latency"),
@@ -37,6 +48,8 @@ LAYOUT: tuple[tuple[str, str], ...] = (
 @dataclass(frozen=True)
 class ReportContent:
     title: str
+    decision: list[str]
+    decision_table: Table
     summary: list[str]
     flags: list[str]
     claims: list[Claim]
@@ -44,9 +57,17 @@ class ReportContent:
     notes: list[str] = field(default_factory=list)
 
 
-def build_content(results: RunResults, accuracy: dict[str, Any] | None = None) -> ReportContent:
-    """The report's content; `accuracy` is the run's accuracy.json when one was measured."""
+def build_content(
+    results: RunResults, accuracy: dict[str, Any] | None = None, k8s_dir: Path | None = None
+) -> ReportContent:
+    """The report's content; `accuracy` is the run's accuracy.json when one was measured, `k8s_dir` the
+    kustomize overlay written for the decision."""
+    decision = decide(results)
+    lines = decision_lines(decision)
+    if k8s_dir is not None:
+        lines.append(f"Kubernetes, sized from these numbers: kubectl apply -k {k8s_dir}")
     tables = {t.key: t for t in build_tables(results)}
+    tables["deployments"] = deployments_table(decision)
     if accuracy is not None:
         tables["accuracy"] = accuracy_table(accuracy)
     plots = {p.key: p for p in build_plots(results)}
@@ -76,6 +97,8 @@ def build_content(results: RunResults, accuracy: dict[str, Any] | None = None) -
         )
     return ReportContent(
         title=f"deploylab comparison report — {results.run_id}",
+        decision=lines,
+        decision_table=decision_table(decision),
         summary=summary,
         flags=flags,
         claims=claims,

@@ -20,6 +20,7 @@ th { background: #f4f4f6; } tr:nth-child(even) td { background: #fafafa; }
 .note { color: #555; max-width: 70rem; }
 .flag { background: #fde8e8; border: 1px solid #e0a0a0; padding: .6rem 1rem; }
 .ok { background: #e8f6ea; border: 1px solid #a6d4ae; padding: .6rem 1rem; }
+.decision { background: #eef4fb; border: 1px solid #a8c4e4; padding: .2rem 1rem; }
 .verdict { font-weight: 600; } .confirmed { color: #1a7f37; } .partly-confirmed { color: #9a6700; }
 .refuted { color: #cf222e; } .not-measured { color: #666; }
 figure { margin: 1rem 0 2rem; } figcaption { color: #555; max-width: 70rem; } img { max-width: 100%; }
@@ -57,6 +58,9 @@ def render_html(content: ReportContent) -> str:
         f"<title>{escape(content.title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{escape(content.title)}</h1>",
     ]
+    parts.append('<div class="decision" id="decision">')
+    parts += [f"<p><strong>{escape(line)}</strong></p>" for line in content.decision]
+    parts.append(render_table(content.decision_table) + "</div>")
     parts += [f"<p>{escape(line)}</p>" for line in content.summary]
     if content.flags:
         items = "".join(f"<li>{escape(flag)}</li>" for flag in content.flags)

@@ -34,6 +34,8 @@ def render_plot(plot: Plot) -> str:
 
 def render_markdown(content: ReportContent) -> str:
     parts = [f"# {content.title}", ""]
+    parts += [f"**{line}**\n" for line in content.decision]
+    parts.append(render_table(content.decision_table))
     parts += [line + "\n" for line in content.summary]
     if content.flags:
         parts.append("**Cross-check mismatches (over 5%):**\n")

@@ -24,6 +24,7 @@ from .analysis import (
     single_user,
 )
 from .claims import Claim, format_value
+from .decision import Decision, Ranked
 from .results import LOOP_LABELS, MISMATCH_TOLERANCE, InProcessResult, PointResult, RunResults
 
 
@@ -502,6 +503,113 @@ def accuracy_table(record: dict[str, Any]) -> Table:
         "with --weights for real ones.",
         columns=("model", "variant", "precision", "engine", "images", "top-1", "top-5"),
         rows=rows,
+    )
+
+
+def _fidelity(item: Ranked) -> str:
+    agreement = item.deployment.fidelity
+    if item.deployment.precision == "fp32":
+        return "reference (fp32)"
+    return "not measured" if agreement is None else f"{100 * agreement:.0f}% top-1 agreement"
+
+
+def _holds(item: Ranked) -> str:
+    if item.capacity is None:
+        best = f" (lowest p99 {num(item.lowest_p99_ms, 0)} ms)" if item.lowest_p99_ms else ""
+        return f"never within the SLO{best}"
+    return f"{num(item.rate)} req/s"
+
+
+def decision_table(decision: Decision) -> Table:
+    """The headline: every deployment, cheapest first, in the few columns a decision needs."""
+    goal = decision.objective
+    rows = [
+        (
+            str(rank),
+            item.deployment.triton_model,
+            f"{item.deployment.precision}, {item.deployment.engine}",
+            _holds(item),
+            num(item.replicas),
+            num(item.cpu_s_per_1k, 1),
+            num(item.memory_mib, 0),
+            _fidelity(item),
+        )
+        for rank, item in enumerate(decision.ranked, start=1)
+    ]
+    return _table(
+        "decision",
+        f"Decision: p99 ≤ {goal.slo_p99_ms:g} ms at {goal.target_rps:g} req/s",
+        "One replica is the stack measured here (gateway + Triton on this machine). Holds: the highest "
+        "rate it served with p99 within the SLO and under 1% failures, on the client path. Replicas: "
+        "for the target rate. CPU: seconds the serving processes spent per 1,000 requests at that rate. "
+        "Fidelity: against the same model's fp32 form, on held-out photos; models differ in accuracy "
+        "themselves.",
+        (
+            "#",
+            "deployment",
+            "precision, engine",
+            "holds",
+            "replicas",
+            "CPU s / 1k req",
+            "MiB / replica",
+            "fidelity",
+        ),
+        rows,
+    )
+
+
+def deployments_table(decision: Decision) -> Table:
+    """The decision's evidence: where each capacity comes from and what one replica uses there."""
+    rows = []
+    for item in decision.ranked:
+        point = item.capacity
+        rows.append(
+            (
+                item.deployment.triton_model,
+                item.deployment.layout,
+                item.path,
+                f"{point.loop}, {load_of(point)}" if point else "–",
+                num(point.latency_ms.p99, 0) if point else "–",
+                num(item.cores, 2),
+                num(item.gib_s_per_1k, 2),
+            )
+        )
+    return _table(
+        "deployments",
+        "Deployments: where each capacity was measured",
+        "The point behind each capacity (closed loop, ramp step or open loop), its p99, the cores the "
+        "serving processes kept busy there, and memory held for the time 1,000 requests take. Memory is "
+        "the gateway, Triton and the model's own backend instances (a native backend's models share "
+        "Triton's process and are charged together). Empty cells: the run did not measure the serving "
+        "processes (servers started elsewhere).",
+        ("deployment", "serving layout", "path", "capacity point", "p99 ms", "cores", "GiB·s / 1k req"),
+        rows,
+    )
+
+
+def decision_lines(decision: Decision) -> list[str]:
+    """The decision in sentences: what to deploy, how many, and the full-fidelity alternative."""
+    goal = decision.objective
+    chosen = decision.chosen
+    if chosen is None:
+        return [
+            f"No measured deployment holds p99 ≤ {goal.slo_p99_ms:g} ms on this machine: relax the SLO "
+            "(deploylab report RUN --slo-p99-ms X), or measure faster deployments (--axes)."
+        ]
+    lines = [_choice("Deploy", chosen, goal.target_rps)]
+    exact = decision.chosen_at_full_fidelity
+    if exact is not None and exact is not chosen:
+        lines.append(_choice("At full fidelity (fp32)", exact, goal.target_rps))
+    return lines
+
+
+def _choice(lead: str, item: Ranked, target_rps: float) -> str:
+    cpu = f", {num(item.cpu_s_per_1k, 1)} CPU s per 1,000 requests" if item.cpu_s_per_1k is not None else ""
+    fidelity = "" if item.deployment.fidelity is None else f"; fidelity {_fidelity(item)}"
+    return (
+        f"{lead}: {item.deployment.triton_model} ({item.deployment.precision}, {item.deployment.engine}) "
+        f"— {item.replicas} replica(s) for {target_rps:g} req/s, each holding {num(item.rate)} req/s "
+        f"within the SLO{cpu}{fidelity}."
     )
 
 

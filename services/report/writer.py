@@ -8,11 +8,13 @@ from pathlib import Path
 
 from deploylab.services.measure.csv_files import write_csv_files
 
+from .decision import decide
 from .document import build_content
 from .html_report import render_html
+from .k8s_patch import write_k8s_patch
 from .markdown_report import PLOTS_DIR, plot_path, render_markdown
 from .plots import Plot
-from .results import load_results
+from .results import Objective, load_results, save_results
 
 HTML_FILENAME = "report.html"
 #: Written by `deploylab accuracy --run DIR` (and compare --images); the report shows it when present.
@@ -25,6 +27,7 @@ class ReportFiles:
     html: Path
     markdown: Path
     plots: list[Path]
+    k8s: Path | None = None  # the kustomize overlay for the chosen deployment, when one meets the SLO
 
 
 def _write(path: Path, data: str | bytes) -> None:
@@ -36,12 +39,18 @@ def _write(path: Path, data: str | bytes) -> None:
     tmp.replace(path)
 
 
-def write_report(run_dir: Path) -> ReportFiles:
-    """Render the run's report next to its results (CSV files are refreshed too)."""
+def write_report(run_dir: Path, objective: Objective | None = None) -> ReportFiles:
+    """Render the run's report next to its results (CSV files are refreshed too), and the kustomize
+    overlay of its decision. A new `objective` is kept in results.json, so the report, the overlay and
+    later re-renders agree."""
     results = load_results(run_dir)
+    if objective is not None and objective != results.objective:
+        results.objective = objective
+        save_results(results, run_dir)
     accuracy_file = run_dir / ACCURACY_FILENAME
     accuracy = json.loads(accuracy_file.read_text()) if accuracy_file.is_file() else None
-    content = build_content(results, accuracy)
+    k8s = write_k8s_patch(run_dir, results, decide(results))
+    content = build_content(results, accuracy, k8s_dir=k8s)
     write_csv_files(results, run_dir)
     plots_dir = run_dir / PLOTS_DIR
     plots_dir.mkdir(exist_ok=True)
@@ -54,7 +63,7 @@ def write_report(run_dir: Path) -> ReportFiles:
     html_path, md_path = run_dir / HTML_FILENAME, run_dir / MARKDOWN_FILENAME
     _write(html_path, render_html(content))
     _write(md_path, render_markdown(content))
-    return ReportFiles(html_path, md_path, plot_files)
+    return ReportFiles(html_path, md_path, plot_files, k8s)
 
 
 def add_accuracy(run_dir: Path, images: str, rows: list[dict[str, object]]) -> Path:
