@@ -2,9 +2,12 @@
 
 The backend is C++ against the ONNX Runtime library the onnxruntime wheel already ships, so it is
 compiled on the host (a few seconds, once per source or runtime change) into the backend directory
-that `deploylab.services.runtime.triton` prepares for the pip Triton. A host without a C++ compiler still
-serves every Python-backend model; only models configured with `backend: "deploylab_ort"` need it,
-and `TritonServer.start()` names the reason when they cannot be served.
+that `deploylab.services.runtime.triton` prepares for the pip Triton. ONNX Runtime's execution
+provider libraries are linked beside it, where ONNX Runtime looks for them: a model with
+`execution_provider: cuda` or KIND_GPU instances needs the CUDA provider of the onnxruntime-gpu wheel.
+A host without a C++ compiler still serves every Python-backend model; only models configured with
+`backend: "deploylab_ort"` need it, and `TritonServer.start()` names the reason when they cannot be
+served.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ LIBRARY = f"libtriton_{BACKEND_NAME}.so"
 _SOURCES = ("deploylab_ort.cc", "ort_api.h", "triton_api.h")
 _ORT_SONAME = "libonnxruntime.so.1"  # what the library asks the loader for; the wheel names it .so.1.x.y
 _STAMP = ".build-id"
+_PROVIDERS = "libonnxruntime_providers_*.so"
 
 
 class NativeBackendUnavailable(RuntimeError):
@@ -47,7 +51,7 @@ def _package_dir(name: str) -> Path:
 def _onnxruntime_library() -> Path:
     found = sorted((_package_dir("onnxruntime") / "capi").glob("libonnxruntime.so.*"))
     if not found:
-        raise NativeBackendUnavailable("the onnxruntime wheel has no libonnxruntime.so (CPU build expected)")
+        raise NativeBackendUnavailable("the onnxruntime wheel has no libonnxruntime.so")
     return found[-1]
 
 
@@ -104,6 +108,7 @@ def install(backend_dir: Path) -> Path:
     stamp = target / _STAMP
     with (target / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two servers starting at once build it once
+        _link_providers(library, target)
         if (target / LIBRARY).is_file() and stamp.is_file() and stamp.read_text() == build_id:
             return target
         logger.info("building the %s Triton backend (once per source change) …", BACKEND_NAME)
@@ -114,10 +119,29 @@ def install(backend_dir: Path) -> Path:
             partial.unlink(missing_ok=True)
             tail = " | ".join(result.stderr.strip().splitlines()[-6:])
             raise NativeBackendUnavailable(f"compiling {BACKEND_NAME} failed: {tail}")
-        link = target / _ORT_SONAME
-        with contextlib.suppress(FileNotFoundError):
-            link.unlink()
-        link.symlink_to(library)
+        _link(target / _ORT_SONAME, library)
         partial.replace(target / LIBRARY)
         stamp.write_text(build_id)
     return target
+
+
+def _link(link: Path, source: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        link.unlink()
+    link.symlink_to(source)
+
+
+def _link_providers(library: Path, target: Path) -> None:
+    """ONNX Runtime's provider libraries beside the backend, as in the wheel beside libonnxruntime.
+
+    ONNX Runtime loads them from the directory of the libonnxruntime it runs from, which for the
+    backend is `target` (the link named `_ORT_SONAME`); links of a provider the wheel lacks are removed.
+    """
+    wanted = {p.name: p for p in library.parent.glob(_PROVIDERS)}
+    for stale in target.glob(_PROVIDERS):
+        if stale.name not in wanted:
+            stale.unlink()
+    for name, source in wanted.items():
+        link = target / name
+        if not (link.is_symlink() and link.resolve() == source.resolve()):
+            _link(link, source)

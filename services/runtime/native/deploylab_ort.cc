@@ -6,9 +6,15 @@
 // mobilenet_v3_large (docs/benchmarks.md). Here a batch is ONNX Runtime's input without leaving the
 // server: one request's tensor is used in place, several are copied once into a reused buffer.
 //
-// Scope, kept small on purpose: CPU instances, one FP32 input and one FP32 output whose first axis is
-// the batch, the parameters deploylab writes (`intra_op_thread_count`, `inter_op_thread_count`,
-// `allow_spinning`). Anything else is refused at load with a message that says so.
+// Scope, kept small on purpose: one FP32 input and one FP32 output whose first axis is the batch, the
+// parameters deploylab writes (`intra_op_thread_count`, `inter_op_thread_count`, `allow_spinning`,
+// `execution_provider`). Anything else is refused at load with a message that says so.
+//
+// Devices: a KIND_CPU instance runs on ONNX Runtime's CPU provider, or on its CUDA provider (GPU 0) with
+// `execution_provider: "cuda"`; a KIND_GPU instance runs on the CUDA provider on the GPU Triton placed
+// it on. Requests and responses stay in host memory either way: ONNX Runtime copies a batch to the GPU
+// and its logits back. The CUDA provider comes with the onnxruntime-gpu wheel; linked against the CPU
+// wheel, a model asking for it is refused at load, naming the providers that ONNX Runtime has.
 //
 // The model is not trusted to match its config: each instance compares its session's input and output
 // (name, element type, dims) with config.pbtxt at load, and every batch's output type and shape is
@@ -136,7 +142,8 @@ struct ModelState {
   std::vector<int64_t> item_output_dims;  // idem
   int intra_op_threads = 1;
   int inter_op_threads = 1;
-  std::string allow_spinning;  // "", "0" or "1"
+  std::string allow_spinning;      // "", "0" or "1"
+  std::string execution_provider;  // "", "cpu" or "cuda"
 };
 
 struct InstanceState {
@@ -219,6 +226,7 @@ TRITONSERVER_Error* ReadModelState(TRITONBACKEND_Model* model, ModelState* state
     state->intra_op_threads = intra.empty() ? 1 : std::stoi(intra);
     state->inter_op_threads = inter.empty() ? 1 : std::stoi(inter);
     state->allow_spinning = Parameter(config, "allow_spinning");
+    state->execution_provider = Parameter(config, "execution_provider");
   } catch (const std::exception& exc) {
     return Error(TRITONSERVER_ERROR_INVALID_ARG, std::string("unexpected model config: ") + exc.what());
   }
@@ -228,10 +236,84 @@ TRITONSERVER_Error* ReadModelState(TRITONBACKEND_Model* model, ModelState* state
   if (!state->allow_spinning.empty() && state->allow_spinning != "0" && state->allow_spinning != "1") {
     return Error(TRITONSERVER_ERROR_INVALID_ARG, "allow_spinning must be \"0\" or \"1\"");
   }
+  const std::string& provider = state->execution_provider;
+  if (!provider.empty() && provider != "cpu" && provider != "cuda") {
+    return Error(TRITONSERVER_ERROR_INVALID_ARG, "execution_provider must be \"cpu\" or \"cuda\", not \"" + provider + "\"");
+  }
   return nullptr;
 }
 
-TRITONSERVER_Error* CreateSession(const ModelState& model, OrtSession** session) {
+//! Where one instance runs: ONNX Runtime's CPU provider, or its CUDA provider on `device_id`.
+struct Placement {
+  bool cuda = false;
+  int32_t device_id = 0;
+};
+
+//! The instance's placement from its kind and the model's `execution_provider`; refuses what cannot be.
+TRITONSERVER_Error* PlaceInstance(TRITONBACKEND_ModelInstance* instance, const ModelState& model, Placement* place) {
+  TRITONSERVER_InstanceGroupKind kind;
+  RETURN_IF_ERROR(TRITONBACKEND_ModelInstanceKind(instance, &kind));
+  if (kind == TRITONSERVER_INSTANCEGROUPKIND_CPU) {
+    place->cuda = model.execution_provider == "cuda";
+    place->device_id = 0;
+    return nullptr;
+  }
+  if (kind != TRITONSERVER_INSTANCEGROUPKIND_GPU) {
+    return Error(TRITONSERVER_ERROR_UNSUPPORTED, "serves KIND_CPU and KIND_GPU instances only");
+  }
+  if (model.execution_provider == "cpu") {
+    return Error(TRITONSERVER_ERROR_INVALID_ARG,
+                 "a KIND_GPU instance runs on the CUDA provider: execution_provider \"cpu\" contradicts it");
+  }
+  place->cuda = true;
+  return TRITONBACKEND_ModelInstanceDeviceId(instance, &place->device_id);
+}
+
+//! The providers this ONNX Runtime build has, comma-separated ("CPUExecutionProvider", …).
+std::string AvailableProviders(bool* has_cuda) {
+  char** providers = nullptr;
+  int count = 0;
+  std::string names;
+  *has_cuda = false;
+  OrtStatus* status = g_ort->GetAvailableProviders(&providers, &count);
+  if (status != nullptr) {
+    g_ort->ReleaseStatus(status);
+    return "(unknown)";
+  }
+  for (int index = 0; index < count; ++index) {
+    const std::string name = providers[index];
+    names += (names.empty() ? "" : ", ") + name;
+    *has_cuda = *has_cuda || name == "CUDAExecutionProvider";
+  }
+  status = g_ort->ReleaseAvailableProviders(providers, count);
+  if (status != nullptr) g_ort->ReleaseStatus(status);
+  return names;
+}
+
+//! ONNX Runtime's CUDA provider on `device_id`, ahead of the CPU provider (nodes CUDA lacks run there).
+TRITONSERVER_Error* AppendCuda(OrtSessionOptions* options, int32_t device_id) {
+  bool has_cuda = false;
+  const std::string providers = AvailableProviders(&has_cuda);
+  if (!has_cuda) {
+    return Error(TRITONSERVER_ERROR_UNSUPPORTED,
+                 std::string("execution_provider cuda needs ONNX Runtime's CUDA execution provider, but the linked "
+                             "ONNX Runtime ") +
+                     OrtGetApiBase()->GetVersionString() + " has only " + providers +
+                     ": install the onnxruntime-gpu wheel of the same version (it ships the CUDA provider)");
+  }
+  OrtCUDAProviderOptionsV2* cuda = nullptr;
+  RETURN_IF_ERROR(FromOrt(g_ort->CreateCUDAProviderOptions(&cuda), "CUDA provider options"));
+  std::unique_ptr<OrtCUDAProviderOptionsV2, void (*)(OrtCUDAProviderOptionsV2*)> owned(
+      cuda, [](OrtCUDAProviderOptionsV2* p) { g_ort->ReleaseCUDAProviderOptions(p); });
+  const std::string device = std::to_string(device_id);
+  const char* keys[] = {"device_id"};
+  const char* values[] = {device.c_str()};
+  RETURN_IF_ERROR(FromOrt(g_ort->UpdateCUDAProviderOptions(cuda, keys, values, 1), "CUDA provider options"));
+  return FromOrt(g_ort->SessionOptionsAppendExecutionProvider_CUDA_V2(options, cuda),
+                 "CUDA execution provider on GPU " + device);
+}
+
+TRITONSERVER_Error* CreateSession(const ModelState& model, const Placement& place, OrtSession** session) {
   OrtSessionOptions* options = nullptr;
   RETURN_IF_ERROR(FromOrt(g_ort->CreateSessionOptions(&options), "session options"));
   std::unique_ptr<OrtSessionOptions, void (*)(OrtSessionOptions*)> owned(
@@ -248,6 +330,7 @@ TRITONSERVER_Error* CreateSession(const ModelState& model, OrtSession** session)
     RETURN_IF_ERROR(FromOrt(g_ort->AddSessionConfigEntry(options, "session.intra_op.allow_spinning", spinning.c_str()),
                             "allow_spinning"));
   }
+  if (place.cuda) RETURN_IF_ERROR(AppendCuda(options, place.device_id));
   return FromOrt(g_ort->CreateSession(g_env, model.onnx_path.c_str(), options, session),
                  "loading " + model.onnx_path);
 }
@@ -396,7 +479,7 @@ TRITONSERVER_Error* ReadSlice(const ModelState& model, int64_t item_bytes, Slice
     int64_t memory_id = 0;
     RETURN_IF_ERROR(TRITONBACKEND_InputBuffer(input, index, &buffer, &size, &memory, &memory_id));
     if (memory == TRITONSERVER_MEMORY_GPU) {
-      return Error(TRITONSERVER_ERROR_UNSUPPORTED, "input in GPU memory: this backend serves CPU instances");
+      return Error(TRITONSERVER_ERROR_UNSUPPORTED, "input in GPU memory: this backend reads requests from host memory");
     }
     slice->buffers.emplace_back(buffer, size);
     buffered += size;
@@ -520,7 +603,7 @@ TRITONSERVER_Error* Respond(const ModelState& model, const Slice& slice, TRITONS
   }
   if (failed == nullptr) failed = TRITONBACKEND_OutputBuffer(output, &buffer, bytes, &memory, &memory_id);
   if (failed == nullptr && memory == TRITONSERVER_MEMORY_GPU) {
-    failed = Error(TRITONSERVER_ERROR_UNSUPPORTED, "output wanted in GPU memory: this backend serves CPU instances");
+    failed = Error(TRITONSERVER_ERROR_UNSUPPORTED, "output wanted in GPU memory: this backend writes responses to host memory");
   }
   if (failed == nullptr) std::memcpy(buffer, slice.rows, bytes);
   TRITONSERVER_Error* sent = TRITONBACKEND_ResponseSend(response, TRITONSERVER_RESPONSE_COMPLETE_FINAL, failed);
@@ -617,12 +700,6 @@ BACKEND_EXPORT TRITONSERVER_Error* TRITONBACKEND_ModelFinalize(TRITONBACKEND_Mod
 }
 
 BACKEND_EXPORT TRITONSERVER_Error* TRITONBACKEND_ModelInstanceInitialize(TRITONBACKEND_ModelInstance* instance) {
-  TRITONSERVER_InstanceGroupKind kind;
-  RETURN_IF_ERROR(TRITONBACKEND_ModelInstanceKind(instance, &kind));
-  if (kind != TRITONSERVER_INSTANCEGROUPKIND_CPU) {
-    return Error(TRITONSERVER_ERROR_UNSUPPORTED,
-                 "serves KIND_CPU instances only; use backend python or onnxruntime for GPUs");
-  }
   TRITONBACKEND_Model* model = nullptr;
   RETURN_IF_ERROR(TRITONBACKEND_ModelInstanceModel(instance, &model));
   void* model_state = nullptr;
@@ -632,11 +709,14 @@ BACKEND_EXPORT TRITONSERVER_Error* TRITONBACKEND_ModelInstanceInitialize(TRITONB
   const char* name = nullptr;
   RETURN_IF_ERROR(TRITONBACKEND_ModelInstanceName(instance, &name));
   state->name = name;
-  RETURN_IF_ERROR(CreateSession(*state->model, &state->session));
+  Placement place;
+  RETURN_IF_ERROR(PlaceInstance(instance, *state->model, &place));
+  RETURN_IF_ERROR(CreateSession(*state->model, place, &state->session));
   RETURN_IF_ERROR(CheckSession(*state->model, state->session));
   Log(TRITONSERVER_LOG_INFO, "deploylab_ort: " + state->name + " intra_op=" +
                                  std::to_string(state->model->intra_op_threads) +
-                                 " inter_op=" + std::to_string(state->model->inter_op_threads));
+                                 " inter_op=" + std::to_string(state->model->inter_op_threads) + " provider=" +
+                                 (place.cuda ? "cuda:" + std::to_string(place.device_id) : std::string("cpu")));
   RETURN_IF_ERROR(TRITONBACKEND_ModelInstanceSetState(instance, state.get()));
   state.release();
   return nullptr;

@@ -21,6 +21,7 @@ struct OrtRunOptions;
 struct OrtTensorTypeAndShapeInfo;
 struct OrtTypeInfo;
 struct OrtAllocator;
+struct OrtCUDAProviderOptionsV2;
 
 enum OrtLoggingLevel { ORT_LOGGING_LEVEL_VERBOSE, ORT_LOGGING_LEVEL_INFO, ORT_LOGGING_LEVEL_WARNING };
 enum GraphOptimizationLevel { ORT_ENABLE_ALL = 99 };
@@ -158,6 +159,29 @@ class Api {
   }
   OrtStatus* AddSessionConfigEntry(OrtSessionOptions* options, const char* key, const char* value) const {
     return Call<OrtStatus* (*)(OrtSessionOptions*, const char*, const char*)>(130)(options, key, value);
+  }
+  //! The execution providers this build of ONNX Runtime has ("CUDAExecutionProvider", …), its own array.
+  OrtStatus* GetAvailableProviders(char*** out, int* count) const {
+    return Call<OrtStatus* (*)(char***, int*)>(125)(out, count);
+  }
+  OrtStatus* ReleaseAvailableProviders(char** providers, int count) const {
+    return Call<OrtStatus* (*)(char**, int)>(126)(providers, count);
+  }
+  // The CUDA execution provider (V2 options). A build without it answers each of these with an error.
+  OrtStatus* SessionOptionsAppendExecutionProvider_CUDA_V2(OrtSessionOptions* options,
+                                                          const OrtCUDAProviderOptionsV2* cuda) const {
+    return Call<OrtStatus* (*)(OrtSessionOptions*, const OrtCUDAProviderOptionsV2*)>(204)(options, cuda);
+  }
+  OrtStatus* CreateCUDAProviderOptions(OrtCUDAProviderOptionsV2** out) const {
+    return Call<OrtStatus* (*)(OrtCUDAProviderOptionsV2**)>(205)(out);
+  }
+  OrtStatus* UpdateCUDAProviderOptions(OrtCUDAProviderOptionsV2* cuda, const char* const* keys,
+                                       const char* const* values, size_t count) const {
+    return Call<OrtStatus* (*)(OrtCUDAProviderOptionsV2*, const char* const*, const char* const*, size_t)>(206)(
+        cuda, keys, values, count);
+  }
+  void ReleaseCUDAProviderOptions(OrtCUDAProviderOptionsV2* p) const {
+    Call<void (*)(OrtCUDAProviderOptionsV2*)>(208)(p);
   }
 
   OrtErrorCode GetErrorCode(const OrtStatus* status) const {
