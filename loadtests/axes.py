@@ -16,7 +16,7 @@ from deploylab.services.modelzoo.catalog import ModelSpec, Variant
 #: What sets a variant apart along each axis.
 AXES: dict[str, Callable[[Variant], bool]] = {
     "precision": lambda variant: variant.precision != "fp32",
-    "engine": lambda variant: getattr(variant, "engine", "onnxruntime") != "onnxruntime",
+    "engine": lambda variant: variant.engine != "onnxruntime",
 }
 #: The model the default comparison measures every axis on, when it is compared (else the first model
 #: named): the reference CNN of the catalog, whose compute-bound convolutions gain most from int8.

@@ -10,10 +10,29 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from deploylab.services.measure.results import InProcessResult
-from deploylab.services.perf.inprocess import measure_inprocess
+from deploylab.services.measure.results import InProcessResult, ModelFacts
+from deploylab.services.perf.inprocess import Engine, measure_inprocess
 
-Engine = Literal["onnxruntime", "torch"]
+#: What a profile asks for: the exported file on its serving engine, and the torch model it came from.
+ProfileEngine = Literal["onnxruntime", "torch"]
+
+
+def engines_for(facts: ModelFacts | None, wanted: Sequence[ProfileEngine]) -> list[Engine]:
+    """The profile's engines as they apply to one deployment.
+
+    `onnxruntime` stands for the exported file on the engine that serves it (OpenVINO for an openvino
+    variant), so served ÷ in-process compares one engine with itself; `torch` runs the fp32 weights, so
+    only fp32 deployments get it (for int8 it would be another deployment).
+    """
+    serving: Engine = "openvino" if facts is not None and facts.engine == "openvino" else "onnxruntime"
+    fp32 = facts is None or facts.precision == "fp32"
+    chosen: list[Engine] = []
+    for engine in wanted:
+        if engine == "onnxruntime":
+            chosen.append(serving)
+        elif fp32 and serving == "onnxruntime":
+            chosen.append("torch")
+    return chosen
 
 
 def measure_baselines(

@@ -28,18 +28,9 @@ def facts_from_manifest(manifest: Manifest) -> ModelFacts:
         reference=spec.reference,
         serving=dict(manifest.serving),
         precision=manifest.precision,
-        engine=served_engine(manifest),
+        engine=manifest.engine,
         fidelity_top1_agreement=held_out_agreement(manifest),
     )
-
-
-def served_engine(manifest: Manifest) -> str:
-    """The engine that runs the model: the manifest's, else what its backend implies."""
-    recorded = getattr(manifest, "engine", None)
-    if isinstance(recorded, str) and recorded:
-        return recorded
-    backend = manifest.serving.get("backend", "python")
-    return "deploylab_ort" if backend == "deploylab_ort" else "onnxruntime"
 
 
 def held_out_agreement(manifest: Manifest) -> float | None:

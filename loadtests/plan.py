@@ -145,12 +145,11 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile(
             name="quick",
-            description="gateway and Triton-direct at 1 and 8 users, one open-loop point, short windows "
-            "(~4 min for the default set on 2 cores)",
+            description="gateway at 1 and 8 users, Triton-direct at 8, one open-loop point, short windows "
+            "(~5 min for the default comparison on 2 cores)",
             templates=[
                 _closed("gateway", "classify", 1),
                 _closed("gateway", "classify", 8),
-                _closed("triton", "v2", 1),
                 _closed("triton", "v2", 8),
                 _open("gateway", "classify", 0.7),
             ],

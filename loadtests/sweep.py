@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from deploylab.loadtests.baselines import measure_baselines
+from deploylab.loadtests.baselines import engines_for, measure_baselines
 from deploylab.loadtests.live import SweepDisplay
 from deploylab.loadtests.model_facts import collect_facts
 from deploylab.loadtests.paired import estimate_seconds as estimate_paired
@@ -210,14 +210,15 @@ class Sweep:
 
     def run_baselines(self, target: Target) -> None:
         profile = self.config.profile
+        engines = engines_for(self.results.facts_for(target.triton_model), profile.inprocess_engines)
         self.display.phase(
-            f"{target.triton_model}: in-process baselines ({', '.join(profile.inprocess_engines)})",
+            f"{target.triton_model}: in-process baselines ({', '.join(engines)})",
             inprocess_estimate(profile),
         )
         baselines = measure_baselines(
             target.triton_model,
             self.config.repository,
-            profile.inprocess_engines,
+            engines,
             profile.inprocess_batch_sizes,
             profile.inprocess_threads,
             profile.inprocess_duration_s,
