@@ -245,6 +245,14 @@ def bench_command(
             "from 1 to 256 clients, wrk beside the own client, open-loop overload) or all"
         ),
     ] = "all",
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="auto (gpu where this host has an NVIDIA GPU and a CUDA build of torch, else cpu; says "
+            "which and why), cpu (the suites above) or gpu (the GPU check: ResNet-50 in-process vs served "
+            "vs through the gateway on the GPU, RepVGG train vs deploy; benchmarks/gpu_check.py)"
+        ),
+    ] = "auto",
 ) -> None:
     """In-process engine vs Triton direct vs the gateway, and admission under load; prints the ratios.
 
@@ -256,6 +264,7 @@ def bench_command(
     """
     from deploylab.benchmarks.bench import BenchOptions
     from deploylab.services.modelzoo.repository import available_cores
+    from deploylab.services.runtime.devices import kind_message, resolve_instance_kind
     from deploylab.services.runtime.settings import RuntimeSettings
 
     if render_only is not None:
@@ -263,6 +272,13 @@ def bench_command(
         return
     if suite not in ("all", "serving", "admission"):
         raise ValueError(f"--suite must be all, serving or admission, got {suite!r}")
+    resolved, why = resolve_instance_kind(kind, engine="torch")
+    console.print(kind_message(resolved, why))
+    if resolved == "gpu":
+        if suite != "all":
+            raise ValueError(f"--suite {suite} measures CPU deployments: add --kind cpu to run it here")
+        _gpu_suite(out, quick)
+        return
     if suite != "serving":
         from deploylab.benchmarks.wrk import wrk_binary
 
@@ -285,6 +301,20 @@ def bench_command(
     if suite != "serving":
         result["admission"] = _admission(options.models, options, quick)
     _write_results(result, out, write_docs)
+
+
+def _gpu_suite(out: Path, quick: bool) -> None:
+    """The GPU check on this host's GPU, its JSON under `out/gpu-<timestamp>/` (see gpu_check.py)."""
+    from datetime import UTC, datetime
+
+    from deploylab.benchmarks import gpu_check
+
+    run_dir = out / f"gpu-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    args = ["run", "--out", str(run_dir), "--work", str(out / "gpu-work")]
+    args += ["--seconds", "1", "--load-seconds", "2", "--skip", "repvgg"] if quick else []
+    console.print("[bold]GPU check: ResNet-50 in-process vs served vs gateway, RepVGG train vs deploy[/bold]")
+    gpu_check.main(args)
+    console.print(f"results: {run_dir / 'gpu_check.json'}")
 
 
 def _serving_suite(options: BenchOptions, repvgg: bool) -> dict[str, Any]:

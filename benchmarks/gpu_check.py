@@ -1,25 +1,28 @@
-"""GPU check: ResNet-50 in-process vs served through Triton on one GPU; RepVGG train vs deploy on it.
+"""GPU check: ResNet-50 in-process vs served vs through the gateway on one GPU; RepVGG train vs deploy.
 
-Built to fit a short loan of a bare GPU host (no registry, no Docker, no deploylab install: the run
-step needs the standard library, numpy and torch). Two stages:
+A thin front-end over the product. The served model is started by services/runtime's launcher, which
+on a GPU host serves it GPU-blind and hands its Python-backend instances the GPU (runtime/gpu_plan.py);
+the load and Triton's statistics come from services/perf, the gateway from services/gateway. Its own
+are the measurements the product has no GPU counterpart for: the engine in-process on the GPU (torch
+eager, fp16 + channels_last, CUDA graphs, and the served engine's own code with host numpy in and out)
+and RepVGG's train vs deploy forms.
 
-    prepare (here):  python -m deploylab.benchmarks.gpu_check prepare --out .gpu
-        packs the tritonserver of the nvidia-pytriton wheel (binary, libraries, Python backend, stubs),
-        a numpy 1.x wheel for the backend stub (its pybind11 predates numpy 2), and model configs
-        rendered by deploylab.services.modelzoo.repository with the torch engine on KIND_GPU instances.
-    run (device):    python -m deploylab.benchmarks.gpu_check run --bundle .gpu --out $OUT
+    prepare (development host):  python -m deploylab.benchmarks.gpu_check prepare --out .gpu
+        packs the nvidia-pytriton wheel's tritonserver in the wheel's own layout, so a host without
+        the wheel runs it through the same launcher (the runtime finds it by that layout).
+    run (GPU host):  python -m deploylab.benchmarks.gpu_check run [--bundle .gpu] --out "$OUT"
         1. facts: GPU, driver, torch/CUDA/cuDNN, timm, torchvision, ONNX Runtime providers;
-        2. in-process ResNet-50 at batch 1/8/64: fp32 eager, fp16+channels_last eager, + CUDA graphs
-           (device-resident tensors), and the served engine's own code from host numpy in and out;
-        3. RepVGG A0/A1 train vs deploy, fp16+channels_last, eager and CUDA graphs;
-        4. served: tritonserver with the Python backend running the *same* engine class on the GPU,
-           started by services/runtime's launcher (`TritonServer` on the bundle's `TritonInstall`,
-           GPU-blind first), closed-loop clients over binary HTTP and system shared memory,
-           executed-batch statistics;
-        5. JSON to --out, and a summary table printed last.
+        2. in-process ResNet-50 at batch 1/8/64: fp32 eager, fp16 + channels_last eager, + CUDA graphs,
+           and the served engine's code (`_TorchEngine` of triton_python_model.py) from host numpy;
+        3. RepVGG A0/A1 train vs deploy, fp16 + channels_last, eager and CUDA graphs;
+        4. served: the model under its catalog name, the torch engine on KIND_GPU instances (config
+           and model.py written by the repository module), started by `TritonServer`; closed-loop
+           clients over binary HTTP and system shared memory, with executed-batch statistics;
+        5. gateway: the same model through the gateway's KServe v2 route, beside the direct points;
+        6. gpu_check.json under --out after every step, and a summary table last.
 
-The served engine is `services/modelzoo/triton_python_model.py`'s `_TorchEngine`; in-process step 2
-imports that very class, so the served ÷ in-process ratio measures the serving path alone.
+`scripts/gpu-session.sh` drives both stages on a lent host. The served engine is the same class the
+in-process step 2 imports, so served ÷ in-process measures the serving path alone.
 """
 
 from __future__ import annotations
@@ -32,13 +35,11 @@ import platform
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tarfile
 import time
 import types
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,43 +47,53 @@ import numpy as np
 
 if TYPE_CHECKING:
     from deploylab.services.perf.client import Transport
-    from deploylab.services.runtime.triton import TritonInstall, TritonServer
+    from deploylab.services.runtime.triton import TritonServer
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLE_TAR = "triton.tar.xz"
-REPOSITORY_DIR = "repository"
-STUB_NUMPY = "numpy-1.26.4"
-SERVED_MODEL = "resnet50_torch"
-#: The served model on the CPU (fp32, no CUDA graphs): the served step of a rehearsal without a GPU.
-CPU_CONFIG = "config.cpu.pbtxt"
+#: The torch engine's parameters on a GPU: fp16, channels_last, one CUDA graph per power-of-two batch.
+TORCH_GPU_PARAMETERS = {
+    "engine": "torch",
+    "torch_precision": "fp16",
+    "torch_channels_last": "1",
+    "torch_cuda_graphs": "1",
+}
 
 
-# -- prepare (CPU host) -------------------------------------------------------------------------
+# -- prepare (development host) -----------------------------------------------------------------
 
 
-def prepare(out: Path, python_versions: tuple[str, ...], numpy_wheel_dir: Path | None) -> None:
-    """Write the bundle the device run needs into `out` (ignored by git; carried with the call)."""
+def prepare(out: Path, python_versions: tuple[str, ...]) -> Path:
+    """`out/triton.tar.xz`: the wheel's tritonserver for a host without the wheel (ignored by git)."""
     out.mkdir(parents=True, exist_ok=True)
-    _pack_triton(out / BUNDLE_TAR, python_versions)
-    _render_repository(out / REPOSITORY_DIR)
-    wheels = out / "wheels"
-    wheels.mkdir(exist_ok=True)
-    if not list(wheels.glob(f"{STUB_NUMPY}-*.whl")):
-        if numpy_wheel_dir and list(numpy_wheel_dir.glob(f"{STUB_NUMPY}-*.whl")):
-            for wheel in numpy_wheel_dir.glob(f"{STUB_NUMPY}-*.whl"):
-                shutil.copy2(wheel, wheels)
-        else:
-            subprocess.run(
-                [
-                    sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                    "--python-version", "3.12", "--implementation", "cp",
-                    "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64",
-                    "-d", str(wheels), STUB_NUMPY.replace("-", "=="),
-                ],
-                check=True,
-            )  # fmt: skip
-    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    print(f"bundle ready in {out}: {size / 2**20:.1f} MiB")
+    target = out / BUNDLE_TAR
+    _pack_triton(target, python_versions)
+    print(f"bundle ready: {target} ({target.stat().st_size / 2**20:.1f} MiB)")
+    return target
+
+
+def bundle_members(root: Path, python_versions: tuple[str, ...]) -> list[tuple[Path, str]]:
+    """(file, name in the bundle) for the wheel's server under `root` (the installed `pytriton`).
+
+    Names keep the wheel's layout (`pytriton/tritonserver/…`, `nvidia_pytriton.libs/…`), which is how
+    the runtime recognises an unpacked copy; only the stubs of `python_versions` travel, and the
+    wheel's own libpython (it serves only its own Python's stub) stays behind.
+    """
+    server = root / "tritonserver"
+    libs = root.parent / "nvidia_pytriton.libs"
+    members = [(server / "bin" / "tritonserver", "pytriton/tritonserver/bin/tritonserver")]
+    for name in ("libtriton_python.so", "triton_python_backend_utils.py"):
+        members.append(
+            (server / "backends" / "python" / name, f"pytriton/tritonserver/backends/python/{name}")
+        )
+    for version in python_versions:
+        stub = f"python_backend_stubs/{version}/triton_python_backend_stub"
+        members.append((server / stub, f"pytriton/tritonserver/{stub}"))
+    members += [
+        (lib, f"nvidia_pytriton.libs/{lib.name}")
+        for lib in sorted(libs.iterdir())
+        if not lib.name.startswith("libpython")
+    ]
+    return members
 
 
 def _pack_triton(target: Path, python_versions: tuple[str, ...]) -> None:
@@ -91,73 +102,24 @@ def _pack_triton(target: Path, python_versions: tuple[str, ...]) -> None:
     spec = find_spec("pytriton")
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("nvidia-pytriton is not installed here: `make install` first")
-    root = Path(next(iter(spec.submodule_search_locations)))
-    server = root / "tritonserver"
-    libs = root.parent / "nvidia_pytriton.libs"
-    members: list[tuple[Path, str]] = [(server / "bin" / "tritonserver", "bin/tritonserver")]
-    for name in ("libtriton_python.so", "triton_python_backend_utils.py"):
-        members.append((server / "backends" / "python" / name, f"backends/python/{name}"))
-    for version in python_versions:
-        stub = server / "python_backend_stubs" / version / "triton_python_backend_stub"
-        members.append((stub, f"stubs/{version}/triton_python_backend_stub"))
-    # The bundled libpython 3.13 serves only the 3.13 stub: leave its 31 MB behind.
-    members += [
-        (lib, f"libs/{lib.name}") for lib in sorted(libs.iterdir()) if not lib.name.startswith("libpython")
-    ]
+    members = bundle_members(Path(next(iter(spec.submodule_search_locations))), python_versions)
     if target.exists() and target.stat().st_mtime > max(src.stat().st_mtime for src, _ in members):
         return
-    print(f"packing tritonserver ({len(members)} files) → {target} …")
+    print(f"packing tritonserver ({len(members)} files) → {target} …", flush=True)
     with tarfile.open(target, "w:xz", preset=6) as tar:
         for source, name in members:
             tar.add(source, arcname=name)
 
 
-def _render_repository(directory: Path) -> None:
-    """config.pbtxt for the served GPU model (KIND_GPU, and a KIND_CPU + cuda fallback) + model.py,
-    and config.cpu.pbtxt, the same engine on the CPU, for a rehearsal with `run --device cpu`."""
-    from deploylab.services.modelzoo.repository import ServingConfig, render_triton_config
-
-    torch_params = {
-        "engine": "torch",
-        "torch_builder": "torchvision:resnet50",
-        "torch_precision": "fp16",
-        "torch_channels_last": "1",
-        "torch_cuda_graphs": "1",
-    }
-    model_dir = directory / SERVED_MODEL
-    (model_dir / "1").mkdir(parents=True, exist_ok=True)
-    gpu = ServingConfig(
-        max_batch_size=64, instance_count=2, instance_kind="gpu", extra_parameters=torch_params
-    )
-    cpu_kind = ServingConfig(
-        max_batch_size=64,
-        instance_count=2,
-        instance_kind="cpu",
-        extra_parameters={**torch_params, "torch_device": "cuda"},
-    )
-    gpu_out = ServingConfig(
-        max_batch_size=64,
-        instance_count=2,
-        instance_kind="gpu",
-        extra_parameters={**torch_params, "torch_output_device": "cuda"},
-    )
-    blind = ServingConfig(
-        max_batch_size=64,
-        instance_count=2,
-        instance_kind="cpu",
-        extra_parameters={**torch_params, "torch_device": "cuda", "torch_cuda_visible_devices": "0"},
-    )
-    configs = {"config.pbtxt": gpu, "config.cpu-kind.pbtxt": cpu_kind, "config.gpu-out.pbtxt": gpu_out}
-    configs["config.blind.pbtxt"] = blind
-    configs[CPU_CONFIG] = ServingConfig(
-        max_batch_size=64,
-        instance_count=2,
-        instance_kind="cpu",
-        extra_parameters={"engine": "torch", "torch_builder": "torchvision:resnet50", "torch_device": "cpu"},
-    )
-    for filename, serving in configs.items():
-        (model_dir / filename).write_text(render_triton_config(SERVED_MODEL, 224, 1000, serving))
-    shutil.copy2(REPO_ROOT / "services" / "modelzoo" / "triton_python_model.py", model_dir / "1" / "model.py")
+def unpack_bundle(bundle: Path, work: Path) -> Path:
+    """The bundle's tritonserver unpacked under `work` (once); returns the binary for the launcher."""
+    root = work / "triton"
+    binary = root / "pytriton" / "tritonserver" / "bin" / "tritonserver"
+    if not binary.is_file():
+        root.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(bundle / BUNDLE_TAR) as tar:
+            tar.extractall(root, filter="fully_trusted")
+    return binary
 
 
 # -- timing helpers -----------------------------------------------------------------------------
@@ -366,93 +328,193 @@ def _half(device: str) -> Any:
     return torch.float16 if device.startswith("cuda") else torch.float32
 
 
-# -- served -------------------------------------------------------------------------------------
+# -- served and through the gateway --------------------------------------------------------------
 
 
-def find_libpython() -> Path | None:
-    """libpython of this interpreter (the backend stub links to it), or None."""
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    names = [f"libpython{version}.so.1.0", f"libpython{version}.so"]
-    dirs = [
-        sysconfig.get_config_var("LIBDIR") or "",
-        os.path.join(sys.base_prefix, "lib"),
-        "/usr/lib/x86_64-linux-gnu",
-        "/usr/lib",
-        "/usr/local/lib",
-    ]
-    for directory in dirs:
-        for name in names:
-            path = Path(directory) / name
-            if path.is_file():
-                return path
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        listing = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, timeout=10).stdout
-        for line in listing.splitlines():
-            if f"libpython{version}.so" in line and "=>" in line:
-                return Path(line.split("=>")[1].strip())
-    return None
+def served_serving(model: str, device: str) -> Any:
+    """The served model's ServingConfig: torch on KIND_GPU instances, or fp32 on the CPU (a rehearsal)."""
+    from deploylab.services.modelzoo.repository import ServingConfig
+
+    builder = {"torch_builder": f"torchvision:{model}"}
+    if device.startswith("cuda"):
+        return ServingConfig(
+            max_batch_size=64,
+            instance_count=2,
+            instance_kind="gpu",
+            extra_parameters={**builder, **TORCH_GPU_PARAMETERS},
+        )
+    return ServingConfig(
+        max_batch_size=64,
+        instance_count=2,
+        instance_kind="cpu",
+        extra_parameters={**builder, "engine": "torch", "torch_device": "cpu"},
+    )
 
 
-def bundle_install(bundle: Path, work: Path, libpython: Path, stub_site: Path | None) -> TritonInstall:
-    """The bundle's tritonserver unpacked under `work`, its Python backend prepared for this interpreter,
-    and the environment the backend stub needs on a host where deploylab's venv does not exist."""
-    from deploylab.services.runtime.triton import TritonInstall, prepare_python_backend
+def write_served_model(repository: Path, model: str, weights: Path, device: str) -> Path:
+    """`repository/<model>`: config.pbtxt and model.py as the exporter writes them, and `weights`.
 
-    root = work / "triton"
-    if not (root / "bin" / "tritonserver").is_file():
-        root.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(bundle / BUNDLE_TAR) as tar:
-            tar.extractall(root, filter="fully_trusted")
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    stub = root / "stubs" / version / "triton_python_backend_stub"
-    if not stub.is_file():
-        raise RuntimeError(f"bundle has no Python backend stub for Python {version}")
-    backend_files = [
-        root / "backends" / "python" / name
-        for name in ("libtriton_python.so", "triton_python_backend_utils.py")
-    ]
-    prepare_python_backend(work / "backends", backend_files, stub)
-    env = dict(os.environ)
-    lib_dirs = [str(root / "libs"), str(libpython.parent)]
-    env["LD_LIBRARY_PATH"] = os.pathsep.join([*lib_dirs, env.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)
-    paths = sysconfig.get_paths()
-    site_dirs = [str(stub_site)] if stub_site else []
-    site_dirs += list(dict.fromkeys([paths["purelib"], paths["platlib"]]))
-    env["PYTHONPATH"] = os.pathsep.join(site_dirs)
-    env["PYTHONHOME"] = sys.base_prefix
-    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
-    return TritonInstall(root / "bin" / "tritonserver", work / "backends", env)
+    The model keeps its catalog name, which is what the gateway routes by.
+    """
+    from deploylab.services.modelzoo.catalog import get_spec
+    from deploylab.services.modelzoo.repository import write_model_files
+
+    spec = get_spec(model)
+    serving = served_serving(model, device)
+    directory = write_model_files(repository, model, spec.input_size, spec.num_classes, serving)
+    shutil.copy2(weights, directory / "1" / "model.pt")
+    return directory
 
 
 @dataclass
 class Served:
-    """A ready tritonserver on the bundle's repository, and how it got there."""
+    """A ready tritonserver on the served model, started by the product's launcher."""
 
     server: TritonServer
     url: str
-    config_used: str = ""
-    probes: dict[str, Any] = field(default_factory=dict)
+    model: str
 
 
-def quiet(url: str) -> None:
-    """Verbose logging off (Triton's logging extension), so the log does not slow the loads."""
-    request = urllib.request.Request(
-        f"{url}/v2/logging",
-        data=json.dumps({"log_verbose_level": 0}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
+@contextlib.contextmanager
+def served_triton(
+    repository: Path, model: str, work: Path, out: Path, binary: Path | None
+) -> Iterator[Served]:
+    """`TritonServer` on `repository` (GPU-blind on a GPU host, by the runtime's own plan); stopped after."""
+    from deploylab.services.measure.ports import free_ports
+    from deploylab.services.runtime.triton import TritonOptions, TritonServer
+
+    http, grpc, metrics = free_ports(3)
+    options = TritonOptions(
+        model_repository=repository,
+        state_dir=work / "state",
+        triton_binary=binary,
+        triton_http_port=http,
+        triton_grpc_port=grpc,
+        triton_metrics_port=metrics,
+        triton_startup_timeout_s=240.0,
+        triton_python_shm_mb=256,
     )
-    with contextlib.suppress(OSError), urllib.request.urlopen(request, timeout=10):
-        pass
+    server = TritonServer(options, models=[model], log_path=out / "triton.log", gpu_metrics=False)
+    server.start()
+    try:
+        yield Served(server, options.triton_http_url, model)
+    finally:
+        server.stop()
 
 
-def log_tail(log: Path, lines: int = 15) -> str:
-    """The log's error lines (Triton prefixes them with E), else its last lines."""
-    with contextlib.suppress(OSError):
-        text = log.read_text(errors="replace").splitlines()
-        errors = [line for line in text if line.startswith("E") or "error" in line.lower()]
-        return " | ".join(line[:400] for line in (errors or text)[-lines:])
-    return "(no log)"
+LoadPlan = list[tuple["Transport", int, int, int]]
+LOAD_PLAN_GPU: LoadPlan = [
+    # transport, request batch, concurrency, client processes
+    ("http", 1, 1, 1),
+    ("http", 1, 16, 4),
+    ("http", 1, 64, 8),
+    ("http", 8, 1, 1),
+    ("http", 8, 8, 4),
+    ("http", 64, 1, 1),
+    ("http", 64, 4, 4),
+    ("http-shm", 64, 1, 1),
+    ("http-shm", 64, 4, 4),
+    ("http-shm", 1, 64, 8),
+]
+#: Through the gateway (KServe v2 binary, batch-1 requests): its points beside the direct ones above.
+GATEWAY_PLAN_GPU: LoadPlan = [("http", 1, 1, 1), ("http", 1, 16, 4), ("http", 1, 64, 8), ("http", 8, 8, 4)]
+LOAD_PLAN_DRY: LoadPlan = [("http", 1, 1, 1), ("http", 2, 2, 2), ("http-shm", 2, 1, 1)]
+GATEWAY_PLAN_DRY: LoadPlan = [("http", 1, 1, 1), ("http", 1, 2, 1)]
+
+
+def run_points(
+    url: str, stats_url: str, model: str, plan: LoadPlan, seconds: float, path: str
+) -> list[dict[str, Any]]:
+    """Closed-loop points against `url` (Triton or the gateway), with Triton's statistics around each."""
+    from deploylab.services.perf.load import LoadTarget, run_load
+    from deploylab.services.perf.triton_admin import model_statistics
+
+    points = []
+    for transport, batch, concurrency, processes in plan:
+        target = LoadTarget(transport, url, model, batch_size=batch, max_batch=max(batch, 64))
+        before = model_statistics(stats_url, model)
+        load = run_load(target, concurrency, seconds, processes=processes)
+        stats = model_statistics(stats_url, model) - before
+        points.append({"path": path, **load.as_dict(), "processes": processes, "server": stats.as_dict()})
+        _log(
+            f"  {path} {transport} b={batch} c={concurrency}: {load.throughput_img_s} img/s "
+            f"p50 {load.p50_ms} ms mean executed batch {stats.mean_executed_batch:.1f} "
+            f"errors {load.errors} {load.first_error or ''}"
+        )
+    return points
+
+
+def run_gateway(
+    served: Served, repository: Path, work: Path, out: Path, plan: LoadPlan, seconds: float
+) -> dict:
+    """The gateway (one worker) in front of the served Triton, and the plan's points through it."""
+    from deploylab.services.gateway.settings import GatewaySettings
+    from deploylab.services.gateway.stack import GatewayProcess
+    from deploylab.services.measure.ports import free_ports
+
+    routing = work / "routing.yaml"
+    routing.write_text("routes: []\n")  # no routes: the gateway serves Triton's models by their names
+    (port,) = free_ports(1)
+    triton = served.url.removeprefix("http://")
+    concurrency = max(c for _, _, c, _ in plan)
+    settings = GatewaySettings(
+        port=port,
+        workers=1,
+        triton_url=triton,
+        model_repository=repository,
+        routing_file=routing,
+        admission="static",
+        max_inflight_per_model=max(64, 2 * concurrency),
+        request_timeout_s=60.0,
+    )
+    gateway = GatewayProcess(settings, out / "gateway.log")
+    gateway.start(ready_timeout_s=120.0)
+    try:
+        points = run_points(gateway.url, served.url, served.model, plan, seconds, "gateway")
+        return {"workers": 1, "points": points}
+    finally:
+        gateway.stop()
+
+
+def run_served(
+    repository: Path,
+    model: str,
+    work: Path,
+    out: Path,
+    binary: Path | None,
+    plans: tuple[LoadPlan, LoadPlan],
+    seconds: float,
+) -> dict[str, Any]:
+    """Served direct, then through the gateway, on one server start; the gateway's failure is its own."""
+    result: dict[str, Any] = {}
+    started = time.perf_counter()
+    with served_triton(repository, model, work, out, binary) as served:
+        result["start_s"] = round(time.perf_counter() - started, 1)
+        result["plan"] = served.server.plan.summary
+        _check_client(served.url, model)
+        result["points"] = run_points(served.url, served.url, model, plans[0], seconds, "direct")
+        try:
+            result["gateway"] = run_gateway(served, repository, work, out, plans[1], seconds)
+        except Exception as exc:  # noqa: BLE001 - the direct numbers stand without it
+            result["gateway"] = {"error": f"{type(exc).__name__}: {exc}"}
+            _log(f"  gateway failed: {type(exc).__name__}: {str(exc)[:500]}")
+        result["memory"] = memory(served.server.pid)
+        result["gpu_memory"] = _nvidia_smi(["--query-compute-apps=pid,used_memory", "--format=csv,noheader"])
+    return result
+
+
+def _check_client(url: str, model: str) -> None:
+    """The benchmark's own client must get correct-shaped logits back, or the numbers mean nothing."""
+    from deploylab.services.perf.client import make_client
+
+    client = make_client("http", url, model)
+    try:
+        batch = np.random.default_rng(1).standard_normal((2, 3, 224, 224), dtype=np.float32)
+        logits = client.infer(batch)
+        if logits.shape != (2, 1000) or not np.isfinite(logits).all():
+            raise RuntimeError(f"served logits have shape {logits.shape} or non-finite values")
+    finally:
+        client.close()
 
 
 def memory(pid: int | None) -> dict[str, float]:
@@ -470,260 +532,6 @@ def memory(pid: int | None) -> dict[str, float]:
         "stubs_rss_mib": round(sum(c.memory_info().rss for c in children) / 2**20, 1),
         "stub_processes": len(children),
     }
-
-
-def _stub_site(bundle: Path, work: Path) -> Path | None:
-    """numpy 1.x for the backend stub when this interpreter has numpy 2 (the stub's pybind11 is older)."""
-    if int(np.__version__.split(".")[0]) < 2:
-        return None
-    target = work / "stub-site"
-    if not (target / "numpy").is_dir():
-        wheels = sorted((bundle / "wheels").glob(f"{STUB_NUMPY}-*.whl"))
-        if not wheels:
-            raise RuntimeError("numpy>=2 here and no numpy 1.x wheel in the bundle for the backend stub")
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--no-index",
-                "--no-deps",
-                "--target",
-                str(target),
-                str(wheels[0]),
-            ],
-            check=True,
-        )
-    return target
-
-
-@contextlib.contextmanager
-def served_triton(
-    bundle: Path,
-    work: Path,
-    weights: Path,
-    out: Path,
-    builder: str,
-    extra_attempts: bool = False,
-    device: str = "cuda",
-) -> Iterator[Served]:
-    """Start Triton on the prepared repository; retry with KIND_CPU instances (+ torch on cuda) if the
-    KIND_GPU config does not load. On `device` cpu, the CPU config alone (a rehearsal)."""
-    from deploylab.services.measure.ports import free_ports
-    from deploylab.services.runtime.triton import TritonOptions, TritonServer
-
-    libpython = find_libpython()
-    if libpython is None:
-        raise RuntimeError(
-            f"libpython{sys.version_info.major}.{sys.version_info.minor}.so not found: the stub needs it"
-        )
-    source = bundle / REPOSITORY_DIR / SERVED_MODEL
-    repository = work / "repo"
-    model_dir = repository / SERVED_MODEL
-    (model_dir / "1").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(source / "1" / "model.py", model_dir / "1" / "model.py")
-    shutil.copy2(weights, model_dir / "1" / "model.pt")
-    # The stub's pybind11 predates numpy 2: try this host's numpy first (torch was built for it), then
-    # numpy 1.x from the bundle; KIND_GPU instances first, then KIND_CPU instances running torch on cuda.
-    # Measured on an H200 host: with the GPU visible to tritonserver, every CPU output of the Python
-    # backend reached the HTTP frontend as 0 bytes (KIND_GPU or KIND_CPU, numpy 1 or 2). So first a
-    # GPU-blind tritonserver whose KIND_CPU instances re-enable the GPU for torch, then GPU outputs.
-    attempts: list[tuple[str, Path | None, bool]] = [
-        ("config.blind.pbtxt", None, False),
-        ("config.gpu-out.pbtxt", None, True),
-    ]
-    if extra_attempts:
-        numpy1 = _stub_site(bundle, work) if int(np.__version__.split(".")[0]) >= 2 else None
-        attempts += [("config.pbtxt", None, True), ("config.cpu-kind.pbtxt", numpy1, True)]
-    if not device.startswith("cuda"):
-        if not (source / CPU_CONFIG).is_file():
-            raise RuntimeError(f"the bundle has no {CPU_CONFIG}: run `gpu_check prepare` again")
-        attempts = [(CPU_CONFIG, None, True)]
-    last_error = ""
-    for config_name, env_site, gpu_visible in attempts:
-        numpy_label = "bundled 1.x" if env_site else np.__version__
-        label = f"{config_name} numpy={numpy_label} gpu_visible={gpu_visible}"
-        text = (source / config_name).read_text().replace("torchvision:resnet50", builder)
-        (model_dir / "config.pbtxt").write_text(text)
-        http, grpc, metrics = free_ports(3)
-        options = TritonOptions(
-            model_repository=repository,
-            state_dir=work,
-            triton_http_port=http,
-            triton_grpc_port=grpc,
-            triton_metrics_port=metrics,
-            triton_startup_timeout_s=240.0,
-            triton_log_verbose=1,  # for the probes; turned down through the logging API before any load
-            triton_python_shm_mb=256,
-        )
-        server = TritonServer(
-            options,
-            models=[SERVED_MODEL],
-            log_path=out / "triton.log",
-            install=bundle_install(bundle, work, libpython, env_site),
-            gpu_visible=gpu_visible,
-            gpu_metrics=False,
-        )
-        served = Served(server, options.triton_http_url)
-        try:
-            server.start()
-            served.probes[label] = probe_raw(served.url)
-            _log(f"  probe {label}: {json.dumps(served.probes[label])[:1000]}")
-            _check_client(served.url)
-            quiet(served.url)
-        except Exception as exc:  # noqa: BLE001 - try the next config, keep the reason
-            last_error = f"{type(exc).__name__}: {exc}"
-            _log(f"  served with {label} failed: {last_error[:500]}")
-            server.stop()
-            continue
-        served.config_used = label
-        try:
-            yield served
-        finally:
-            server.stop()
-        return
-    raise RuntimeError(last_error)
-
-
-LoadPlan = list[tuple["Transport", int, int, int]]
-LOAD_PLAN_GPU: LoadPlan = [
-    # transport, request batch, concurrency, client processes
-    ("http", 1, 1, 1),
-    ("http", 1, 16, 4),
-    ("http", 1, 64, 8),
-    ("http", 8, 1, 1),
-    ("http", 8, 8, 4),
-    ("http", 64, 1, 1),
-    ("http", 64, 4, 4),
-    ("http-shm", 64, 1, 1),
-    ("http-shm", 64, 4, 4),
-    ("http-shm", 1, 64, 8),
-]
-LOAD_PLAN_DRY: LoadPlan = [
-    ("http", 1, 1, 1),
-    ("http", 2, 2, 2),
-    ("http-shm", 2, 1, 1),
-]
-
-
-def run_served(
-    bundle: Path,
-    work: Path,
-    weights: Path,
-    out: Path,
-    builder: str,
-    plan: LoadPlan,
-    seconds: float,
-    device: str = "cuda",
-) -> dict[str, Any]:
-    from deploylab.services.perf.load import LoadTarget, run_load
-    from deploylab.services.perf.triton_admin import model_statistics
-
-    result: dict[str, Any] = {"points": []}
-    save_weights(builder.partition(":")[2], weights)
-    started = time.perf_counter()
-    with served_triton(bundle, work, weights, out, builder, device=device) as served:
-        result["start_s"] = round(time.perf_counter() - started, 1)
-        result["config"] = served.config_used
-        result["log_lines"] = [
-            line
-            for line in log_tail(served.server.log_path, 40).split(" | ")
-            if "torch" in line or "error" in line.lower()
-        ]
-        result["probes"] = served.probes
-        for transport, batch, concurrency, processes in plan:
-            target = LoadTarget(
-                transport, served.url, SERVED_MODEL, batch_size=batch, max_batch=max(batch, 64)
-            )  # type: ignore[arg-type]
-            before = model_statistics(served.url, SERVED_MODEL)
-            load = run_load(target, concurrency, seconds, processes=processes)
-            stats = model_statistics(served.url, SERVED_MODEL) - before
-            row = {**load.as_dict(), "processes": processes, "server": stats.as_dict()}
-            result["points"].append(row)
-            _log(
-                f"  served {transport} b={batch} c={concurrency}: {load.throughput_img_s} img/s "
-                f"p50 {load.p50_ms} ms mean executed batch {stats.mean_executed_batch:.1f} "
-                f"errors {load.errors} {load.first_error or ''}"
-            )
-        result["memory"] = memory(served.server.pid)
-        result["gpu_memory"] = _nvidia_smi(["--query-compute-apps=pid,used_memory", "--format=csv,noheader"])
-    return result
-
-
-def _check_client(url: str) -> None:
-    """The benchmark's own client must get correct-shaped logits back, or the config is unusable."""
-    from deploylab.services.perf.client import make_client
-
-    client = make_client("http", url, SERVED_MODEL)
-    try:
-        batch = np.random.default_rng(1).standard_normal((2, 3, 224, 224), dtype=np.float32)
-        logits = client.infer(batch)
-        if logits.shape != (2, 1000) or not np.isfinite(logits).all():
-            raise RuntimeError(f"served logits have shape {logits.shape} or non-finite values")
-    finally:
-        client.close()
-
-
-def probe_raw(url: str) -> dict[str, Any]:
-    """One binary-extension and one JSON inference, recorded byte for byte (diagnosis on a bare host)."""
-    import http.client
-
-    host, port = url.removeprefix("http://").split(":")
-    probe = np.random.default_rng(0).standard_normal((2, 3, 224, 224), dtype=np.float32)
-    record: dict[str, Any] = {}
-    header = json.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "input",
-                    "shape": [2, 3, 224, 224],
-                    "datatype": "FP32",
-                    "parameters": {"binary_data_size": probe.nbytes},
-                }
-            ],
-            "outputs": [{"name": "logits", "parameters": {"binary_data": True}}],
-        }
-    ).encode()
-    for label, body, headers in (
-        (
-            "binary",
-            header + probe.tobytes(),
-            {"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"},
-        ),
-        (
-            "json",
-            json.dumps(
-                {
-                    "inputs": [
-                        {
-                            "name": "input",
-                            "shape": [1, 3, 224, 224],
-                            "datatype": "FP32",
-                            "data": probe[:1].ravel().tolist(),
-                        }
-                    ]
-                }
-            ).encode(),
-            {"Content-Type": "application/json"},
-        ),
-    ):
-        try:
-            connection = http.client.HTTPConnection(host, int(port), timeout=60)
-            connection.request("POST", f"/v2/models/{SERVED_MODEL}/infer", body=body, headers=headers)
-            response = connection.getresponse()
-            data = response.read()
-            record[label] = {
-                "status": response.status,
-                "headers": dict(response.headers),
-                "body_bytes": len(data),
-                "body_head": data[:400].decode(errors="replace"),
-            }
-            connection.close()
-        except Exception as exc:  # noqa: BLE001 - diagnosis must not stop the run
-            record[label] = {"error": f"{type(exc).__name__}: {exc}"}
-    return record
 
 
 # -- facts and main -----------------------------------------------------------------------------
@@ -773,8 +581,12 @@ def _log(message: str) -> None:
 
 
 def summarize(report: dict[str, Any]) -> str:
+    """The summary table printed last: in-process rows, then served and gateway points with ratios."""
     lines = ["", "== summary =="]
     inproc = report.get("inprocess", [])
+    if isinstance(inproc, dict):  # the step failed
+        lines.append(f"in-process: FAILED {inproc.get('error', '')[:300]}")
+        inproc = []
     best_engine = {r["batch"]: r["img_s"] for r in inproc if r["variant"].startswith("served engine")}
     for r in inproc:
         lines.append(
@@ -783,15 +595,20 @@ def summarize(report: dict[str, Any]) -> str:
     served = report.get("served", {})
     if "error" in served:
         lines.append(f"served: FAILED {served['error'][:300]}")
-    for p in served.get("points", []):
+    gateway = served.get("gateway", {})
+    if "error" in gateway:
+        lines.append(f"gateway: FAILED {gateway['error'][:300]}")
+    for p in [*served.get("points", []), *gateway.get("points", [])]:
         ref = best_engine.get(p["batch_size"])
         ratio = f"{p['throughput_img_s'] / ref:.2f}x of engine at b={p['batch_size']}" if ref else ""
+        where = f"{p.get('path', 'direct'):<7} {p['transport']:<8}"
         lines.append(
-            f"served {p['transport']:<8} b={p['batch_size']:<3} c={p['concurrency']:<3} "
+            f"{where} b={p['batch_size']:<3} c={p['concurrency']:<3} "
             f"{p['throughput_img_s']:>9} img/s p50 {p['p50_ms']} ms  "
             f"mean batch {p['server']['mean_executed_batch']}  {ratio}"
         )
-    for r in report.get("repvgg", []):
+    repvgg = report.get("repvgg", [])
+    for r in repvgg if isinstance(repvgg, list) else []:
         lines.append(
             f"{r['model']} {r['form']:<6} {r['mode']:<30} b={r['batch']:<3} {r['img_s']:>9} img/s "
             f"p50 {r['p50_ms']} ms"
@@ -816,31 +633,29 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         if not torch.cuda.is_available():
-            raise SystemExit("--device cuda but torch sees no GPU (use --device cpu for a dry run)")
+            raise SystemExit("--device cuda but torch sees no GPU (use --device cpu for a rehearsal)")
     report["facts"] = facts(device)
     _log(json.dumps(report["facts"]))
     save()
     weights = work / "weights" / "1" / "model.pt"
     weights.parent.mkdir(parents=True, exist_ok=True)
+    bundle = Path(args.bundle) if args.bundle else None
+    plans = (LOAD_PLAN_DRY, GATEWAY_PLAN_DRY) if args.dry_plan else (LOAD_PLAN_GPU, GATEWAY_PLAN_GPU)
+
+    def served() -> dict[str, Any]:
+        save_weights(args.model, weights)
+        binary = unpack_bundle(bundle, work) if bundle is not None else None
+        repository = work / "repo"
+        write_served_model(repository, args.model, weights, device)
+        return run_served(repository, args.model, work, out, binary, plans, args.load_seconds)
+
     steps: list[tuple[str, Callable[[], object]]] = [
         ("inprocess", lambda: run_inprocess(args.model, batches, args.seconds, device, weights)),
         (
             "repvgg",
             lambda: run_repvgg([int(b) for b in args.repvgg_batches.split(",")], args.repvgg_seconds, device),
         ),
-        (
-            "served",
-            lambda: run_served(
-                Path(args.bundle),
-                work,
-                weights,
-                out,
-                f"torchvision:{args.model}",
-                LOAD_PLAN_DRY if args.dry_plan else LOAD_PLAN_GPU,
-                args.load_seconds,
-                device,
-            ),
-        ),
+        ("served", served),
     ]
     for name, step in steps:
         if name in args.skip:
@@ -860,15 +675,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("prepare", help="pack the bundle (on the CPU host)")
+    p = sub.add_parser("prepare", help="pack the wheel's tritonserver (on the development host)")
     p.add_argument("--out", default=".gpu")
     p.add_argument("--python-versions", default="3.11,3.12")
-    p.add_argument("--numpy-wheel-dir", default=None)
     r = sub.add_parser("run", help="measure (on the GPU host)")
-    r.add_argument("--bundle", default=".gpu")
+    r.add_argument("--bundle", default=None, help="prepared bundle (default: the installed wheel's server)")
     r.add_argument("--out", default=os.environ.get("OUT", "results/gpu"))
     r.add_argument("--work", default="/tmp/deploylab-gpu")
     r.add_argument("--device", default="cuda")
@@ -878,12 +692,15 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--repvgg-batches", default="1,8,64")
     r.add_argument("--repvgg-seconds", type=float, default=1.0)
     r.add_argument("--load-seconds", type=float, default=3.0)
-    r.add_argument("--dry-plan", action="store_true", help="tiny load plan (CPU dry run)")
+    r.add_argument("--dry-plan", action="store_true", help="tiny load plans (a rehearsal on the CPU)")
     r.add_argument("--skip", default="", help="comma-separated steps to skip: inprocess,repvgg,served")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     if args.command == "prepare":
-        numpy_dir = Path(args.numpy_wheel_dir) if args.numpy_wheel_dir else None
-        prepare(Path(args.out), tuple(args.python_versions.split(",")), numpy_dir)
+        prepare(Path(args.out), tuple(args.python_versions.split(",")))
         return 0
     args.skip = set(filter(None, args.skip.split(",")))
     return run(args)

@@ -92,6 +92,8 @@ def serve_command(
                 f"metrics {runtime.triton_metrics_url}"
             )
             console.print(f"       models: {', '.join(names or [])}")
+            if stack.triton.plan.summary:  # how this host's GPU serves them (runtime/gpu_plan.py)
+                console.print(f"       {stack.triton.plan.summary}")
         console.print("Ctrl-C or SIGTERM drains in-flight requests and stops everything.")
         while stack.gateway.alive():
             time.sleep(0.5)

@@ -39,7 +39,6 @@ RepositoryOpt = Annotated[
 def _settings(repository: Path | None, **overrides: object) -> RuntimeSettings:
     from deploylab.services.runtime.settings import RuntimeSettings
 
-
     settings = RuntimeSettings()
     updates = {k: v for k, v in overrides.items() if v is not None}
     if repository is not None:
@@ -172,7 +171,13 @@ def export_command(
     preferred_batch: Annotated[
         list[int] | None, typer.Option(help="dynamic batching preferred batch size (repeatable)")
     ] = None,
-    kind: Annotated[str, typer.Option(help="instance kind: cpu or gpu")] = "cpu",
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="instance kind: auto (gpu where this host has an NVIDIA GPU and ONNX Runtime's CUDA "
+            "provider, else cpu; says which and why), cpu or gpu"
+        ),
+    ] = "auto",
     tensorrt: Annotated[bool, typer.Option(help="onnxruntime backend on GPU: TensorRT fp16")] = False,
     pipeline: Annotated[
         bool,
@@ -211,6 +216,8 @@ def export_command(
     repository: RepositoryOpt = None,
 ) -> None:
     """Export models to ONNX, check parity, and install them into the Triton model repository."""
+    from deploylab.services.runtime.devices import kind_message, resolve_instance_kind
+
     from .export import ExportOptions
     from .parity import Tolerance
     from .repository import BACKENDS, ServingConfig, default_cpu_threads
@@ -225,8 +232,8 @@ def export_command(
         raise ValueError("--weights applies to one model: name exactly one catalog model")
     if backend not in BACKENDS:
         raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if kind not in ("cpu", "gpu"):
-        raise ValueError(f"--kind must be cpu or gpu, got {kind!r}")
+    kind, why = resolve_instance_kind(kind)
+    console.print(kind_message(kind, why))
 
     def serving_for(spec: ModelSpec) -> ServingConfig:
         count = instances or ServingConfig.instance_count

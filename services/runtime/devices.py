@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Literal
 
 InstanceKind = Literal["cpu", "gpu"]
+#: The engine whose CUDA support decides `auto`.
+Engine = Literal["onnxruntime", "torch"]
 #: What `--kind` accepts: a kind, or `auto` (resolved by `resolve_instance_kind`).
 KIND_CHOICES: tuple[str, ...] = ("auto", "cpu", "gpu")
 
@@ -146,10 +148,14 @@ def host_gpu() -> GpuFacts:
     return detect_gpu()
 
 
-def resolve_instance_kind(requested: str, facts: GpuFacts | None = None) -> tuple[InstanceKind, str]:
+def resolve_instance_kind(
+    requested: str, facts: GpuFacts | None = None, engine: Engine = "onnxruntime"
+) -> tuple[InstanceKind, str]:
     """(kind, reason): `cpu` and `gpu` as asked, `auto` resolved on this host; ValueError for others.
 
-    The reason is one line for the terminal; `kind_message` puts both together.
+    `auto` is `gpu` where a GPU is visible and `engine` (what the caller will run: ONNX Runtime for
+    exported models, torch for the GPU check's served engine) can use CUDA. The reason is one line for
+    the terminal; `kind_message` puts both together.
     """
     if requested not in KIND_CHOICES:
         raise ValueError(f"--kind must be one of {', '.join(KIND_CHOICES)}, got {requested!r}")
@@ -164,6 +170,10 @@ def resolve_instance_kind(requested: str, facts: GpuFacts | None = None) -> tupl
         return "cpu", "auto: no NVIDIA GPU found"
     if facts.hidden_by is not None:
         return "cpu", f"auto: {facts.summary} hidden by CUDA_VISIBLE_DEVICES={facts.hidden_by!r}"
+    if engine == "torch":
+        if not facts.torch_cuda:
+            return "cpu", f"auto: {facts.summary} found, but torch here is not a CUDA build"
+        return "gpu", f"auto: {facts.summary} with a CUDA build of torch"
     if not facts.onnxruntime_cuda:
         version = f" {facts.onnxruntime_version}" if facts.onnxruntime_version else ""
         return "cpu", (

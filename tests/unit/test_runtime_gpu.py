@@ -157,6 +157,16 @@ def test_auto_stays_cpu_when_onnx_runtime_has_no_cuda_provider_and_says_what_to_
     assert "onnxruntime-gpu==1.31.1" in reason
 
 
+def test_auto_for_the_torch_engine_asks_torch_for_cuda_not_onnx_runtime() -> None:
+    facts = GpuFacts(gpus=(H100,), torch_cuda=True)
+    assert resolve_instance_kind("auto", facts, engine="torch") == (
+        "gpu",
+        f"auto: {H100} with a CUDA build of torch",
+    )
+    kind, reason = resolve_instance_kind("auto", GpuFacts(gpus=(H100,)), engine="torch")
+    assert kind == "cpu" and "torch here is not a CUDA build" in reason
+
+
 def test_auto_stays_cpu_when_cuda_visible_devices_hides_the_gpu() -> None:
     facts = GpuFacts(gpus=(H100,), hidden_by="", onnxruntime_cuda=True)
     assert resolve_instance_kind("auto", facts) == ("cpu", f"auto: {H100} hidden by CUDA_VISIBLE_DEVICES=''")
