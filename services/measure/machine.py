@@ -38,6 +38,23 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: The instruction-set extensions that decide how fast int8 and fp32 convolutions run on a CPU: without
+#: VNNI, int8 gains little over fp32; with AMX, OpenVINO's int8 runs several times faster than AVX2.
+CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_features() -> list[str]:
+    """Which of CPU_FEATURES the CPU reports in /proc/cpuinfo (empty where it is unreadable)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next(
+        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []
+    )
+    return [feature for feature in CPU_FEATURES if feature in flags]
+
+
 def gpu_names() -> list[str]:
     """`name, memory` of each NVIDIA GPU nvidia-smi reports; empty on a CPU-only host."""
     binary = shutil.which("nvidia-smi")
@@ -87,6 +104,7 @@ def machine_info(
         libraries["tritonserver"] = version
     return MachineInfo(
         cpu_model=cpu_model(),
+        cpu_features=cpu_features(),
         logical_cores=os.cpu_count() or 0,
         physical_cores=psutil.cpu_count(logical=False),
         usable_cores=available_cores(),

@@ -256,6 +256,7 @@ class ModelFacts(BaseModel):
 
 class MachineInfo(BaseModel):
     cpu_model: str
+    cpu_features: list[str] = Field(default_factory=list)  # the int8/fp32-relevant ISA extensions
     logical_cores: int
     physical_cores: int | None = None
     usable_cores: int | None = None  # this process's CPU affinity

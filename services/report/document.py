@@ -57,6 +57,16 @@ class ReportContent:
     notes: list[str] = field(default_factory=list)
 
 
+def _features(results: RunResults) -> str:
+    """The int8-relevant extensions, because they decide which precision and engine wins."""
+    features = [f for f in results.machine.cpu_features if "vnni" in f or "amx" in f]
+    return (
+        f", {'/'.join(features)}"
+        if features
+        else (", no VNNI or AMX" if results.machine.cpu_features else "")
+    )
+
+
 def build_content(
     results: RunResults, accuracy: dict[str, Any] | None = None, k8s_dir: Path | None = None
 ) -> ReportContent:
@@ -84,7 +94,8 @@ def build_content(
     summary = [
         f"Run {results.run_id}: {results.profile} profile, {results.status}, "
         f"{len(results.points)} points and {len(results.ramps)} ramps over {len(results.models)} models "
-        f"on {results.machine.cpu_model} ({results.machine.logical_cores} cores{gpus}).",
+        f"on {results.machine.cpu_model} ({results.machine.logical_cores} cores{gpus}"
+        f"{_features(results)}).",
         "Loops: " + "; ".join(f"{key} = {label}" for key, label in LOOP_LABELS.items()) + ".",
         f"Cross-checks: {checked - flagged} of {checked} windows agree with the gateway's and Triton's "
         "counters within 5%."

@@ -83,7 +83,8 @@ def run_table(results: RunResults) -> Table:
         ("started / duration", f"{results.started_at} / {num(results.duration_s, 0)} s"),
         (
             "CPU",
-            f"{machine.cpu_model}: {machine.logical_cores} logical cores ({machine.usable_cores} usable)",
+            f"{machine.cpu_model}: {machine.logical_cores} logical cores ({machine.usable_cores} usable); "
+            f"{', '.join(machine.cpu_features) or 'no'} vector extensions",
         ),
         ("memory", f"{num(machine.memory_gb)} GiB"),
         ("GPU", ", ".join(machine.gpus) or "none"),
