@@ -92,3 +92,11 @@ def test_report_command_decides_again_and_keeps_the_objective(run_dir: Path) -> 
     again = CliRunner().invoke(app, ["report", str(run_dir), "--rps", "7"])  # the SLO is kept
     assert again.exit_code == 0, again.output
     assert load_results(run_dir).objective == Objective(slo_p99_ms=0.01, target_rps=7)
+
+
+def test_the_command_line_states_the_default_objective_it_applies() -> None:
+    from deploylab.loadtests.cli import RpsOpt, SloOpt
+    from deploylab.services.measure.results import DEFAULT_OBJECTIVE
+
+    assert f"[default: {DEFAULT_OBJECTIVE.slo_p99_ms:g}]" in SloOpt.__metadata__[0].help
+    assert f"[default: {DEFAULT_OBJECTIVE.target_rps:g}]" in RpsOpt.__metadata__[0].help
