@@ -28,6 +28,13 @@ def test_report_page_loads_every_image_without_console_errors(tmp_path: Path) ->
         assert len(images) >= 4, images
         assert [alt for alt, complete, width in images if not (complete and width > 0)] == []
         assert browser.find_element("id", "claims").is_displayed()
+        # The decision is what a reader sees first: the page's first table, inside the first screen.
+        browser.set_window_size(1280, 900)
+        first_table = browser.execute_script("return document.querySelector('table').closest('section').id")
+        assert first_table == "table-decision"
+        decision = browser.find_element("id", "decision")
+        assert decision.is_displayed() and decision.rect["y"] < 900
+        assert "Deploy:" in decision.text
         errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
         assert errors == []
         height = browser.execute_script("return document.documentElement.scrollHeight")
