@@ -34,7 +34,8 @@ log() { printf '[gpu-session %(%H:%M:%S)T] %s\n' -1 "$*"; }
 pinned() {  # the constraints.txt pin of a distribution (names compared as pip does: - _ . alike)
   local want
   want=$(printf '%s' "$1" | tr '_.' '--' | tr '[:upper:]' '[:lower:]')
-  awk -F'==' -v want="$want" '{n=tolower($1); gsub(/[_.]/, "-", n); if (n == want) {print $1 "==" $2; exit}}' constraints.txt
+  awk -F'==' -v want="$want" '{n=tolower($1); gsub(/[_.]/, "-", n); if (n == want) {print $1 "==" $2; exit}}' \
+    "$here/constraints.txt"
 }
 
 prepare() {

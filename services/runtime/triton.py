@@ -158,7 +158,10 @@ def _pytriton_install(root: Path, settings: RuntimeSettings | TritonOptions) -> 
     env = dict(os.environ)
     libs = [str(root.parent / "nvidia_pytriton.libs")]
     libpython = _libpython_dir()
-    libs += [str(libpython)] if libpython is not None else []
+    if libpython is not None:
+        # The stub then embeds this interpreter's own libpython, whose standard library is at its home.
+        libs.append(str(libpython))
+        env.setdefault("PYTHONHOME", sys.base_prefix)
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (*libs, env.get("LD_LIBRARY_PATH", "")) if p)
     # The stub embeds an interpreter that must import numpy and onnxruntime from *this* environment.
     paths = sysconfig.get_paths()

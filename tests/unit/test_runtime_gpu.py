@@ -16,7 +16,7 @@ from deploylab.services.modelzoo.repository import (
     parse_triton_config,
     render_triton_config,
 )
-from deploylab.services.runtime import devices
+from deploylab.services.runtime import devices, triton
 from deploylab.services.runtime.devices import GpuFacts, detect_gpu, resolve_instance_kind
 from deploylab.services.runtime.gpu_plan import (
     ALL_GPUS,
@@ -462,3 +462,25 @@ def test_an_unpacked_copy_of_the_wheels_server_is_found_by_its_layout(tmp_path: 
     other.mkdir(parents=True)
     (other / "tritonserver").write_text("")
     assert pytriton_layout_root(other / "tritonserver") is None
+
+
+def _ldconfig(listing: str):  # type: ignore[no-untyped-def]
+    def run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(args, 0, stdout=listing, stderr="")
+
+    return run
+
+
+def test_libpython_is_left_to_the_loader_when_its_cache_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"libpython{sys.version_info.major}.{sys.version_info.minor}.so.1.0"
+    monkeypatch.setattr(triton.subprocess, "run", _ldconfig(f"\t{name} (libc6,x86-64) => /lib/{name}\n"))
+    assert triton._libpython_dir() is None
+
+
+def test_libpython_outside_the_loaders_cache_is_found_in_the_interpreters_libdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / f"libpython{sys.version_info.major}.{sys.version_info.minor}.so.1.0").write_text("")
+    monkeypatch.setattr(triton.subprocess, "run", _ldconfig(""))
+    monkeypatch.setattr(triton.sysconfig, "get_config_var", lambda name: str(tmp_path))
+    assert triton._libpython_dir() == tmp_path
