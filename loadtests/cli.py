@@ -211,8 +211,17 @@ def compare_command(
             "else the first model), 'precision', 'engine' or both comma-separated (on every model), 'none'"
         ),
     ] = "anchor",
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="instance kind of new exports: auto (gpu where this host has an NVIDIA GPU and ONNX "
+            "Runtime's CUDA provider), cpu or gpu"
+        ),
+    ] = "auto",
 ) -> None:
     """Export the deployments, serve them, sweep them, and write the report that decides (make compare)."""
+    from deploylab.services.runtime.devices import kind_message, resolve_instance_kind
+
     from .axes import parse_axes
     from .runs import RunRequest, export_targets, profile_named, resolve_targets, run_loadtest
 
@@ -220,7 +229,9 @@ def compare_command(
     stop_on_sigterm()
     targets = resolve_targets(models or [], model_set, parse_axes(axes))
     repo = _repository(repository)
-    export_targets(targets, repo, console)
+    instance_kind, why = resolve_instance_kind(kind)
+    console.print(kind_message(instance_kind, why))
+    export_targets(targets, repo, console, instance_kind)
     request = RunRequest(
         targets=targets,
         profile=profile_named("full", quick),

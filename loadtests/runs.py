@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from deploylab.services.common.errors import TritonError
@@ -18,7 +18,7 @@ from deploylab.services.measure.results import DEFAULT_OBJECTIVE, Objective
 from deploylab.services.modelzoo.catalog import CATALOG, resolve_model_set
 from deploylab.services.modelzoo.export import ExportOptions, default_serving, export_model
 from deploylab.services.modelzoo.manifest import read_manifest
-from deploylab.services.modelzoo.repository import ServingConfig, model_dir
+from deploylab.services.modelzoo.repository import InstanceKind, ServingConfig, model_dir
 from deploylab.services.report.writer import ReportFiles, write_report
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -86,11 +86,14 @@ def existing_serving(repository: Path, triton_model: str) -> ServingConfig | Non
         return None
 
 
-def export_targets(targets: Sequence[Target], repository: Path, console: Console) -> None:
+def export_targets(
+    targets: Sequence[Target], repository: Path, console: Console, instance_kind: InstanceKind = "cpu"
+) -> None:
     """Export every target (unchanged models are skipped in a moment), with a progress bar.
 
     A model already in the repository keeps its serving config: the comparison measures what is
-    deployed, and a tuned config is not silently reset to the defaults.
+    deployed, and a tuned config is not silently reset to the defaults. New ones get `instance_kind`,
+    except deployments whose engine runs on the CPU only (OpenVINO).
     """
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
@@ -102,7 +105,11 @@ def export_targets(targets: Sequence[Target], repository: Path, console: Console
                 progress.update(task, description=f"export {model}: {message}")
 
             spec = CATALOG[target.model]
-            serving = existing_serving(repository, target.triton_model) or default_serving()
+            on_cuda = spec.variant(target.variant).engine == "onnxruntime"
+            kind: InstanceKind = instance_kind if on_cuda else "cpu"
+            serving = existing_serving(repository, target.triton_model) or replace(
+                default_serving(), instance_kind=kind
+            )
             options = ExportOptions(serving=serving)
             outcome = export_model(spec, target.variant, repository, options, step)
             progress.console.print(f"{target.triton_model}: {outcome.status}")
