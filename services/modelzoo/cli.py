@@ -158,8 +158,9 @@ def export_command(
     backend: Annotated[
         str,
         typer.Option(
-            help="python (default: model.py, any Triton), deploylab_ort (native CPU backend built for the "
-            "pip Triton; no Python stub per instance) or onnxruntime (NVIDIA's Triton images)"
+            help="python (default: model.py, any Triton), deploylab_ort (native backend built for the "
+            "pip Triton: CPU, or CUDA with onnxruntime-gpu; no Python stub per instance) or onnxruntime "
+            "(NVIDIA's Triton images)"
         ),
     ] = "python",
     max_batch: Annotated[int, typer.Option("--max-batch", min=0, help="Triton max_batch_size")] = 8,

@@ -19,8 +19,8 @@ from .catalog import Engine
 from .errors import RepositoryError
 
 #: python: model.py in Triton's Python backend (any Triton); onnxruntime: Triton's native backend
-#: (NVIDIA's images only); deploylab_ort: deploylab's native CPU backend for the pip Triton
-#: (services/runtime/native).
+#: (NVIDIA's images only); deploylab_ort: deploylab's native backend for the pip Triton, on the CPU or,
+#: with the onnxruntime-gpu wheel (`pip install deploylab[gpu]`), CUDA (services/runtime/native).
 Backend = Literal["python", "onnxruntime", "deploylab_ort"]
 BACKENDS: tuple[Backend, ...] = ("python", "onnxruntime", "deploylab_ort")
 InstanceKind = Literal["cpu", "gpu"]
@@ -89,8 +89,6 @@ class ServingConfig:
             raise ValueError(f"preferred batch sizes {too_big} outside 1..max_batch_size")
         if self.tensorrt and (self.backend != "onnxruntime" or self.instance_kind != "gpu"):
             raise ValueError("tensorrt needs backend 'onnxruntime' and instance kind 'gpu'")
-        if self.backend == "deploylab_ort" and self.instance_kind != "cpu":
-            raise ValueError("backend deploylab_ort serves CPU instances only (python or onnxruntime: GPUs)")
         if self.pipeline and self.backend != "python":
             raise ValueError("pipeline needs backend 'python' (it is how deploylab's model.py runs batches)")
         if self.engine != "onnxruntime":
