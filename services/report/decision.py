@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from .analysis import SERVED_PATHS
-from .results import ModelFacts, Objective, PointResult, RunResults
+from .results import ModelFacts, Objective, PointResult, RunResults, ServingCost
 
 #: A point whose failures exceed this share of its requests does not "hold" its rate.
 MAX_FAILURE_SHARE = 0.01
@@ -51,19 +51,21 @@ class Ranked:
         return self.capacity.throughput_rps if self.capacity else None
 
     @property
+    def cost(self) -> ServingCost | None:
+        """What the serving processes spent at the capacity point (None: not measured)."""
+        return self.capacity.cost if self.capacity else None
+
+    @property
     def cpu_s_per_1k(self) -> float | None:
-        cost = self.capacity.cost if self.capacity else None
-        return cost.cpu_s_per_1k if cost else None
+        return self.cost.cpu_s_per_1k if self.cost else None
 
     @property
     def memory_mib(self) -> float | None:
-        cost = self.capacity.cost if self.capacity else None
-        return cost.memory_mib if cost else None
+        return self.cost.memory_mib if self.cost else None
 
     @property
     def cores(self) -> float | None:
-        cost = self.capacity.cost if self.capacity else None
-        return cost.cores if cost else None
+        return self.cost.cores if self.cost else None
 
     @property
     def gib_s_per_1k(self) -> float | None:

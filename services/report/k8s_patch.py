@@ -96,8 +96,8 @@ def _deployment(name: str, container: str, resources: Resources, replicas: int |
 
 def kustomization(results: RunResults, item: Ranked, base: str) -> dict[str, object]:
     """The overlay's kustomization.yaml as data."""
-    assert item.capacity is not None and item.capacity.cost is not None and item.replicas is not None
-    cost = item.capacity.cost
+    cost = item.cost
+    assert cost is not None and item.replicas is not None
     cores = results.machine.usable_cores or results.machine.logical_cores
     triton = cost.by_process.get("triton")
     gateway = cost.by_process.get("gateway")
@@ -188,7 +188,7 @@ def write_k8s_patch(
     """Write `<run>/deploy/` for the chosen deployment; None (and nothing written) when no deployment
     meets the objective or the run did not measure the serving processes' cost."""
     item = decision.chosen
-    if item is None or item.capacity is None or item.capacity.cost is None:
+    if item is None or item.cost is None:
         return None
     target = run_dir / DEPLOY_DIR
     target.mkdir(exist_ok=True)
