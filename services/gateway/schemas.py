@@ -104,7 +104,14 @@ class V2ErrorResponse(BaseModel):
 class VariantInfo(BaseModel):
     name: str
     triton_model: str
-    precision: str = "fp32"
+    precision: str = Field(
+        "fp32", description="fp32 or int8: from the manifest once exported, else the catalog"
+    )
+    engine: str = Field(
+        "onnxruntime",
+        description="what runs the model in Triton: onnxruntime, openvino or deploylab_ort (from the "
+        "manifest once exported, else the catalog variant's engine)",
+    )
     exported: bool
     served: bool
     params: int | None = None

@@ -31,4 +31,5 @@ def test_openapi_documents_the_api(gateway_url: str) -> None:
     schemas = spec["components"]["schemas"]
     assert schemas["ClassifyResponse"]["examples"][0]["model"] == "resnet50"
     assert schemas["ErrorResponse"]["examples"][0]["error"]["code"] == "model_not_found"
+    assert {"precision", "engine"} <= set(schemas["VariantInfo"]["properties"])
     assert httpx.get(f"{gateway_url}/docs").status_code == 200

@@ -111,5 +111,10 @@ def test_openvino_logits_equal_onnxruntime_logits_for_batched_requests(gateway_u
 def test_the_openvino_variant_is_listed_once_exported(gateway_url: str) -> None:
     listed = httpx.get(f"{gateway_url}/v1/models", timeout=10).json()
     (entry,) = [m for m in listed["models"] if m["name"] == MODEL]
-    variants = {v["name"]: (v["triton_model"], v["precision"], v["served"]) for v in entry["variants"]}
-    assert variants == {"default": (MODEL, "fp32", True), "openvino": (OPENVINO, "fp32", True)}
+    variants = {
+        v["name"]: (v["triton_model"], v["precision"], v["engine"], v["served"]) for v in entry["variants"]
+    }
+    assert variants == {
+        "default": (MODEL, "fp32", "onnxruntime", True),
+        "openvino": (OPENVINO, "fp32", "openvino", True),
+    }

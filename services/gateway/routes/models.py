@@ -24,16 +24,18 @@ async def list_models(context: ContextDep) -> ModelListResponse:
             name = spec.triton_name(variant)
             manifest = manifests.get(name)
             exported = manifest is not None or name in states
-            if spec.variant(variant).opt_in and not exported:
-                continue  # int8 is listed once someone exported it
+            planned = spec.variant(variant)
+            if planned.opt_in and not exported:
+                continue  # opt-in variants (int8, openvino, …) are listed once someone exported them
             variants.append(
                 VariantInfo(
                     name=variant,
                     triton_model=name,
-                    precision=spec.variant(variant).precision,
+                    precision=manifest.precision if manifest else planned.precision,
+                    engine=manifest.engine if manifest else planned.engine,
                     exported=exported,
                     served=states.get(name) == "READY",
-                    params=manifest.params if manifest else spec.variant(variant).expected_params,
+                    params=manifest.params if manifest else planned.expected_params,
                     gmacs=manifest.gmacs if manifest else None,
                     onnx_bytes=manifest.onnx_bytes if manifest else None,
                     parity_max_abs_error=manifest.parity.max_abs_error if manifest else None,
