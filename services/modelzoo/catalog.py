@@ -59,7 +59,10 @@ class Preprocessing:
     std: tuple[float, float, float] = IMAGENET_STD
 
 
-Precision = Literal["fp32", "int8"]
+Precision = Literal["fp32", "int8", "fp16"]
+#: Where a variant's Triton instances may run: `any` kind, or `gpu` instances only (fp16, which only a
+#: GPU runs faster than fp32: ONNX Runtime's CPU provider computes most fp16 nodes by casting to fp32).
+Device = Literal["any", "gpu"]
 #: What runs the exported ONNX file inside Triton: ONNX Runtime (the Python backend's model.py, Triton's
 #: onnxruntime backend or deploylab_ort) or OpenVINO's CPU plugin (the Python backend's model.py).
 Engine = Literal["onnxruntime", "openvino"]
@@ -71,13 +74,17 @@ INT8_VARIANT = "int8"
 OPENVINO_VARIANT = "openvino"
 #: The int8 variant's QDQ file, run by OpenVINO (whose CPU plugin executes the QDQ pairs as int8 kernels).
 INT8_OPENVINO_VARIANT = "int8_openvino"
+#: The serving form's fp32 ONNX file with float16 weights and activations (float32 inputs and outputs),
+#: served on GPU instances only.
+FP16_VARIANT = "fp16"
 
 
 @dataclass(frozen=True)
 class Variant:
     """One exportable form of a model (RepVGG: `train` multi-branch, `deploy` re-parameterized; `int8`:
-    the serving form quantized; `openvino`, `int8_openvino`: those two run by OpenVINO). Opt-in variants
-    are exported, swept and listed only when named."""
+    the serving form quantized; `openvino`, `int8_openvino`: those two run by OpenVINO; `fp16`: the
+    serving form in half precision, on GPU instances only). Opt-in variants are exported, swept and
+    listed only when named."""
 
     name: str
     expected_params: int
@@ -85,6 +92,13 @@ class Variant:
     precision: Precision = "fp32"
     opt_in: bool = False
     engine: Engine = "onnxruntime"
+    #: `gpu`: the exporter refuses CPU instances for this variant, and a CPU comparison leaves it out.
+    device: Device = "any"
+
+    @property
+    def needs_gpu(self) -> bool:
+        """Whether the variant is served on GPU instances only."""
+        return self.device == "gpu"
 
 
 @dataclass(frozen=True)
@@ -116,7 +130,8 @@ class ModelSpec:
 
     @property
     def all_variant_names(self) -> tuple[str, ...]:
-        """Every variant, opt-in ones (int8, openvino, int8_openvino) included: what a name may resolve to."""
+        """Every variant, opt-in ones (int8, openvino, int8_openvino, fp16) included: what a name may
+        resolve to."""
         return tuple(v.name for v in self.variants)
 
     def variant(self, name: str | None = None) -> Variant:
@@ -134,11 +149,13 @@ class ModelSpec:
 
 
 def _deployments(params: int, reparameterize: bool) -> tuple[Variant, ...]:
-    """The opt-in deployments of a model's serving form: int8, and both forms on OpenVINO."""
+    """The opt-in deployments of a model's serving form: int8, fp32 and int8 on OpenVINO, and fp16 on
+    GPU instances."""
     return (
         Variant(INT8_VARIANT, params, reparameterize, precision="int8", opt_in=True),
         Variant(OPENVINO_VARIANT, params, reparameterize, engine="openvino", opt_in=True),
         Variant(INT8_OPENVINO_VARIANT, params, reparameterize, "int8", opt_in=True, engine="openvino"),
+        Variant(FP16_VARIANT, params, reparameterize, precision="fp16", opt_in=True, device="gpu"),
     )
 
 

@@ -5,6 +5,11 @@ its config and (last) its manifest, so an interrupted or failed export never lea
 Triton would try to load. Unchanged models are skipped; a changed serving config alone only rewrites
 `config.pbtxt`. The variant decides the engine that serves the file (`ServingConfig.engine`): parity is
 checked on that engine, and the manifest records the engine as served (`manifest.served_engine`).
+
+A lower-precision variant starts from the checked fp32 file: int8 is quantized (`quantize`), fp16
+converted (`half`), and its fidelity against the fp32 file is measured and recorded. Variants whose files
+are the same bytes (int8 and int8_openvino) reuse each other's up-to-date export instead of quantizing
+again. fp16 is exported for GPU instances only.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 import hashlib
 import io
 import json
+import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -26,8 +32,8 @@ import torch
 from torch import nn
 
 from .build import build_model
-from .catalog import Engine, ModelSpec
-from .engines import ENGINE_LABELS
+from .catalog import Engine, ModelSpec, Variant
+from .engines import ENGINE_LABELS, OrtDevice
 from .errors import ParityError, WeightsError, ZooError
 from .facts import count_gmacs, count_params
 from .manifest import Manifest, ParityRecord, WeightsRecord, read_manifest, served_engine, write_manifest
@@ -90,7 +96,7 @@ def export_model(
     weights_record = _weights_record(options.weights)
     fingerprint = _onnx_fingerprint(spec, variant, weights_record, options.opset)
     directory = model_dir(repository, name)
-    chosen = _serving_for(options.serving or default_serving(), spec.variant(variant).engine, name)
+    chosen = _serving_for(options.serving or default_serving(), spec.variant(variant), name)
     serving = asdict(chosen)
     engine = served_engine(chosen.backend, chosen.engine)
 
@@ -141,8 +147,15 @@ def export_model(
         tmp_onnx.unlink(missing_ok=True)
         raise
     quantization = None
-    if spec.variant(variant).precision == "int8":
-        quantization = _quantize_in_place(tmp_onnx, spec, name, step, chosen.engine)
+    if spec.variant(variant).precision != "fp32":
+        reuse = (
+            None
+            if options.force
+            else _same_file_export(spec, variant, repository, weights_record, options.opset)
+        )
+        quantization = _lower_in_place(
+            tmp_onnx, spec, spec.variant(variant), name, step, chosen.engine, reuse
+        )
     sha256 = _sha256(tmp_onnx)
     size = tmp_onnx.stat().st_size
     tmp_onnx.replace(onnx_file)
@@ -208,10 +221,17 @@ def export_onnx(model: nn.Module, path: Path, input_size: int, opset: int = OPSE
         )
 
 
-def _serving_for(serving: ServingConfig, engine: Engine, name: str) -> ServingConfig:
-    """`serving` with the variant's engine; a backend that cannot run that engine is a ZooError."""
+def _serving_for(serving: ServingConfig, variant: Variant, name: str) -> ServingConfig:
+    """`serving` with the variant's engine; a backend that cannot run that engine, or CPU instances for a
+    variant served on GPUs only, is a ZooError."""
+    if variant.needs_gpu and serving.instance_kind != "gpu":
+        raise ZooError(
+            f"{name}: {variant.precision} is served on GPU instances only (export it with --kind gpu on a "
+            f"host with an NVIDIA GPU): ONNX Runtime's CPU provider runs {variant.precision} slower than "
+            "fp32, so the comparison means something on a GPU alone"
+        )
     try:
-        return replace(serving, engine=engine)
+        return replace(serving, engine=variant.engine)
     except ValueError as exc:
         raise ZooError(f"{name}: {exc}; export it with --backend python --kind cpu") from None
 
@@ -242,9 +262,12 @@ def _weights_record(weights: Path | None) -> WeightsRecord | None:
 
 
 def _onnx_fingerprint(spec: ModelSpec, variant: str, weights: WeightsRecord | None, opset: int) -> str:
-    """Everything that changes the ONNX bytes' meaning; random-init models are fixed by the seed."""
+    """Everything that changes the ONNX bytes' meaning; random-init models are fixed by the seed.
+
+    A lower precision adds how the fp32 file was turned into it (settings and ONNX Runtime's version).
+    """
     versions = library_versions()
-    payload = {
+    payload: dict[str, object] = {
         "revision": EXPORTER_REVISION,
         "spec": spec.name,
         "builder": spec.builder,
@@ -255,6 +278,9 @@ def _onnx_fingerprint(spec: ModelSpec, variant: str, weights: WeightsRecord | No
         "torchvision": versions["torchvision"],
         "timm": versions["timm"],
     }
+    precision = spec.variant(variant).precision
+    if precision != "fp32":
+        payload["lowering"] = _lowering_settings(precision)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -270,35 +296,99 @@ def _jsonable(value: object) -> object:
     return json.loads(json.dumps(value, default=list))
 
 
-def _quantize_in_place(
-    onnx_file: Path, spec: ModelSpec, name: str, step: StepCallback, engine: Engine
-) -> dict[str, object]:
-    """Replace the checked fp32 ONNX file by its int8 form; how, and its fidelity against the fp32 one
-    as `engine` runs both."""
-    from .quantize import CALIBRATION_PHOTOS, measure_fidelity, quantize_int8
+def _lowering_settings(precision: str) -> dict[str, object]:
+    """How the fp32 file becomes `precision` (int8: quantization settings; fp16: the conversion)."""
+    import onnxruntime
 
-    int8_file = onnx_file.with_name(f".{onnx_file.name}.int8.tmp")
-    photos = len(CALIBRATION_PHOTOS)
-    step(name, f"quantizing to int8 (static QDQ, calibrated on {photos} photos, 4 views each)")
+    if precision == "int8":
+        from .quantize import QUANTIZATION
+
+        settings = QUANTIZATION.as_dict()
+    elif precision == "fp16":
+        from .half import CONVERSION
+
+        settings = dict(CONVERSION)
+    else:
+        raise ValueError(f"no lowering from fp32 to {precision!r}")
+    return {"precision": precision, **settings, "onnxruntime": onnxruntime.__version__}
+
+
+def _same_file_export(
+    spec: ModelSpec, variant: str, repository: Path, weights: WeightsRecord | None, opset: int
+) -> tuple[str, Path] | None:
+    """An up-to-date export of another variant whose ONNX file this variant's would be, byte for byte
+    (int8 for int8_openvino and back: one file, two engines), as (Triton name, ONNX file).
+
+    Up to date: its manifest's fingerprint is the one that variant would get now (same source model,
+    weights, opset, lowering settings and libraries), and the file is the one its manifest describes.
+    """
+    chosen = spec.variant(variant)
+    for other in spec.variants:
+        same_file = (other.precision, other.reparameterize) == (chosen.precision, chosen.reparameterize)
+        if other.name == variant or not same_file:
+            continue
+        name = spec.triton_name(other.name)
+        manifest = read_manifest(model_dir(repository, name))
+        onnx_file = onnx_path(repository, name)
+        if (
+            manifest is not None
+            and manifest.onnx_fingerprint == _onnx_fingerprint(spec, other.name, weights, opset)
+            and onnx_file.is_file()
+            and onnx_file.stat().st_size == manifest.onnx_bytes
+            and _sha256(onnx_file) == manifest.onnx_sha256
+        ):
+            return name, onnx_file
+    return None
+
+
+def _lower_in_place(
+    onnx_file: Path,
+    spec: ModelSpec,
+    variant: Variant,
+    name: str,
+    step: StepCallback,
+    engine: Engine,
+    reuse: tuple[str, Path] | None,
+) -> dict[str, object]:
+    """Replace the checked fp32 ONNX file by the variant's lower-precision form (a copy of `reuse`'s
+    file when given); return how it was made and its fidelity against the fp32 file as served."""
+    from .half import CONVERSION, convert_fp16, fidelity_device
+    from .quantize import QUANTIZATION, measure_fidelity, quantize_int8
+
+    precision = variant.precision
+    lowered = onnx_file.with_name(f".{onnx_file.name}.{precision}.tmp")
+    device: OrtDevice = fidelity_device() if variant.needs_gpu else "cpu"
+    if precision == "int8":
+        how: dict[str, object] = {
+            "method": QUANTIZATION.describe(),
+            "calibration_photos": list(QUANTIZATION.calibration_photos),
+        }
+    else:
+        how = {"method": "float16 weights and activations, float32 input and output", **CONVERSION}
     try:
-        quantize_int8(onnx_file, int8_file, spec.preprocessing)
-        fidelity = measure_fidelity(onnx_file, int8_file, spec.preprocessing, engine)
+        if reuse is not None:
+            step(name, f"reusing {reuse[0]}'s {precision} file (same source model and settings)")
+            shutil.copyfile(reuse[1], lowered)
+            how["reused_from"] = reuse[0]
+        elif precision == "int8":
+            photos = len(QUANTIZATION.calibration_photos)
+            step(name, f"quantizing to int8 (static QDQ, calibrated on {photos} photos, 4 views each)")
+            quantize_int8(onnx_file, lowered, spec.preprocessing, QUANTIZATION)
+        else:
+            step(name, "converting to fp16 (float16 weights and activations, float32 input and output)")
+            convert_fp16(onnx_file, lowered)
+        fidelity = measure_fidelity(onnx_file, lowered, spec.preprocessing, engine, device)
     except Exception:
-        int8_file.unlink(missing_ok=True)
+        lowered.unlink(missing_ok=True)
         onnx_file.unlink(missing_ok=True)
         raise
     held_out = fidelity["held_out"]
+    where = ENGINE_LABELS[engine] + (" (CUDA)" if device == "cuda" else "")
     step(
         name,
-        f"int8 vs fp32 on {ENGINE_LABELS[engine]}, held-out photos: "
+        f"{precision} vs fp32 on {where}, held-out photos: "
         f"top-1 agreement {held_out['top1_agreement']:.0%}, "
         f"top-5 overlap {held_out['top5_overlap']:.0%}, max logit error {held_out['max_logit_error']:.3f}",
     )
-    int8_file.replace(onnx_file)
-    return {
-        "method": "onnxruntime static QDQ: per-channel int8 weights (reduce_range), uint8 activations, "
-        "MinMax calibration",
-        "calibration_photos": list(CALIBRATION_PHOTOS),
-        "fidelity_engine": engine,
-        "fidelity_vs_fp32": fidelity,
-    }
+    lowered.replace(onnx_file)
+    return {**how, "fidelity_engine": engine, "fidelity_device": device, "fidelity_vs_fp32": fidelity}

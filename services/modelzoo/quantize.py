@@ -7,20 +7,21 @@ scikit-image ships offline, each also flipped and cropped, through torchvision's
 (the reference the gateway's preprocessing is tested against). Fidelity is the int8 model against the
 fp32 one it came from, on the calibration photos and on photos calibration never saw, both run by the
 engine that serves the int8 file (ONNX Runtime for `int8`, OpenVINO for `int8_openvino`), so the
-number measures the quantization as served.
+number measures the quantization as served. The fp16 deployments (`half`) are measured by the same code
+on the same photos.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from .catalog import Engine, Preprocessing
-from .engines import open_onnx
+from .engines import OrtDevice, open_onnx
 
 #: Calibration photos (RGB and grayscale scenes, objects, textures) and held-out ones for fidelity.
 CALIBRATION_PHOTOS = (
@@ -32,12 +33,39 @@ BATCH = 8
 
 
 @dataclass(frozen=True)
+class QuantizationSettings:
+    """How `quantize_int8` quantizes, as data: the manifest records it, and the export fingerprint
+    holds it, so an int8 file is reused only where these settings made it."""
+
+    quant_format: str = "QDQ"
+    per_channel: bool = True
+    reduce_range: bool = True
+    activation_type: str = "QUInt8"
+    weight_type: str = "QInt8"
+    calibrate_method: str = "MinMax"
+    calibration_photos: tuple[str, ...] = CALIBRATION_PHOTOS
+
+    def describe(self) -> str:
+        return (
+            f"onnxruntime static {self.quant_format}: per-channel int8 weights"
+            f"{' (reduce_range)' if self.reduce_range else ''}, uint8 activations, "
+            f"{self.calibrate_method} calibration"
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "calibration_photos": list(self.calibration_photos)}
+
+
+QUANTIZATION = QuantizationSettings()
+
+
+@dataclass(frozen=True)
 class Fidelity:
-    """The int8 model against its fp32 source on one image set."""
+    """A lower-precision model (int8, fp16) against its fp32 source on one image set."""
 
     images: int
     top1_agreement: float  # share of images with the same top-1 class
-    top5_overlap: float  # mean share of the fp32 top-5 found in the int8 top-5
+    top5_overlap: float  # mean share of the fp32 top-5 found in the candidate's top-5
     max_logit_error: float  # max |Δ logit| / max |fp32 logit|, per image, the worst image
 
     def as_dict(self) -> dict[str, float | int]:
@@ -81,14 +109,18 @@ def pixel_batch(images: list[Image.Image], steps: Preprocessing) -> np.ndarray:
     return np.stack([pipeline(image).numpy() for image in images]).astype(np.float32)
 
 
-def calibration_batches(steps: Preprocessing) -> list[np.ndarray]:
-    images = [view for name in CALIBRATION_PHOTOS for view in augmented(photo(name))]
+def calibration_batches(
+    steps: Preprocessing, photos: tuple[str, ...] = CALIBRATION_PHOTOS
+) -> list[np.ndarray]:
+    images = [view for name in photos for view in augmented(photo(name))]
     pixels = pixel_batch(images, steps)
     return [pixels[i : i + BATCH] for i in range(0, len(pixels), BATCH)]
 
 
-def quantize_int8(fp32_onnx: Path, int8_onnx: Path, steps: Preprocessing) -> None:
-    """Write the static-QDQ int8 form of `fp32_onnx`, calibrated on CALIBRATION_PHOTOS (augmented)."""
+def quantize_int8(
+    fp32_onnx: Path, int8_onnx: Path, steps: Preprocessing, settings: QuantizationSettings = QUANTIZATION
+) -> None:
+    """Write the static-QDQ int8 form of `fp32_onnx`, calibrated on the settings' photos (augmented)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -100,7 +132,8 @@ def quantize_int8(fp32_onnx: Path, int8_onnx: Path, steps: Preprocessing) -> Non
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self, input_name: str) -> None:
-            self.feeds = iter([{input_name: batch} for batch in calibration_batches(steps)])
+            batches = calibration_batches(steps, settings.calibration_photos)
+            self.feeds = iter([{input_name: batch} for batch in batches])
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.feeds, None)
@@ -112,35 +145,50 @@ def quantize_int8(fp32_onnx: Path, int8_onnx: Path, steps: Preprocessing) -> Non
             str(prepared),
             str(int8_onnx),
             Reader(_input_name(fp32_onnx)),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            reduce_range=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
+            quant_format=QuantFormat[settings.quant_format],
+            per_channel=settings.per_channel,
+            reduce_range=settings.reduce_range,
+            activation_type=QuantType[settings.activation_type],
+            weight_type=QuantType[settings.weight_type],
+            calibrate_method=CalibrationMethod[settings.calibrate_method],
         )
     finally:
         prepared.unlink(missing_ok=True)
 
 
 def measure_fidelity(
-    fp32_onnx: Path, int8_onnx: Path, steps: Preprocessing, engine: Engine = "onnxruntime"
+    fp32_onnx: Path,
+    candidate_onnx: Path,
+    steps: Preprocessing,
+    engine: Engine = "onnxruntime",
+    device: OrtDevice = "cpu",
 ) -> dict[str, dict[str, float | int]]:
     """Fidelity on the calibration photos and on held-out ones (each image as a client frames it),
-    both models run by `engine`."""
+    both models run by `engine`, the candidate on `device` (see `compare_models`)."""
     sets = {
         "calibration": [photo(name) for name in CALIBRATION_PHOTOS],
         "held_out": [view for name in HELD_OUT_PHOTOS for view in augmented(photo(name))],
     }
-    return {name: compare_models(fp32_onnx, int8_onnx, pixel_batch(images, steps), engine).as_dict()
-            for name, images in sets.items()}  # fmt: skip
+    return {
+        name: compare_models(fp32_onnx, candidate_onnx, pixel_batch(images, steps), engine, device).as_dict()
+        for name, images in sets.items()
+    }
 
 
 def compare_models(
-    reference_onnx: Path, candidate_onnx: Path, pixels: np.ndarray, engine: Engine = "onnxruntime"
+    reference_onnx: Path,
+    candidate_onnx: Path,
+    pixels: np.ndarray,
+    engine: Engine = "onnxruntime",
+    device: OrtDevice = "cpu",
 ) -> Fidelity:
-    """The candidate's logits against the reference's on `pixels`, both run by `engine`."""
-    reference, candidate = _logits(reference_onnx, pixels, engine), _logits(candidate_onnx, pixels, engine)
+    """The candidate's logits on `device` against the reference's on the CPU, both run by `engine`.
+
+    The fp32 reference stays on the CPU even when the candidate is measured where it is served (fp16 on
+    CUDA): a GPU may run fp32 convolutions in TF32, and the error would then be partly the reference's.
+    """
+    reference = _logits(reference_onnx, pixels, engine, "cpu")
+    candidate = _logits(candidate_onnx, pixels, engine, device)
     top5_ref = np.argsort(-reference, axis=1)[:, :5]
     top5_got = np.argsort(-candidate, axis=1)[:, :5]
     scale = np.maximum(np.abs(reference).max(axis=1), np.finfo(np.float32).tiny)
@@ -154,8 +202,8 @@ def compare_models(
     )
 
 
-def _logits(model: Path, pixels: np.ndarray, engine: Engine) -> np.ndarray:
-    run = open_onnx(model, engine)
+def _logits(model: Path, pixels: np.ndarray, engine: Engine, device: OrtDevice) -> np.ndarray:
+    run = open_onnx(model, engine, device=device)
     return np.concatenate([run(pixels[i : i + BATCH]) for i in range(0, len(pixels), BATCH)])
 
 

@@ -125,18 +125,23 @@ def test_triton_names_round_trip() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(CATALOG))
-def test_every_model_has_opt_in_int8_and_openvino_deployments_of_its_served_form(name: str) -> None:
+def test_every_model_has_opt_in_int8_openvino_and_fp16_deployments_of_its_served_form(name: str) -> None:
     spec = get_spec(name)
     served = spec.variant()
     deployments = {
-        "int8": ("int8", "onnxruntime"),
-        "openvino": ("fp32", "openvino"),
-        "int8_openvino": ("int8", "openvino"),
+        "int8": ("int8", "onnxruntime", "any"),
+        "openvino": ("fp32", "openvino", "any"),
+        "int8_openvino": ("int8", "openvino", "any"),
+        "fp16": ("fp16", "onnxruntime", "gpu"),
     }
     assert spec.all_variant_names == (*spec.variant_names, *deployments)
-    for variant, (precision, engine) in deployments.items():
+    for variant, (precision, engine, device) in deployments.items():
         chosen = spec.variant(variant)
-        assert chosen.opt_in and (chosen.precision, chosen.engine) == (precision, engine)
+        assert chosen.opt_in and (chosen.precision, chosen.engine, chosen.device) == (
+            precision,
+            engine,
+            device,
+        )
         # RepVGG's deployments are of its deploy form: re-parameterized, deploy's parameter count.
         assert (chosen.reparameterize, chosen.expected_params) == (
             served.reparameterize,
@@ -144,6 +149,7 @@ def test_every_model_has_opt_in_int8_and_openvino_deployments_of_its_served_form
         )
         assert resolve_triton_name(spec.triton_name(variant)) == (spec, variant)
     assert all(spec.variant(v).engine == "onnxruntime" for v in spec.variant_names)
+    assert not any(spec.variant(v).needs_gpu for v in spec.variant_names)
     assert set(ENGINES) == {"onnxruntime", "openvino"}
 
 
@@ -152,6 +158,8 @@ def test_deployment_triton_names_extend_the_served_name() -> None:
     assert get_spec("resnet50").triton_name("int8_openvino") == "resnet50_int8_openvino"
     assert get_spec("repvgg_a0").triton_name("openvino") == "repvgg_a0_openvino"
     assert get_spec("repvgg_a0").triton_name("int8_openvino") == "repvgg_a0_int8_openvino"
+    assert get_spec("resnet50").triton_name("fp16") == "resnet50_fp16"
+    assert get_spec("repvgg_a0").triton_name("fp16") == "repvgg_a0_fp16"
 
 
 def test_unknown_model_error_lists_the_known_models() -> None:

@@ -49,8 +49,8 @@ def test_variant_override_applies_to_the_chosen_route_target(table: RoutingTable
 def test_unknown_variant_is_a_400_listing_variants(table: RoutingTable) -> None:
     with pytest.raises(InvalidInputError) as info:
         table.resolve("resnet50", "deploy")
-    # int8, openvino, int8_openvino: the opt-in deployments
-    assert info.value.details["variants"] == ["default", "int8", "openvino", "int8_openvino"]
+    # int8, openvino, int8_openvino, fp16: the opt-in deployments
+    assert info.value.details["variants"] == ["default", "int8", "openvino", "int8_openvino", "fp16"]
 
 
 @pytest.mark.parametrize("name", ["resnet51", "../../etc/passwd", "x" * 10_000, "résnet", "a b"])
