@@ -1,7 +1,7 @@
 """`deploylab accuracy MODEL --images DIR`: top-1 / top-5 of each exported variant on the user's images.
 
-Registering it costs `deploylab --help` nothing: ONNX Runtime and the gateway's preprocessing are
-imported when the command runs.
+Registering it costs `deploylab --help` nothing: the engines (ONNX Runtime, OpenVINO) and the gateway's
+preprocessing are imported when the command runs.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def accuracy_command(
     """Top-1 / top-5 accuracy of MODEL's exported variants on your labelled images.
 
     Labels are ImageNet-1k class indices (0-999) or class names. Images go through the gateway's
-    preprocessing and each variant's model.onnx, so the numbers are those of the deployment.
+    preprocessing and each variant's model.onnx on the engine that serves it (ONNX Runtime or
+    OpenVINO), so the numbers are those of the deployment; precision and engine come from its manifest.
     """
     from deploylab.services.runtime.settings import RuntimeSettings
 

@@ -1,8 +1,9 @@
 """Top-1 / top-5 of every exported variant of a model on a labelled image set.
 
 The images go through the gateway's own preprocessing (what a served request gets) and the variant's
-exported model.onnx on ONNX Runtime, so the accuracy is that of the deployment, not of the torch
-module it came from. Precision and engine are recorded beside each number.
+exported model.onnx on the engine that serves it (ONNX Runtime or OpenVINO, as its manifest says), so
+the accuracy is that of the deployment, not of the torch module it came from. Precision and engine are
+the manifest's, recorded beside each number.
 """
 
 from __future__ import annotations
@@ -10,17 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from deploylab.services.common.errors import UserError
+from deploylab.services.modelzoo.catalog import ENGINES, Engine, get_spec, imagenet_labels
 
 from .dataset import DatasetError, LabelledImage, read_dataset
 
 if TYPE_CHECKING:
     from deploylab.services.modelzoo.catalog import Preprocessing
+    from deploylab.services.modelzoo.manifest import Manifest
 
-#: Images per ONNX Runtime call: large enough to amortise the call, small enough for any host's memory.
+#: Images per engine call: large enough to amortise the call, small enough for any host's memory.
 BATCH = 16
 
 
@@ -46,31 +49,48 @@ def topk_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> int:
 
 def evaluate_variant(
     repository: Path,
-    triton_name: str,
+    manifest: Manifest,
     images: list[LabelledImage],
     progress: Callable[[int, int], None] | None = None,
 ) -> Accuracy:
-    """Accuracy of one exported variant (ONNX Runtime, fp32 as exported) on `images`."""
-    import onnxruntime as ort
-    from deploylab.services.modelzoo.catalog import resolve_triton_name
+    """Accuracy of one exported variant on `images`, run by the engine that serves it (configured as the
+    Triton model runs it, by `engines.open_onnx`)."""
+    from deploylab.services.modelzoo.engines import open_onnx
     from deploylab.services.modelzoo.repository import onnx_path
 
-    spec, variant = resolve_triton_name(triton_name)
-    model_file = str(onnx_path(repository, triton_name))
-    session = ort.InferenceSession(model_file, providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
+    spec = get_spec(manifest.catalog_name)
+    run = open_onnx(onnx_path(repository, manifest.model), file_engine(manifest))
     top1 = top5 = 0
     for start in range(0, len(images), BATCH):
         chunk = images[start : start + BATCH]
         batch = np.stack([_pixels(item, spec.preprocessing) for item in chunk])
-        logits = session.run(None, {input_name: batch})[0]
+        logits = run(batch)
         labels = np.asarray([item.label for item in chunk])
         top1 += topk_hits(logits, labels, 1)
         top5 += topk_hits(logits, labels, 5)
         if progress is not None:
             progress(start + len(chunk), len(images))
     count = len(images)
-    return Accuracy(triton_name, variant, "fp32", "onnxruntime", count, top1 / count, top5 / count)
+    return Accuracy(
+        model=manifest.model,
+        variant=manifest.variant,
+        precision=manifest.precision,
+        engine=manifest.engine,
+        images=count,
+        top1=top1 / count,
+        top5=top5 / count,
+    )
+
+
+def file_engine(manifest: Manifest) -> Engine:
+    """The engine that runs the exported ONNX file: OpenVINO where the served config says so, else ONNX
+    Runtime (the Python backend's, Triton's onnxruntime backend or deploylab_ort alike)."""
+    engine = manifest.serving.get("engine") or "onnxruntime"
+    if engine not in ENGINES:
+        raise UserError(
+            f"{manifest.model}: its manifest names engine {engine!r}; known: {', '.join(ENGINES)}"
+        )
+    return cast("Engine", engine)
 
 
 def _pixels(item: LabelledImage, steps: Preprocessing) -> np.ndarray:
@@ -91,19 +111,20 @@ def measure_accuracy(
     log: Callable[[str], None] = print,
     progress: Callable[[str], Callable[[int, int], None]] | None = None,
 ) -> list[Accuracy]:
-    """Every exported variant of catalog `model` on the labelled images under `images`."""
-    from deploylab.services.modelzoo.catalog import get_spec, imagenet_labels
+    """Every exported variant of catalog `model` (opt-in ones included) on the labelled images under
+    `images`, each on its own engine."""
     from deploylab.services.modelzoo.manifest import read_repository
 
     spec = get_spec(model)
     exported = read_repository(repository)
-    names = [spec.triton_name(v) for v in spec.variant_names if spec.triton_name(v) in exported]
-    if not names:
+    manifests = [exported[n] for v in spec.all_variant_names if (n := spec.triton_name(v)) in exported]
+    if not manifests:
         raise UserError(f"{model} is not exported in {repository}; run `deploylab export {model}` first")
     items = read_dataset(images, imagenet_labels())
     classes = len({i.label for i in items})
-    log(f"{model}: {len(items)} images, {classes} classes; variants: {', '.join(names)}")
+    listed = ", ".join(f"{m.model} ({m.precision}, {m.engine})" for m in manifests)
+    log(f"{model}: {len(items)} images, {classes} classes; variants: {listed}")
     return [
-        evaluate_variant(repository, name, items, progress=progress(name) if progress else None)
-        for name in names
+        evaluate_variant(repository, m, items, progress=progress(m.model) if progress else None)
+        for m in manifests
     ]

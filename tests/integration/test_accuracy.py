@@ -11,7 +11,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from deploylab.services.cli import app
-from deploylab.services.modelzoo.catalog import get_spec, imagenet_labels
+from deploylab.services.modelzoo import engines
+from deploylab.services.modelzoo.catalog import Engine, get_spec, imagenet_labels
+from deploylab.services.modelzoo.export import ExportOptions, export_model
 from deploylab.services.modelzoo.quantize import pixel_batch
 from deploylab.services.modelzoo.repository import onnx_path
 from PIL import Image
@@ -64,6 +66,37 @@ def test_accuracy_reports_every_exported_variant(
     for row in by_variant.values():
         assert row["images"] == 4 and row["engine"] == "onnxruntime" and row["precision"] == "fp32"
         assert row["top1"] == 0.5 and row["top5"] == 0.5, row
+
+
+def test_an_openvino_variant_runs_on_openvino_and_reports_its_engine(
+    model_repository: Path, labelled_photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repository = tmp_path / "repo"
+    shutil.copytree(model_repository / "repvgg_a0_deploy", repository / "repvgg_a0_deploy")
+    assert export_model(get_spec("repvgg_a0"), "openvino", repository, ExportOptions()).status == "exported"
+    opened: dict[str, str] = {}
+    open_onnx = engines.open_onnx
+
+    def recording(path: Path, engine: Engine, threads: int = 0) -> engines.Runner:
+        opened[path.parents[1].name] = engine
+        return open_onnx(path, engine, threads)
+
+    monkeypatch.setattr(engines, "open_onnx", recording)
+    result = CliRunner().invoke(
+        app,
+        ["accuracy", "repvgg_a0", "--images", str(labelled_photos), "-r", str(repository),
+         "--out", str(tmp_path / "json")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert opened == {"repvgg_a0_deploy": "onnxruntime", "repvgg_a0_openvino": "openvino"}
+    record = json.loads((tmp_path / "json" / "repvgg_a0.json").read_text())
+    by_variant = {r["variant"]: r for r in record["results"]}
+    assert {v: (r["precision"], r["engine"]) for v, r in by_variant.items()} == {
+        "deploy": ("fp32", "onnxruntime"),
+        "openvino": ("fp32", "openvino"),
+    }
+    # The same file on another engine judges the photos alike.
+    assert (by_variant["openvino"]["top1"], by_variant["openvino"]["top5"]) == (0.5, 0.5)
 
 
 def test_class_folders_and_unknown_labels(model_repository: Path, tmp_path: Path) -> None:

@@ -85,8 +85,9 @@ LAYERS = (
     Layer("runtime", ("services.runtime.*",), ("common", "formats")),
     Layer("gateway", ("services.gateway.*",), ("common", "formats", "runtime")),
     Layer("dashboards", ("services.dashboards.*",), ("common", "gateway")),
-    # Top-1/top-5 of exported models through the gateway's own preprocessing: what a served request gets.
-    Layer("accuracy", ("services.accuracy.*",), ("common", "formats", "gateway")),
+    # Top-1/top-5 of exported models through the gateway's own preprocessing (what a served request gets)
+    # on the engine that serves each one, opened as the Triton model opens it (the exporter's engines).
+    Layer("accuracy", ("services.accuracy.*",), ("common", "formats", "exporter", "gateway")),
     Layer("measure", ("services.measure.*",), ("common", "formats", "exporter", "runtime")),
     Layer("perf", ("services.perf.*",), ("common", "formats", "exporter", "runtime", "gateway", "measure")),
     Layer(
