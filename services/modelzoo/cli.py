@@ -19,7 +19,7 @@ from deploylab.services.common.signals import stop_on_sigterm
 from rich.console import Console
 from rich.table import Table
 
-from .catalog import CATALOG, MODEL_SETS, ModelSpec, resolve_model_set
+from .catalog import CATALOG, MODEL_SETS, ModelSpec, Variant, resolve_model_set
 from .counted import COUNTED_GMACS
 from .parity_limits import ATOL, MAX_ATOL, MAX_RTOL, RTOL
 
@@ -27,8 +27,12 @@ if TYPE_CHECKING:
     from deploylab.services.runtime.settings import RuntimeSettings
 
     from .export import ExportOptions
+    from .repository import InstanceKind
 
 console = Console(stderr=True)
+
+#: Variants exported only when named (`--variant`), in catalog order.
+OPT_IN_VARIANTS = tuple(dict.fromkeys(v.name for s in CATALOG.values() for v in s.variants if v.opt_in))
 
 RepositoryOpt = Annotated[
     Path | None,
@@ -150,7 +154,11 @@ def export_command(
     ] = "default",
     variant: Annotated[
         list[str] | None,
-        typer.Option("--variant", help="only these variants (default: the fp32 ones; int8 when named)"),
+        typer.Option(
+            "--variant",
+            help="only these variants (default: each model's fp32 forms; opt-in, exported only when "
+            f"named: {', '.join(OPT_IN_VARIANTS)})",
+        ),
     ] = None,
     weights: Annotated[
         Path | None, typer.Option(help="state_dict or checkpoint to load (one model only)")
@@ -176,7 +184,8 @@ def export_command(
         str,
         typer.Option(
             help="instance kind: auto (gpu where this host has an NVIDIA GPU and ONNX Runtime's CUDA "
-            "provider, else cpu; says which and why), cpu or gpu"
+            "provider, else cpu; says which and why), cpu or gpu. OpenVINO variants run on its CPU "
+            "plugin: auto gives them cpu, gpu is refused for them"
         ),
     ] = "auto",
     tensorrt: Annotated[bool, typer.Option(help="onnxruntime backend on GPU: TensorRT fp16")] = False,
@@ -201,8 +210,8 @@ def export_command(
         float | None,
         typer.Option(
             "--parity-rtol",
-            help=f"parity torch vs ONNX Runtime: per sample |Δ| ≤ atol + rtol·max|logit|, same top-1 and "
-            f"top-5 up to ties (default {RTOL:g}, at most {MAX_RTOL:g})",
+            help=f"parity torch vs the serving engine: per sample |Δ| ≤ atol + rtol·max|logit|, same "
+            f"top-1 and top-5 up to ties (default {RTOL:g}, at most {MAX_RTOL:g})",
         ),
     ] = None,
     parity_atol: Annotated[
@@ -233,11 +242,17 @@ def export_command(
         raise ValueError("--weights applies to one model: name exactly one catalog model")
     if backend not in BACKENDS:
         raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    kind, why = resolve_instance_kind(kind)
-    console.print(kind_message(kind, why))
+    jobs = _jobs(specs, variant)
+    resolved, why = resolve_instance_kind(kind)
+    refuse_unservable(jobs, backend, kind, resolved, why)
+    console.print(kind_message(resolved, why))
+    on_cpu = [spec.triton_name(v) for spec, v in jobs if variant_kind(spec.variant(v), resolved) != resolved]
+    if on_cpu:
+        console.print(f"{', '.join(on_cpu)}: instance kind cpu (OpenVINO runs on its CPU plugin only)")
 
-    def serving_for(spec: ModelSpec) -> ServingConfig:
+    def serving_for(spec: ModelSpec, name: str) -> ServingConfig:
         count = instances or ServingConfig.instance_count
+        chosen = spec.variant(name)
         return ServingConfig(
             backend=backend,  # type: ignore[arg-type]
             max_batch_size=max_batch,
@@ -245,14 +260,15 @@ def export_command(
             intra_op_threads=default_cpu_threads(count) if threads is None else threads,
             max_queue_delay_us=queue_delay_us,
             preferred_batch_sizes=tuple(preferred_batch or ()),
-            instance_kind=kind,  # type: ignore[arg-type]
+            instance_kind=variant_kind(chosen, resolved),
             tensorrt=tensorrt,
             pipeline=pipeline,
             default_queue_timeout_us=queue_timeout_ms * 1000,
+            engine=chosen.engine,
         )
 
-    for spec in specs:
-        serving_for(spec)  # refuse a bad combination before any model is built
+    for spec, name in jobs:
+        serving_for(spec, name)  # refuse a bad combination before any model is built
     if instances == 1 and max_batch > 0 and queue_timeout_ms > 0:
         # NOTE: measured with Triton 2.51 (the pip wheel's): with a queue policy the batcher hands a batch
         # only to an instance already waiting, and is woken for it only by a new request; when none
@@ -261,12 +277,43 @@ def export_command(
             "[yellow]one instance with a queue policy: Triton's batcher stalls ~500 ms at times under "
             "concurrent load; --instances 2 (or no --queue-timeout-ms) avoids it[/yellow]"
         )
-    jobs = _jobs(specs, variant)
     console.print(f"exporting {len(jobs)} model(s) into {settings.model_repository}")
     for index, (spec, var) in enumerate(jobs, start=1):
-        options = ExportOptions(serving=serving_for(spec), weights=weights, force=force, parity=tolerance)
+        options = ExportOptions(
+            serving=serving_for(spec, var), weights=weights, force=force, parity=tolerance
+        )
         _export_one(spec, var, settings.model_repository, options, f"[{index}/{len(jobs)}]")
     console.print("[green]done[/green]: serve them with `deploylab serve` or `deploylab triton`")
+
+
+def variant_kind(variant: Variant, kind: InstanceKind) -> InstanceKind:
+    """The instance kind a variant is exported with when the others get `kind`: cpu for OpenVINO's,
+    whose engine runs on its CPU plugin only."""
+    return kind if variant.engine == "onnxruntime" else "cpu"
+
+
+def refuse_unservable(
+    jobs: list[tuple[ModelSpec, str]], backend: str, requested: str, kind: InstanceKind, why: str
+) -> None:
+    """Refuse, in one line and before anything is exported, variants the options cannot serve: OpenVINO
+    off the python backend or on an explicit `--kind gpu`, and GPU-only variants on CPU instances."""
+    openvino = [spec.triton_name(v) for spec, v in jobs if spec.variant(v).engine == "openvino"]
+    if openvino and backend != "python":
+        raise ValueError(
+            f"{', '.join(openvino)}: OpenVINO runs in the python backend (deploylab's model.py), not "
+            f"--backend {backend}; export the openvino variants with --backend python"
+        )
+    if openvino and requested == "gpu":
+        raise ValueError(
+            f"{', '.join(openvino)}: OpenVINO runs on its CPU plugin only, not on --kind gpu; export the "
+            "openvino variants with --kind auto or --kind cpu"
+        )
+    gpu_only = [spec.triton_name(v) for spec, v in jobs if spec.variant(v).needs_gpu]
+    if gpu_only and kind != "gpu":
+        raise ValueError(
+            f"{', '.join(gpu_only)}: served on GPU instances only, and instances here are cpu ({why}); "
+            "export them with --kind gpu on a host with an NVIDIA GPU"
+        )
 
 
 def _jobs(specs: list[ModelSpec], variants: list[str] | None) -> list[tuple[ModelSpec, str]]:

@@ -119,7 +119,6 @@ def test_invalid_settings_from_the_environment_are_one_line(value: str) -> None:
     assert_one_line_error(result, "triton_http_port")
 
 
-
 def test_export_serves_two_instances_unless_told_on_either_kind(
     model_repository: Path, tmp_path: Path
 ) -> None:
@@ -154,6 +153,58 @@ def test_export_pipeline_flag_reaches_the_config_and_is_refused_off_the_python_b
     config = parse_triton_config((tmp_path / "mobilenet_v3_small" / "config.pbtxt").read_text())
     assert config.parameters["pipeline"].string_value == "1"
     assert_one_line_error(run_cli(*args, "--backend", "onnxruntime"), "pipeline", "python")
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragments"),
+    [
+        (["--kind", "gpu"], ("mobilenet_v3_small_openvino", "CPU plugin only", "--kind gpu")),
+        (["--backend", "deploylab_ort"], ("mobilenet_v3_small_openvino", "--backend deploylab_ort")),
+        (["--backend", "onnxruntime"], ("mobilenet_v3_small_openvino", "--backend onnxruntime")),
+        (["--variant", "fp16", "--kind", "cpu"], ("mobilenet_v3_small_fp16", "GPU instances only")),
+    ],
+)
+def test_export_refuses_a_variant_its_options_cannot_serve_before_exporting_anything(
+    tmp_path: Path, extra: list[str], fragments: tuple[str, ...]
+) -> None:
+    args = ["export", "mobilenet_v3_small", "--variant", "default", "--variant", "openvino", *extra]
+    assert_one_line_error(run_cli(*args, "--repository", str(tmp_path)), *fragments)
+    assert not any(tmp_path.iterdir())
+
+
+def test_export_gives_openvino_variants_cpu_instances_when_auto_resolves_to_gpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from deploylab.services.modelzoo import export
+    from deploylab.services.runtime import devices
+
+    served = {}
+
+    def record(spec, variant, repository, options, on_step=None):  # type: ignore[no-untyped-def]
+        served[spec.triton_name(variant)] = (options.serving.instance_kind, options.serving.engine)
+        return SimpleNamespace(status="skipped")
+
+    monkeypatch.setattr(devices, "resolve_instance_kind", lambda kind: ("gpu", "auto: a GPU, faked"))
+    monkeypatch.setattr(export, "export_model", record)
+    args = ["export", "mobilenet_v3_small", "--variant", "default", "--variant", "openvino"]
+    result = runner.invoke(app, [*args, "--variant", "int8_openvino", "--repository", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert served == {
+        "mobilenet_v3_small": ("gpu", "onnxruntime"),
+        "mobilenet_v3_small_openvino": ("cpu", "openvino"),
+        "mobilenet_v3_small_int8_openvino": ("cpu", "openvino"),
+    }
+    assert "mobilenet_v3_small_openvino, mobilenet_v3_small_int8_openvino: instance kind cpu" in " ".join(
+        result.output.split()
+    )
+
+
+def test_export_help_names_every_opt_in_variant() -> None:
+    result = runner.invoke(app, ["export", "--help"], env={"COLUMNS": "300"})
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "int8, openvino, int8_openvino, fp16" in text
 
 
 def test_export_warns_about_a_single_batching_instance(model_repository: Path, tmp_path: Path) -> None:
