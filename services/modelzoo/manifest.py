@@ -68,7 +68,9 @@ class Manifest(BaseModel):
     precision: str = "fp32"
     #: What runs the model in Triton (`served_engine`): onnxruntime, openvino or deploylab_ort.
     engine: str = "onnxruntime"
-    #: int8 only: how it was quantized and its fidelity against the fp32 model, per image set.
+    #: Lower precisions (int8, fp16): how the fp32 file became this one (`method` and its settings;
+    #: `reused_from`: the export whose identical file was copied) and its fidelity against the fp32 model
+    #: per image set (`fidelity_vs_fp32`), measured on `fidelity_engine` and `fidelity_device`.
     quantization: dict[str, object] | None = None
 
     @model_validator(mode="before")

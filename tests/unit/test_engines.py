@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from deploylab.services.modelzoo import engines
 from deploylab.services.modelzoo.catalog import Preprocessing
 from deploylab.services.modelzoo.engines import open_onnx, openvino_cpu_config
-from deploylab.services.modelzoo.errors import ParityError
+from deploylab.services.modelzoo.errors import ParityError, ZooError
 from deploylab.services.modelzoo.export import export_onnx
 from deploylab.services.modelzoo.parity import Tolerance, check_parity, compare_logits, random_batch
 from deploylab.services.modelzoo.quantize import measure_fidelity, quantize_int8
@@ -82,6 +83,21 @@ def test_int8_fidelity_is_measured_on_the_engine_that_serves_the_file(
         for measured in fidelity.values():
             assert measured["images"] > 0 and 0 <= measured["top1_agreement"] <= 1
             assert 0 < measured["max_logit_error"] < 0.5  # quantized, not broken
+
+
+def test_onnxruntime_on_cuda_without_its_cuda_provider_is_refused_naming_what_it_has(
+    exported: tuple[nn.Module, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, path = exported
+    monkeypatch.setattr(engines, "onnxruntime_has_cuda", lambda: False)
+    with pytest.raises(ZooError, match="has no CUDA provider .*CPUExecutionProvider"):
+        open_onnx(path, "onnxruntime", device="cuda")
+
+
+def test_openvino_is_opened_on_the_cpu_only(exported: tuple[nn.Module, Path]) -> None:
+    _, path = exported
+    with pytest.raises(ValueError, match="CPU only"):
+        open_onnx(path, "openvino", device="cuda")
 
 
 # -- model.py's openvino engine, with a stand-in for Triton's utils module ----------------------------

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
 import pytest
+from deploylab.services.modelzoo import quantize
 from deploylab.services.modelzoo.build import build_model
 from deploylab.services.modelzoo.catalog import get_spec
 from deploylab.services.modelzoo.errors import ParityError, ZooError
-from deploylab.services.modelzoo.export import ExportOptions, default_serving, export_model
+from deploylab.services.modelzoo.export import (
+    OPSET,
+    ExportOptions,
+    _same_file_export,
+    default_serving,
+    export_model,
+)
 from deploylab.services.modelzoo.manifest import read_manifest, read_repository
 from deploylab.services.modelzoo.parity import ATOL, RTOL, Tolerance, check_parity
 from deploylab.services.modelzoo.repository import (
@@ -139,3 +147,85 @@ def test_an_openvino_variant_for_a_backend_that_cannot_run_it_is_refused_before_
     ):
         export_model(get_spec("mobilenet_v3_small"), "openvino", tmp_path, native)
     assert not (tmp_path / "mobilenet_v3_small_openvino").exists()
+
+
+# -- int8 and int8_openvino: one file, quantized once ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def int8_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository holding mobilenet_v3_small's int8 export."""
+    repository = tmp_path_factory.mktemp("int8_repository")
+    export_model(get_spec("mobilenet_v3_small"), "int8", repository, ExportOptions())
+    return repository
+
+
+def test_int8_openvino_reuses_an_up_to_date_int8_file_instead_of_quantizing_again(
+    int8_repository: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copytree(int8_repository / "mobilenet_v3_small_int8", tmp_path / "mobilenet_v3_small_int8")
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("quantized again although an up-to-date int8 file was there")
+
+    monkeypatch.setattr(quantize, "quantize_int8", refuse)
+    steps: list[str] = []
+    outcome = export_model(
+        get_spec("mobilenet_v3_small"),
+        "int8_openvino",
+        tmp_path,
+        ExportOptions(),
+        lambda _m, s: steps.append(s),
+    )
+    int8 = read_manifest(tmp_path / "mobilenet_v3_small_int8")
+    assert int8 is not None and outcome.status == "exported"
+    assert outcome.manifest.onnx_sha256 == int8.onnx_sha256
+    assert outcome.manifest.onnx_fingerprint != int8.onnx_fingerprint  # each variant its own
+    record = outcome.manifest.quantization
+    assert record is not None and record["reused_from"] == "mobilenet_v3_small_int8"
+    assert record["method"] == int8.quantization["method"]  # type: ignore[index]
+    # The file is the same; its fidelity is measured again, on the engine that serves it here.
+    assert (record["fidelity_engine"], outcome.manifest.engine) == ("openvino", "openvino")
+    assert "reusing mobilenet_v3_small_int8's int8 file (same source model and settings)" in steps
+
+
+def test_an_int8_export_from_other_settings_or_with_another_file_is_not_reused(
+    int8_repository: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = get_spec("mobilenet_v3_small")
+    shutil.copytree(int8_repository / "mobilenet_v3_small_int8", tmp_path / "mobilenet_v3_small_int8")
+    assert _same_file_export(spec, "int8_openvino", tmp_path, None, OPSET) == (
+        "mobilenet_v3_small_int8",
+        onnx_path(tmp_path, "mobilenet_v3_small_int8"),
+    )
+    assert _same_file_export(spec, "int8_openvino", tmp_path, None, OPSET - 1) is None  # another source
+    assert _same_file_export(spec, "fp16", tmp_path, None, OPSET) is None  # no fp16 file to share
+
+    with monkeypatch.context() as patched:
+        patched.setattr(quantize, "QUANTIZATION", replace(quantize.QUANTIZATION, per_channel=False))
+        assert _same_file_export(spec, "int8_openvino", tmp_path, None, OPSET) is None
+
+    int8_file = onnx_path(tmp_path, "mobilenet_v3_small_int8")
+    data = bytearray(int8_file.read_bytes())
+    data[-1] ^= 0xFF  # same size, other bytes
+    int8_file.write_bytes(bytes(data))
+    assert _same_file_export(spec, "int8_openvino", tmp_path, None, OPSET) is None
+
+
+def test_forcing_an_int8_export_quantizes_whatever_is_there(
+    int8_repository: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copytree(int8_repository / "mobilenet_v3_small_int8", tmp_path / "mobilenet_v3_small_int8")
+    calls: list[Path] = []
+    real = quantize.quantize_int8
+
+    def counted(fp32: Path, int8: Path, *args: object) -> None:
+        calls.append(int8)
+        real(fp32, int8, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(quantize, "quantize_int8", counted)
+    outcome = export_model(
+        get_spec("mobilenet_v3_small"), "int8_openvino", tmp_path, ExportOptions(force=True)
+    )
+    assert len(calls) == 1 and outcome.manifest.quantization is not None
+    assert "reused_from" not in outcome.manifest.quantization

@@ -89,3 +89,17 @@ def test_a_recorded_engine_is_kept_and_survives_a_round_trip(tmp_path: Path) -> 
 def test_a_manifest_built_in_code_without_an_engine_derives_it_too() -> None:
     native = Manifest(**manifest_fields(serving={"backend": "deploylab_ort"}))  # type: ignore[arg-type]
     assert native.engine == "deploylab_ort"
+
+
+def test_an_fp16_manifest_keeps_its_precision_and_fidelity_record(tmp_path: Path) -> None:
+    fidelity = {"images": 28, "top1_agreement": 1.0, "top5_overlap": 0.99, "max_logit_error": 0.002}
+    record = {
+        "method": "float16 weights and activations, float32 input and output",
+        "fidelity_engine": "onnxruntime",
+        "fidelity_device": "cuda",
+        "fidelity_vs_fp32": {"calibration": fidelity, "held_out": fidelity},
+    }
+    fields = manifest_fields(model="resnet18_fp16", variant="fp16", precision="fp16", quantization=record)
+    write_manifest(tmp_path, Manifest.model_validate(fields))
+    manifest = read_manifest(tmp_path)
+    assert manifest is not None and (manifest.precision, manifest.quantization) == ("fp16", record)
