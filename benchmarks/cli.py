@@ -83,18 +83,27 @@ def tune_command(
         int, typer.Option(min=0, help="leading configs measured again at the end; score = their mean")
     ] = 2,
     pipeline: Annotated[
-        bool,
-        typer.Option(help="every trial pipelined: instances stage their next batch while the engine runs"),
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--pipeline/--no-pipeline",
+            help="every trial pipelined (or not): instances stage their next batch while the engine runs "
+            "(default: as exported)",
+        ),
+    ] = None,
     backend: Annotated[
-        str, typer.Option(help="python or deploylab_ort (the native CPU backend) for every trial")
-    ] = "python",
+        str | None,
+        typer.Option(
+            help="python or deploylab_ort (the native backend) for every trial (default: as exported)"
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="where the trials table goes")] = Path("results/tune"),
 ) -> None:
     """Search serving configs for the most throughput under a p99 limit; install the best config.pbtxt.
 
     Each trial is loaded into a running Triton through model control (no restart); the default search
     takes a few minutes on 2 cores. Widen it with --grid, --layouts, --max-batch, --queue-delay-us.
+    Every trial keeps what the model was exported with beyond the searched knobs (its engine, instance
+    kind, queue policy), and its backend and pipelining unless --backend or --pipeline say otherwise.
     """
     from deploylab.services.measure.names import served_model
     from deploylab.services.modelzoo.repository import ServingConfig
@@ -102,14 +111,17 @@ def tune_command(
     from deploylab.services.perf.tune_run import run_tune
 
     name = served_model(model).triton_name
-    if backend not in ("python", "deploylab_ort"):
+    if backend not in (None, "python", "deploylab_ort"):
         raise ValueError(f"--backend must be python or deploylab_ort, got {backend!r}")
+    chosen = {"backend": backend, "pipeline": pipeline}
     space = TuneSpace(
         layouts=_layouts(layouts) if layouts else (),
         max_batch_sizes=_ints(max_batch, "--max-batch"),
         queue_delays_us=_ints(queue_delay_us, "--queue-delay-us"),
         preferred_batch_sizes=_preferred(preferred),
-        base=ServingConfig(pipeline=pipeline, backend=backend),  # type: ignore[arg-type]
+        # run_tune puts these over the model's exported config (TuneSpace.on_deployment)
+        base=ServingConfig(pipeline=bool(pipeline), backend=backend or "python"),  # type: ignore[arg-type]
+        chosen=tuple(key for key, value in chosen.items() if value is not None),
     )
     options = TuneOptions(
         p99_ms=p99_ms,

@@ -1,7 +1,7 @@
 """`deploylab tune`: find the serving config with the most throughput under a p99 latency limit.
 
 In the spirit of Triton Model Analyzer: every trial is a `ServingConfig` (max batch size, preferred
-batch sizes, queue delay, instance count, ONNX Runtime threads) applied to a running Triton through
+batch sizes, queue delay, instance count, engine threads) applied to a running Triton through
 model control in explicit mode — a load request that carries the config, no file rewrite, no
 restart — then measured over a closed-loop concurrency sweep. A trial's score is its best throughput
 among the concurrencies whose p99 stays under the limit.
@@ -10,6 +10,11 @@ The default ("quick") search has two phases so it fits in a few minutes on 2 cor
 to spend the cores (instances × threads that use every core once, and two single-thread instances
 per core), then, on the winning layout, a few batching variations. `strategy="grid"` searches the
 full cartesian product instead.
+
+A tune of an exported model (`tune_run.run_tune`) starts every trial from the model's exported config,
+so what defines the deployment rather than the knobs searched (the engine, the instance kind, the
+queue policy, extra model parameters) stays as deployed; only the fields a caller chose for every
+trial (`TuneSpace.chosen`: the command's --backend and --pipeline) replace the exported ones.
 
 Then the leading configs are measured again (`confirm_top`, in reverse order so a drifting machine
 favours neither), and a config's score is the mean of its measurements: on a shared 2-core machine two
@@ -22,7 +27,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 from deploylab.services.modelzoo.repository import ServingConfig, available_cores, build_model_config
@@ -45,6 +50,22 @@ class TuneSpace:
     queue_delays_us: tuple[int, ...] = (0, 500)
     preferred_batch_sizes: tuple[tuple[int, ...], ...] = ((),)
     base: ServingConfig = field(default_factory=ServingConfig)
+    #: Fields of `base` the caller set for every trial; over an exported model (`on_deployment`) they
+    #: replace the deployment's own, and every other field of `base` is the deployment's.
+    chosen: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.chosen) - {f.name for f in fields(ServingConfig)})
+        if unknown:
+            raise ValueError(f"chosen fields {unknown} are not ServingConfig fields")
+
+    def on_deployment(self, deployed: ServingConfig) -> TuneSpace:
+        """This space over an exported model: its base is `deployed` (the engine, instance kind, queue
+        policy and the rest as exported) with the `chosen` fields of this base; ValueError when they
+        cannot serve together (e.g. the native backend for an OpenVINO deployment)."""
+        return replace(
+            self, base=replace(deployed, **{name: getattr(self.base, name) for name in self.chosen})
+        )
 
     def resolved_layouts(self, cores: int) -> list[tuple[int, int]]:
         if self.layouts:
@@ -157,8 +178,13 @@ class Trial:
     def label(self) -> str:
         s = self.serving
         pref = ",".join(map(str, s.preferred_batch_sizes)) or "-"
-        native = " deploylab_ort" if s.backend == "deploylab_ort" else ""
-        layout = f"{s.instance_count}x{s.intra_op_threads}{native}{' pipelined' if s.pipeline else ''}"
+        marks = [
+            "gpu" if s.instance_kind == "gpu" else "",
+            "deploylab_ort" if s.backend == "deploylab_ort" else "",
+            s.engine if s.engine != "onnxruntime" else "",
+            "pipelined" if s.pipeline else "",
+        ]
+        layout = " ".join([f"{s.instance_count}x{s.intra_op_threads}", *filter(None, marks)])
         return f"{layout} mb{s.max_batch_size} delay{s.max_queue_delay_us}us pref[{pref}]"
 
     @property
@@ -322,6 +348,7 @@ def _check_applied(served: dict[str, Any], serving: ServingConfig) -> None:
         int(groups[0].get("count", -1)),
         parameters.get("intra_op_thread_count", {}).get("string_value"),
         parameters.get("pipeline", {}).get("string_value", "0") == "1",
+        parameters.get("engine", {}).get("string_value", "onnxruntime"),
     )
     wanted = (
         serving.backend,
@@ -329,10 +356,11 @@ def _check_applied(served: dict[str, Any], serving: ServingConfig) -> None:
         serving.instance_count,
         str(serving.intra_op_threads),
         serving.pipeline,
+        serving.extra_parameters.get("engine", serving.engine),
     )
     if applied != wanted:
         raise TritonAdminError(
-            f"Triton serves (backend, max_batch, instances, threads, pipeline) {applied}, "
+            f"Triton serves (backend, max_batch, instances, threads, pipeline, engine) {applied}, "
             f"trial asked {wanted}"
         )
 

@@ -1,7 +1,9 @@
 """One complete tune: a Triton to tune against, the search, the trials table on disk, the winner installed.
 
-The winner is written as the model's `config.pbtxt` (and recorded in its manifest), then loaded from
-that file through model control, and the served config is read back: the file on disk is proven to
+Every trial starts from the model's exported config (its manifest's `serving`): the search varies the
+knobs, and the deployment (engine, instance kind, queue policy, …) stays what was exported. The winner
+is written as the model's `config.pbtxt` (and recorded in its manifest), then loaded from that file
+through model control, and the served config is read back: the file on disk is proven to
 load, not just the override the trials used. The previous config is saved next to the trials table.
 """
 
@@ -10,14 +12,16 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from deploylab.services.common.errors import UserError
 from deploylab.services.measure.names import served_model
-from deploylab.services.modelzoo.manifest import read_manifest, write_manifest
+from deploylab.services.modelzoo.manifest import Manifest, read_manifest, write_manifest
 from deploylab.services.modelzoo.repository import (
     CONFIG_FILENAME,
+    ServingConfig,
     model_dir,
     refresh_python_model,
     write_model_files,
@@ -29,7 +33,7 @@ from .triton_admin import TritonAdminError, load_model, model_config
 from .tune import TrialCallback, TuneOptions, TuneResult, tune
 
 
-class TuneError(RuntimeError):
+class TuneError(UserError):
     """The tune could not run or its result could not be installed; the message says why."""
 
 
@@ -51,13 +55,23 @@ def run_tune(
     triton_url: str | None = None,
     on_trial: TrialCallback | None = None,
 ) -> TuneReport:
-    """Tune `model` (a Triton model name) in `settings.model_repository`; write table and best config."""
+    """Tune `model` (a Triton model name) in `settings.model_repository`; write table and best config.
+
+    The trials vary `options.space`'s knobs over the model's exported config, with the space's `chosen`
+    fields (TuneSpace.on_deployment).
+    """
     spec = served_model(model).spec
     directory = model_dir(settings.model_repository, model)
-    if not (directory / CONFIG_FILENAME).is_file():
+    manifest = read_manifest(directory)
+    if manifest is None or not (directory / CONFIG_FILENAME).is_file():
         raise TuneError(
             f"{model} is not exported in {settings.model_repository}: run `deploylab export` first"
         )
+    try:
+        space = options.space.on_deployment(exported_serving(manifest))
+    except ValueError as exc:
+        raise TuneError(f"{model}: {exc}") from None
+    options = replace(options, space=space)
     previous_config = (directory / CONFIG_FILENAME).read_text()
     refresh_python_model(settings.model_repository, model)  # trials run this deploylab's model.py
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -73,9 +87,7 @@ def run_tune(
             write_model_files(
                 settings.model_repository, model, spec.input_size, spec.num_classes, best.serving
             )
-            manifest = read_manifest(directory)
-            if manifest is not None:
-                write_manifest(directory, manifest.model_copy(update={"serving": asdict(best.serving)}))
+            write_manifest(directory, manifest.model_copy(update={"serving": asdict(best.serving)}))
             config_path = directory / CONFIG_FILENAME
             try:
                 load_model(base_url, model)  # from the file just written
@@ -109,6 +121,19 @@ def run_tune(
     json_path.write_text(json.dumps(payload, indent=2) + "\n")
     markdown_path.write_text(trials_markdown(result))
     return TuneReport(result, json_path, markdown_path, config_path, served)
+
+
+def exported_serving(manifest: Manifest) -> ServingConfig:
+    """The serving config a model was exported (or last tuned) with, as its manifest records it."""
+    known = {f.name for f in fields(ServingConfig)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in manifest.serving.items() if k in known}
+    try:
+        return ServingConfig(**values)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise TuneError(
+            f"{manifest.model}: the serving config in its manifest does not read back ({exc}); "
+            "export it again with `deploylab export --force`"
+        ) from None
 
 
 def trials_markdown(result: TuneResult) -> str:

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
 import pytest
+from deploylab.services.modelzoo.manifest import read_manifest, write_manifest
 from deploylab.services.modelzoo.repository import ServingConfig
+from deploylab.services.perf import tune_run
 from deploylab.services.perf.triton_admin import TritonAdminError
-from deploylab.services.perf.tune import Trial, TrialPoint, TuneResult, TuneSpace, _check_applied, _to_confirm
+from deploylab.services.perf.tune import (
+    Trial,
+    TrialPoint,
+    TuneOptions,
+    TuneResult,
+    TuneSpace,
+    _check_applied,
+    _to_confirm,
+)
+from deploylab.services.runtime.settings import RuntimeSettings
 
 
 def point(concurrency: int, img_s: float, p99: float, errors: int = 0) -> TrialPoint:
@@ -55,6 +70,8 @@ def test_a_trial_whose_pipeline_setting_triton_did_not_apply_is_refused() -> Non
         _check_applied(served, ServingConfig(pipeline=True))
     with pytest.raises(TritonAdminError, match="backend"):
         _check_applied(served, ServingConfig(backend="deploylab_ort"))
+    with pytest.raises(TritonAdminError, match="engine"):
+        _check_applied(served, ServingConfig(engine="openvino"))
 
 
 def test_a_native_base_runs_every_trial_on_deploylab_ort_and_says_so() -> None:
@@ -62,6 +79,82 @@ def test_a_native_base_runs_every_trial_on_deploylab_ort_and_says_so() -> None:
     configs = [*space.layout_phase(cores=2), *space.batching_phase(space.layout_phase(cores=2)[0])]
     assert configs and all(c.backend == "deploylab_ort" for c in configs)
     assert Trial(1, configs[0], (), 10.0).label.startswith("2x1 deploylab_ort ")
+
+
+OPENVINO_DEPLOYMENT = ServingConfig(
+    engine="openvino",
+    instance_count=3,
+    intra_op_threads=2,
+    max_batch_size=4,
+    max_queue_size=16,
+    default_queue_timeout_us=2_000_000,
+    warmup=False,
+    extra_parameters={"note": "kept"},
+)
+
+
+def _every_trial(space: TuneSpace) -> list[ServingConfig]:
+    return [*space.layout_phase(cores=2), *space.batching_phase(space.layout_phase(cores=2)[0])]
+
+
+def test_a_tune_over_a_deployment_varies_the_knobs_and_keeps_its_engine_and_the_rest() -> None:
+    space = TuneSpace().on_deployment(OPENVINO_DEPLOYMENT)
+    configs = _every_trial(space)
+    kept = {(c.engine, c.max_queue_size, c.default_queue_timeout_us, c.warmup, c.backend) for c in configs}
+    assert kept == {("openvino", 16, 2_000_000, False, "python")}
+    assert all(c.extra_parameters == {"note": "kept"} for c in configs)
+    assert {(c.instance_count, c.intra_op_threads) for c in configs} == {(2, 1), (1, 2), (4, 1)}
+    assert Trial(1, configs[0], (), 10.0).label.startswith("2x1 openvino ")
+
+
+def test_fields_the_caller_chose_replace_the_deployments_own_and_a_clash_is_refused() -> None:
+    pipelined = TuneSpace(base=ServingConfig(pipeline=True), chosen=("pipeline",))
+    configs = _every_trial(pipelined.on_deployment(OPENVINO_DEPLOYMENT))
+    assert all(c.pipeline and c.engine == "openvino" for c in configs)
+    assert Trial(1, configs[0], (), 10.0).label.startswith("2x1 openvino pipelined ")
+    native = TuneSpace(base=ServingConfig(backend="deploylab_ort"), chosen=("backend",))
+    with pytest.raises(ValueError, match="engine openvino"):
+        native.on_deployment(OPENVINO_DEPLOYMENT)
+    # Unchosen, the base's own backend (a default) does not replace the deployment's.
+    assert (
+        TuneSpace(base=ServingConfig(backend="deploylab_ort")).on_deployment(OPENVINO_DEPLOYMENT).base.backend
+        == "python"
+    )
+    with pytest.raises(ValueError, match="not ServingConfig fields"):
+        TuneSpace(chosen=("engnie",))
+
+
+def test_run_tune_starts_every_trial_from_the_manifests_serving_config(
+    model_repository: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = "mobilenet_v3_small"
+    shutil.copytree(model_repository / model, tmp_path / "repo" / model)
+    directory = tmp_path / "repo" / model
+    manifest = read_manifest(directory)
+    assert manifest is not None
+    write_manifest(directory, manifest.model_copy(update={"serving": asdict(OPENVINO_DEPLOYMENT)}))
+    searched: list[TuneSpace] = []
+
+    def fake_tune(base_url, model, input_size, num_classes, options, on_trial=None):  # type: ignore[no-untyped-def]
+        searched.append(options.space)
+        return TuneResult(model, options.p99_ms, ())
+
+    monkeypatch.setattr(tune_run, "tune", fake_tune)
+    monkeypatch.setattr(tune_run, "load_model", lambda base_url, model: None)
+    settings = RuntimeSettings(model_repository=tmp_path / "repo", state_dir=tmp_path / "state")
+    options = TuneOptions(p99_ms=10.0, space=TuneSpace(max_batch_sizes=(8,)))
+    report = tune_run.run_tune(settings, model, options, tmp_path / "out", triton_url="http://127.0.0.1:9")
+    assert report.config_path is None
+    (space,) = searched
+    assert space.base.engine == "openvino" and space.base.max_queue_size == 16
+    assert all(c.engine == "openvino" for c in _every_trial(space))
+
+    native = TuneSpace(base=ServingConfig(backend="deploylab_ort"), chosen=("backend",))
+    with pytest.raises(tune_run.TuneError, match=f"{model}: engine openvino"):
+        tune_run.run_tune(settings, model, TuneOptions(p99_ms=10.0, space=native), tmp_path / "out")
+    (directory / "manifest.json").unlink()
+    with pytest.raises(tune_run.TuneError, match="not exported"):
+        tune_run.run_tune(settings, model, options, tmp_path / "out")
 
 
 def test_preferred_sizes_above_max_batch_are_dropped() -> None:
