@@ -2,9 +2,9 @@
 
 Every model of the set is measured in its default form (fp32 on ONNX Runtime; RepVGG in both of its
 forms). Each axis adds the opt-in variants that differ from the default along it: `precision` the int8
-forms, `engine` the forms another engine runs (OpenVINO). By default the axes are measured on one anchor
-model, so the report compares precisions and engines without multiplying the sweep's length by them;
-`--axes precision,engine` measures them on every model of the set.
+forms (and fp16 where the instances are GPUs), `engine` the forms another engine runs (OpenVINO).
+By default the axes are measured on one anchor model, so the report compares precisions and engines
+without multiplying the sweep's length by them; `--axes precision,engine` measures them on every model.
 """
 
 from __future__ import annotations
@@ -42,8 +42,11 @@ def anchor_of(models: Sequence[str]) -> str | None:
     return ANCHOR_MODEL if ANCHOR_MODEL in models else next(iter(models), None)
 
 
-def axis_variants(spec: ModelSpec, axes: Sequence[str], anchor: str | None) -> list[str]:
-    """The opt-in variants of `spec` that `axes` add to its default forms, in catalog order."""
+def axis_variants(
+    spec: ModelSpec, axes: Sequence[str], anchor: str | None, instance_kind: str = "cpu"
+) -> list[str]:
+    """The opt-in variants of `spec` that `axes` add to its default forms, in catalog order; variants
+    served on GPU instances only (fp16) only when the comparison's instances are GPUs."""
     if tuple(axes) == (NONE,):
         return []
     if tuple(axes) == (ANCHOR,):
@@ -53,7 +56,10 @@ def axis_variants(spec: ModelSpec, axes: Sequence[str], anchor: str | None) -> l
     return [
         variant.name
         for variant in spec.variants
-        if variant.opt_in and any(AXES[axis](variant) for axis in axes) and _on_axes(variant, axes)
+        if variant.opt_in
+        and any(AXES[axis](variant) for axis in axes)
+        and _on_axes(variant, axes)
+        and (instance_kind == "gpu" or not variant.needs_gpu)
     ]
 
 

@@ -227,10 +227,10 @@ def compare_command(
 
     started = time.monotonic()
     stop_on_sigterm()
-    targets = resolve_targets(models or [], model_set, parse_axes(axes))
-    repo = _repository(repository)
     instance_kind, why = resolve_instance_kind(kind)
     console.print(kind_message(instance_kind, why))
+    targets = resolve_targets(models or [], model_set, parse_axes(axes), instance_kind)
+    repo = _repository(repository)
     export_targets(targets, repo, console, instance_kind)
     request = RunRequest(
         targets=targets,

@@ -32,17 +32,21 @@ from .sweep import SweepConfig, SweepError, new_run_dir, run_sweep
 
 
 def resolve_targets(
-    names: Sequence[str], model_set: str | None, axes: Sequence[str] = (NONE,)
+    names: Sequence[str],
+    model_set: str | None,
+    axes: Sequence[str] = (NONE,),
+    instance_kind: InstanceKind = "cpu",
 ) -> list[Target]:
     """Catalog names expand to their default variants (repvgg_a0 → train and deploy) plus what `axes`
-    add (int8, OpenVINO); Triton names stay single."""
+    add on `instance_kind` instances (int8, OpenVINO; fp16 on GPUs); Triton names stay single."""
     wanted = list(names) or [spec.name for spec in resolve_model_set([], model_set)]
     anchor = anchor_of([name for name in wanted if name in CATALOG])
     targets: list[Target] = []
     for name in wanted:
         served = served_models(name)  # unknown names raise with the known list
         if name in CATALOG:
-            served += [ServedModel(CATALOG[name], v) for v in axis_variants(CATALOG[name], axes, anchor)]
+            extra = axis_variants(CATALOG[name], axes, anchor, instance_kind)
+            served += [ServedModel(CATALOG[name], v) for v in extra]
         for one in served:
             target = Target(one.spec.name, one.variant, one.triton_name, one.spec.num_classes)
             if target not in targets:

@@ -21,8 +21,17 @@ def test_the_default_adds_every_axis_on_resnet50_only() -> None:
     names = triton_names([], "default", "anchor")
     extras = [n for n in names if n not in triton_names([], "default", "none")]
     spec = CATALOG["resnet50"]
-    assert extras == [spec.triton_name(v.name) for v in spec.variants if v.opt_in]
-    assert "resnet50_int8" in extras
+    assert extras == [spec.triton_name(v.name) for v in spec.variants if v.opt_in and not v.needs_gpu]
+    assert {"resnet50_int8", "resnet50_openvino", "resnet50_int8_openvino"} <= set(extras)
+
+
+def test_gpu_only_precisions_join_only_a_comparison_on_gpu_instances() -> None:
+    on_cpu = [t.triton_model for t in resolve_targets(["resnet18"], "default", parse_axes("precision"))]
+    on_gpu = [
+        t.triton_model for t in resolve_targets(["resnet18"], "default", parse_axes("precision"), "gpu")
+    ]
+    assert on_cpu == ["resnet18", "resnet18_int8"]
+    assert on_gpu == ["resnet18", "resnet18_int8", "resnet18_fp16"]
 
 
 def test_without_resnet50_the_first_named_model_is_the_anchor() -> None:
