@@ -18,6 +18,9 @@ _PACKAGES = (
     "nvidia-pytriton",
     "tritonclient",
 )
+#: Distributions that install a package under another name: the GPU wheel of ONNX Runtime is
+#: `onnxruntime-gpu` and replaces the CPU one (`pip install deploylab[gpu]`).
+_ALTERNATIVES = {"onnxruntime": ("onnxruntime-gpu",)}
 
 
 @cache
@@ -25,8 +28,11 @@ def library_versions() -> dict[str, str]:
     """Installed versions of the export/serving stack (missing packages are reported as absent)."""
     versions = {"python": platform.python_version()}
     for name in _PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "absent"
+        versions[name] = "absent"
+        for distribution in (name, *_ALTERNATIVES.get(name, ())):
+            try:
+                versions[name] = metadata.version(distribution)
+                break
+            except metadata.PackageNotFoundError:
+                continue
     return versions
