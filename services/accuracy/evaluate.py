@@ -21,6 +21,7 @@ from .dataset import DatasetError, LabelledImage, read_dataset
 
 if TYPE_CHECKING:
     from deploylab.services.modelzoo.catalog import Preprocessing
+    from deploylab.services.modelzoo.engines import OrtDevice
     from deploylab.services.modelzoo.manifest import Manifest
 
 #: Images per engine call: large enough to amortise the call, small enough for any host's memory.
@@ -36,6 +37,7 @@ class Accuracy:
     images: int
     top1: float
     top5: float
+    device: str = "cpu"  # where the engine ran: cpu, or cuda (ONNX Runtime's provider, for GPU instances)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -59,7 +61,8 @@ def evaluate_variant(
     from deploylab.services.modelzoo.repository import onnx_path
 
     spec = get_spec(manifest.catalog_name)
-    run = open_onnx(onnx_path(repository, manifest.model), file_engine(manifest))
+    engine, device = file_engine(manifest), serving_device(manifest)
+    run = open_onnx(onnx_path(repository, manifest.model), engine, device=device)
     top1 = top5 = 0
     for start in range(0, len(images), BATCH):
         chunk = images[start : start + BATCH]
@@ -79,6 +82,7 @@ def evaluate_variant(
         images=count,
         top1=top1 / count,
         top5=top5 / count,
+        device=device,
     )
 
 
@@ -91,6 +95,15 @@ def file_engine(manifest: Manifest) -> Engine:
             f"{manifest.model}: its manifest names engine {engine!r}; known: {', '.join(ENGINES)}"
         )
     return cast("Engine", engine)
+
+
+def serving_device(manifest: Manifest) -> OrtDevice:
+    """Where to run the file as its instances run it: ONNX Runtime's CUDA provider for GPU instances
+    where this ONNX Runtime has one (else its CPU provider, recorded as such), the CPU otherwise."""
+    from deploylab.services.modelzoo.engines import onnxruntime_has_cuda
+
+    on_gpu = manifest.serving.get("instance_kind") == "gpu" and file_engine(manifest) == "onnxruntime"
+    return "cuda" if on_gpu and onnxruntime_has_cuda() else "cpu"
 
 
 def _pixels(item: LabelledImage, steps: Preprocessing) -> np.ndarray:
@@ -122,7 +135,7 @@ def measure_accuracy(
         raise UserError(f"{model} is not exported in {repository}; run `deploylab export {model}` first")
     items = read_dataset(images, imagenet_labels())
     classes = len({i.label for i in items})
-    listed = ", ".join(f"{m.model} ({m.precision}, {m.engine})" for m in manifests)
+    listed = ", ".join(f"{m.model} ({m.precision}, {m.engine}, {serving_device(m)})" for m in manifests)
     log(f"{model}: {len(items)} images, {classes} classes; variants: {listed}")
     return [
         evaluate_variant(repository, m, items, progress=progress(m.model) if progress else None)

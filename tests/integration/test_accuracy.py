@@ -13,6 +13,7 @@ import pytest
 from deploylab.services.cli import app
 from deploylab.services.modelzoo import engines
 from deploylab.services.modelzoo.catalog import Engine, get_spec, imagenet_labels
+from deploylab.services.modelzoo.engines import OrtDevice
 from deploylab.services.modelzoo.export import ExportOptions, export_model
 from deploylab.services.modelzoo.quantize import pixel_batch
 from deploylab.services.modelzoo.repository import onnx_path
@@ -77,9 +78,9 @@ def test_an_openvino_variant_runs_on_openvino_and_reports_its_engine(
     opened: dict[str, str] = {}
     open_onnx = engines.open_onnx
 
-    def recording(path: Path, engine: Engine, threads: int = 0) -> engines.Runner:
+    def recording(path: Path, engine: Engine, threads: int = 0, device: OrtDevice = "cpu") -> engines.Runner:
         opened[path.parents[1].name] = engine
-        return open_onnx(path, engine, threads)
+        return open_onnx(path, engine, threads, device)
 
     monkeypatch.setattr(engines, "open_onnx", recording)
     result = CliRunner().invoke(
@@ -91,9 +92,9 @@ def test_an_openvino_variant_runs_on_openvino_and_reports_its_engine(
     assert opened == {"repvgg_a0_deploy": "onnxruntime", "repvgg_a0_openvino": "openvino"}
     record = json.loads((tmp_path / "json" / "repvgg_a0.json").read_text())
     by_variant = {r["variant"]: r for r in record["results"]}
-    assert {v: (r["precision"], r["engine"]) for v, r in by_variant.items()} == {
-        "deploy": ("fp32", "onnxruntime"),
-        "openvino": ("fp32", "openvino"),
+    assert {v: (r["precision"], r["engine"], r["device"]) for v, r in by_variant.items()} == {
+        "deploy": ("fp32", "onnxruntime", "cpu"),
+        "openvino": ("fp32", "openvino", "cpu"),
     }
     # The same file on another engine judges the photos alike.
     assert (by_variant["openvino"]["top1"], by_variant["openvino"]["top5"]) == (0.5, 0.5)
