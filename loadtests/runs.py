@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from deploylab.services.common.errors import TritonError
@@ -82,11 +82,9 @@ def existing_serving(repository: Path, triton_model: str) -> ServingConfig | Non
     manifest = read_manifest(model_dir(repository, triton_model))
     if manifest is None:
         return None
-    known = {f.name for f in fields(ServingConfig)}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in manifest.serving.items() if k in known}
     try:
-        return ServingConfig(**values)
-    except (TypeError, ValueError):
+        return ServingConfig.from_record(manifest.serving)
+    except ValueError:
         return None
 
 

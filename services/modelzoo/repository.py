@@ -7,7 +7,8 @@ in text format, so every generated file is valid by construction and parses back
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -69,6 +70,17 @@ class ServingConfig:
     engine: Engine = "onnxruntime"
     warmup: bool = True
     extra_parameters: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, object]) -> ServingConfig:
+        """The config as a manifest records it (JSON: lists for tuples; unknown keys from other versions
+        ignored); ValueError when it does not read back."""
+        known = {f.name for f in fields(cls)}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in record.items() if k in known}
+        try:
+            return cls(**values)  # type: ignore[arg-type]
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
 
     @property
     def queue_policy(self) -> bool:

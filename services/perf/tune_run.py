@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -125,11 +125,9 @@ def run_tune(
 
 def exported_serving(manifest: Manifest) -> ServingConfig:
     """The serving config a model was exported (or last tuned) with, as its manifest records it."""
-    known = {f.name for f in fields(ServingConfig)}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in manifest.serving.items() if k in known}
     try:
-        return ServingConfig(**values)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as exc:
+        return ServingConfig.from_record(manifest.serving)
+    except ValueError as exc:
         raise TuneError(
             f"{manifest.model}: the serving config in its manifest does not read back ({exc}); "
             "export it again with `deploylab export --force`"
