@@ -242,7 +242,7 @@ def export_command(
         raise ValueError("--weights applies to one model: name exactly one catalog model")
     if backend not in BACKENDS:
         raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    jobs = _jobs(specs, variant)
+    jobs = export_jobs(specs, variant)
     resolved, why = resolve_instance_kind(kind)
     refuse_unservable(jobs, backend, kind, resolved, why)
     console.print(kind_message(resolved, why))
@@ -316,7 +316,12 @@ def refuse_unservable(
         )
 
 
-def _jobs(specs: list[ModelSpec], variants: list[str] | None) -> list[tuple[ModelSpec, str]]:
+def export_jobs(specs: list[ModelSpec], variants: list[str] | None) -> list[tuple[ModelSpec, str]]:
+    """The (model, variant) pairs an export names; a `--variant` that none of the models has is refused
+    rather than dropped, so a typo never exports less than asked."""
+    for wanted in variants or ():
+        if not any(wanted in spec.all_variant_names for spec in specs):
+            specs[0].variant(wanted)  # raises with the model's variant list
     jobs = []
     for spec in specs:
         chosen = [v for v in spec.all_variant_names if v in variants] if variants else spec.variant_names

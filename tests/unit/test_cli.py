@@ -172,6 +172,12 @@ def test_export_refuses_a_variant_its_options_cannot_serve_before_exporting_anyt
     assert not any(tmp_path.iterdir())
 
 
+def test_export_refuses_a_variant_no_named_model_has_instead_of_dropping_it(tmp_path: Path) -> None:
+    args = ["export", "mobilenet_v3_small", "--variant", "int8", "--variant", "fp32"]
+    assert_one_line_error(run_cli(*args, "--repository", str(tmp_path)), "no variant 'fp32'", "default, int8")
+    assert not any(tmp_path.iterdir())
+
+
 def test_export_gives_openvino_variants_cpu_instances_when_auto_resolves_to_gpu(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
