@@ -31,7 +31,7 @@ lint: install
 	@# mypy resolves `deploylab.services…` through a tree of links (the editable install's import hook is
 	@# invisible to it); the tree lives in .venv and is rebuilt on every run.
 	@mkdir -p $(MYPY_TREE)/deploylab && for d in services loadtests benchmarks; do ln -sfn $(CURDIR)/$$d $(MYPY_TREE)/deploylab/$$d; done
-	cd $(MYPY_TREE) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml deploylab/services
+	cd $(MYPY_TREE) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml deploylab/services deploylab/loadtests deploylab/benchmarks
 
 test: install system-deps lint
 	$(BIN)/pytest $(PYTEST_ARGS)

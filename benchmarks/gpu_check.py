@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -150,7 +151,7 @@ def measure_device_loop(
         fn()
     _sync(device)
     elapsed = time.perf_counter() - started
-    samples = []
+    samples: list[float] = []
     for _ in range(min(n, 50)):
         t0 = time.perf_counter()
         fn()
@@ -168,7 +169,7 @@ def measure_host_calls(fn: Callable[[], object], batch: int, seconds: float) -> 
     """For calls that already end synchronised (numpy out): per-call timings give both numbers."""
     for _ in range(3):
         fn()
-    samples = []
+    samples: list[float] = []
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline or len(samples) < 5:
         t0 = time.perf_counter()
@@ -231,13 +232,13 @@ def run_inprocess(
             rows.append(
                 {
                     "variant": "eager fp32",
-                    **measure_device_loop(lambda m=fp32, x=x32: m(x), b, seconds, device),
+                    **measure_device_loop(functools.partial(fp32, x32), b, seconds, device),
                 }
             )
             rows.append(
                 {
                     "variant": "eager fp16 channels_last",
-                    **measure_device_loop(lambda m=fp16, x=x16: m(x), b, seconds, device),
+                    **measure_device_loop(functools.partial(fp16, x16), b, seconds, device),
                 }
             )
         if device.startswith("cuda"):
@@ -271,7 +272,7 @@ def run_inprocess(
         )
         row = {
             "variant": "served engine code, host numpy in/out",
-            **measure_host_calls(lambda h=host, e=engine: e.run(h), b, seconds),
+            **measure_host_calls(functools.partial(engine.run, host), b, seconds),
         }
         rows.append(row)
         _log(f"  in-process engine b={b}: {row['img_s']} img/s p50 {row['p50_ms']} ms")
@@ -308,7 +309,7 @@ def run_repvgg(batches: list[int], seconds: float, device: str) -> list[dict]:
                     memory_format=torch.channels_last
                 )
                 with torch.inference_mode():
-                    eager = measure_device_loop(lambda m=model, x=x: m(x), b, seconds, device)
+                    eager = measure_device_loop(functools.partial(model, x), b, seconds, device)
                 rows.append({"model": name, "form": variant, "mode": "eager fp16 channels_last", **eager})
                 if device.startswith("cuda"):
                     graph = measure_device_loop(_graphed(model, x), b, seconds, device)

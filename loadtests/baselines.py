@@ -44,7 +44,7 @@ def measure_baselines(
     duration_s: float,
 ) -> list[InProcessResult]:
     """Every engine × layout × batch size for one model, as result records."""
-    results = []
+    results: list[InProcessResult] = []
     for engine in engines:
         points = measure_inprocess(
             model=triton_model,

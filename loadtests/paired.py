@@ -16,9 +16,9 @@ from pathlib import Path
 from deploylab.services.measure.names import served_model
 from deploylab.services.measure.results import INTERLEAVED_PAIRS, PairedBaseline
 from deploylab.services.modelzoo.parity import random_batch
-from deploylab.services.perf.inprocess import InferFn, Layout, open_sessions, run_closed_loop
+from deploylab.services.perf.inprocess import Engine, InferFn, Layout, open_sessions, run_closed_loop
 
-ENGINE = "onnxruntime"
+ENGINE: Engine = "onnxruntime"
 LATENCY_BATCH = 1
 #: Batch 1 for throughput too: heavy models at batch 8 would spend each round in warm-up calls.
 THROUGHPUT_BATCH = 1

@@ -215,7 +215,7 @@ class LocustSession:
             gevent.sleep(0.05)
 
     def _on_flushed(self, environment: Environment, msg: Any, **_kw: Any) -> None:
-        self.acks.setdefault(str(msg.data), set()).add(str(msg.node_id))
+        self.acks.setdefault(str(msg.data["token"]), set()).add(str(msg.node_id))
 
     def flush(self) -> None:
         """Make the master's statistics complete up to now (no-op for a local runner)."""
@@ -225,7 +225,7 @@ class LocustSession:
         token = uuid.uuid4().hex
         self.acks[token] = set()
         for client_id in self.worker_ids:
-            runner.send_message(scenarios.FLUSH_REQUEST, token, client_id=client_id)
+            runner.send_message(scenarios.FLUSH_REQUEST, {"token": token}, client_id=client_id)
         # A stopped worker answers only after its post-stop pause (stop_timeout), hence the margin.
         timeout_s = FLUSH_TIMEOUT_S + self.plan.stop_timeout_s
         self._wait(lambda: self.acks[token] >= self.worker_ids, timeout_s, "workers' statistics")
