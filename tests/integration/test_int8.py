@@ -2,56 +2,30 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import onnx
 import pytest
-from deploylab.services.modelzoo.catalog import get_spec
-from deploylab.services.modelzoo.export import ExportOptions, export_model
 from deploylab.services.modelzoo.manifest import read_repository
-from deploylab.services.runtime.settings import RuntimeSettings
-from deploylab.services.runtime.triton import TritonServer
 
-from tests.conftest import make_gateway_settings, running_gateway
 from tests.support import images
-from tests.support.ports import free_ports
+from tests.support.deployments import repository_with_variant, served_by_gateway
 
 MODEL = "mobilenet_v3_small"
 
 
 @pytest.fixture(scope="module")
 def int8_repository(model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's fp32 export of MODEL beside a fresh int8 export of it."""
-    repository = tmp_path_factory.mktemp("int8-repository")
-    shutil.copytree(model_repository / MODEL, repository / MODEL)
-    outcome = export_model(get_spec(MODEL), "int8", repository, ExportOptions())
-    assert outcome.status == "exported"
-    return repository
+    """The session's fp32 export of MODEL beside a fresh export of its int8 variant."""
+    return repository_with_variant(model_repository, tmp_path_factory, MODEL, "int8")
 
 
 @pytest.fixture(scope="module")
 def gateway_url(int8_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    http, grpc, metrics = free_ports(3)
-    runtime = RuntimeSettings(
-        model_repository=int8_repository,
-        state_dir=tmp_path_factory.mktemp("int8-state"),
-        triton_http_port=http,
-        triton_grpc_port=grpc,
-        triton_metrics_port=metrics,
-    )
-    routing = tmp_path_factory.mktemp("int8-routing") / "routing.yaml"
-    routing.write_text("routes: []\n")
-    server = TritonServer(runtime)
-    server.start()
-    try:
-        settings = make_gateway_settings(runtime, routing_file=routing)
-        with running_gateway(settings, tmp_path_factory.mktemp("int8-logs")) as gateway:
-            yield gateway.url
-    finally:
-        server.stop()
+    with served_by_gateway(int8_repository, tmp_path_factory, "int8") as url:
+        yield url
 
 
 def test_int8_export_is_quantized_with_its_fidelity_recorded(int8_repository: Path) -> None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,16 +11,12 @@ import numpy as np
 import pytest
 import tritonclient.http as tritonhttp
 from deploylab.services.modelzoo.catalog import get_spec
-from deploylab.services.modelzoo.export import ExportOptions, export_model
 from deploylab.services.modelzoo.manifest import read_repository
 from deploylab.services.modelzoo.parity import random_batch
 from deploylab.services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME, parse_triton_config
-from deploylab.services.runtime.settings import RuntimeSettings
-from deploylab.services.runtime.triton import TritonServer
 
-from tests.conftest import make_gateway_settings, running_gateway
 from tests.support import images
-from tests.support.ports import free_ports
+from tests.support.deployments import repository_with_variant, served_by_gateway
 from tests.support.triton import assert_parity
 
 MODEL = "mobilenet_v3_small"
@@ -31,33 +26,13 @@ OPENVINO = f"{MODEL}_openvino"
 @pytest.fixture(scope="module")
 def openvino_repository(model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The session's fp32 export of MODEL beside a fresh export of its openvino variant."""
-    repository = tmp_path_factory.mktemp("openvino-repository")
-    shutil.copytree(model_repository / MODEL, repository / MODEL)
-    outcome = export_model(get_spec(MODEL), "openvino", repository, ExportOptions())
-    assert outcome.status == "exported"
-    return repository
+    return repository_with_variant(model_repository, tmp_path_factory, MODEL, "openvino")
 
 
 @pytest.fixture(scope="module")
 def gateway_url(openvino_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    http, grpc, metrics = free_ports(3)
-    runtime = RuntimeSettings(
-        model_repository=openvino_repository,
-        state_dir=tmp_path_factory.mktemp("openvino-state"),
-        triton_http_port=http,
-        triton_grpc_port=grpc,
-        triton_metrics_port=metrics,
-    )
-    routing = tmp_path_factory.mktemp("openvino-routing") / "routing.yaml"
-    routing.write_text("routes: []\n")
-    server = TritonServer(runtime)
-    server.start()
-    try:
-        settings = make_gateway_settings(runtime, routing_file=routing)
-        with running_gateway(settings, tmp_path_factory.mktemp("openvino-logs")) as gateway:
-            yield gateway.url
-    finally:
-        server.stop()
+    with served_by_gateway(openvino_repository, tmp_path_factory, "openvino") as url:
+        yield url
 
 
 def test_openvino_export_checks_parity_on_openvino_and_records_the_engine(openvino_repository: Path) -> None:
