@@ -247,31 +247,36 @@ def _published_ratio(pair: Pair, gmacs: bool) -> float:
     return value
 
 
-def params_fact(pair: Pair) -> Expectation:
-    """The published parameter ratio of a pair (from the catalog), as an exact fact."""
-    value = _published_ratio(pair, gmacs=False)
-    return Expectation(
-        "parameters", around(value, PARAMS_TOLERANCE), f"{value:.2f}× the parameters (catalog counts)", value
-    )
+@dataclass(frozen=True)
+class PublishedFact:
+    """An exact fact a claim checks against the catalog: which published ratio, how close, in what words."""
+
+    gmacs: bool  # the ratio of published GMACs, else of published parameters
+    tolerance: float  # relative, either way
+    says: str  # formatted with the published ratio as `value`
 
 
-def gmacs_fact(pair: Pair) -> Expectation:
-    """The published compute ratio of a pair (from the catalog), as an exact fact."""
-    value = _published_ratio(pair, gmacs=True)
-    return Expectation(
-        "GMACs at 224²", around(value, GMACS_TOLERANCE), f"{value:.2f}× the compute (model cards)", value
-    )
+#: The exact facts every claim can take from the catalog, by quantity (a key of QUANTITIES).
+PUBLISHED_FACTS: dict[str, PublishedFact] = {
+    "parameters": PublishedFact(False, PARAMS_TOLERANCE, "{value:.2f}× the parameters (catalog counts)"),
+    "GMACs at 224²": PublishedFact(True, GMACS_TOLERANCE, "{value:.2f}× the compute (model cards)"),
+    # fp32 weights on disk: the ONNX size ratio follows the published parameter ratio.
+    "ONNX file size": PublishedFact(
+        False, ONNX_TOLERANCE, "fp32 weights follow the parameters: {value:.2f}×"
+    ),
+}
 
 
-def onnx_fact(pair: Pair) -> Expectation:
-    """fp32 weights on disk: the ONNX size ratio follows the published parameter ratio."""
-    value = _published_ratio(pair, gmacs=False)
-    return Expectation(
-        "ONNX file size",
-        around(value, ONNX_TOLERANCE),
-        f"fp32 weights follow the parameters: {value:.2f}×",
-        value,
-    )
+def published_fact(pair: Pair, quantity: str) -> Expectation:
+    """The pair's published ratio of `quantity` (a key of PUBLISHED_FACTS), as an exact fact."""
+    fact = PUBLISHED_FACTS[quantity]
+    value = _published_ratio(pair, gmacs=fact.gmacs)
+    return Expectation(quantity, around(value, fact.tolerance), fact.says.format(value=value), value)
+
+
+def published_facts(pair: Pair) -> tuple[Expectation, ...]:
+    """Every fact of PUBLISHED_FACTS for the pair, in that order."""
+    return tuple(published_fact(pair, quantity) for quantity in PUBLISHED_FACTS)
 
 
 def speed(band: Band, says: str) -> tuple[Expectation, ...]:
@@ -296,7 +301,7 @@ CLAIMS: tuple[ClaimSpec, ...] = (
         source="Simonyan & Zisserman 2015 (arXiv:1409.1556); He et al. 2016 (arXiv:1512.03385), which "
         f"compares its depth against VGG's FLOPs; sizes from the {_CARDS}",
         pair=VGG_RESNET,
-        facts=(params_fact(VGG_RESNET), gmacs_fact(VGG_RESNET), onnx_fact(VGG_RESNET)),
+        facts=published_facts(VGG_RESNET),
         ratios=speed(SEVERAL_TIMES, '"several times slower"'),
     ),
     ClaimSpec(
@@ -306,7 +311,7 @@ CLAIMS: tuple[ClaimSpec, ...] = (
         "fewer parameters than ResNet-50, so it runs several times faster.",
         source=f"Howard et al. 2019, Searching for MobileNetV3 (arXiv:1905.02244); sizes from the {_CARDS}",
         pair=RESNET_MOBILENET,
-        facts=(params_fact(RESNET_MOBILENET), gmacs_fact(RESNET_MOBILENET), onnx_fact(RESNET_MOBILENET)),
+        facts=published_facts(RESNET_MOBILENET),
         ratios=speed(SEVERAL_TIMES, '"several times faster"'),
     ),
     ClaimSpec(
@@ -317,12 +322,12 @@ CLAIMS: tuple[ClaimSpec, ...] = (
         source="Ding et al. 2021, RepVGG (arXiv:2101.03697); parameter counts from timm repvgg_a0.rvgg_in1k",
         pair=REPVGG_TRAIN_DEPLOY,
         facts=(
-            params_fact(REPVGG_TRAIN_DEPLOY),
+            published_fact(REPVGG_TRAIN_DEPLOY, "parameters"),
             # The paper gives no A0 train-form GMACs; folding branches away can only remove work.
             Expectation(
                 "GMACs at 224²", Band(low=1.0), "no more MACs: the 1x1 and identity branches fold away"
             ),
-            onnx_fact(REPVGG_TRAIN_DEPLOY),
+            published_fact(REPVGG_TRAIN_DEPLOY, "ONNX file size"),
             Expectation(
                 "max |Δ logits| deploy vs train",
                 Band(high=REPARAM_TOLERANCE),
@@ -338,7 +343,7 @@ CLAIMS: tuple[ClaimSpec, ...] = (
         "28.6M vs 25.6M parameters, so it should run at about ResNet-50's speed.",
         source=f"Liu et al. 2022, A ConvNet for the 2020s (arXiv:2201.03545); sizes from the {_CARDS}",
         pair=CONVNEXT_RESNET,
-        facts=(params_fact(CONVNEXT_RESNET), gmacs_fact(CONVNEXT_RESNET), onnx_fact(CONVNEXT_RESNET)),
+        facts=published_facts(CONVNEXT_RESNET),
         ratios=speed(ABOUT_THE_SAME, '"about ResNet-50\'s speed"'),
     ),
 )

@@ -21,8 +21,7 @@ from deploylab.services.report.claims import (
     Pair,
     check_claims,
     describe_speedup,
-    gmacs_fact,
-    params_fact,
+    published_fact,
     speed,
     verdict_of,
 )
@@ -372,7 +371,7 @@ def test_a_claim_added_as_an_entry_is_judged_by_the_same_runner() -> None:
         statement="ResNet-18 does 2.3× less compute, so it runs about twice as fast.",
         source="He et al. 2016 (arXiv:1512.03385)",
         pair=pair,
-        facts=(params_fact(pair), gmacs_fact(pair)),
+        facts=(published_fact(pair, "parameters"), published_fact(pair, "GMACs at 224²")),
         ratios=speed(Band(1.6, 2.5), '"about twice as fast"'),
     )
     (twice,) = check_claims(run({"resnet50": 40.0, "resnet18": 20.0}), [spec])
