@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from deploylab.services.common.errors import TritonError
-from deploylab.services.runtime.processes import stop_process_group
+from deploylab.services.runtime.processes import log_excerpt, stop_process_group
 from deploylab.services.runtime.settings import RuntimeSettings
 from deploylab.services.runtime.triton import TritonServer, die_with_parent, http_ok, port_in_use
 from pydantic import SecretStr
@@ -97,11 +97,7 @@ class GatewayProcess:
         return self.process is not None and self.process.poll() is None
 
     def log_tail(self, lines: int = 12) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return f"no log at {self.log_path}"
-        return f"log {self.log_path}: " + " | ".join(line.strip()[:300] for line in text[-lines:])
+        return log_excerpt(self.log_path, lines)
 
 
 class TritonSupervisor(threading.Thread):

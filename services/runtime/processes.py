@@ -1,4 +1,5 @@
-"""Ending child process groups in order: a polite signal, a grace period, then nothing left behind."""
+"""Child processes: ending their groups in order (a polite signal, a grace period, then nothing left
+behind), and their logs in one line for an error message."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import contextlib
 import os
 import signal
 import subprocess
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -29,3 +32,15 @@ def stop_process_group(process: subprocess.Popen[Any] | None, grace_s: float) ->
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
     return process.returncode
+
+
+def log_excerpt(path: Path, lines: int, keep: Callable[[str], bool] | None = None) -> str:
+    """`log PATH: a | b | …`: the log's last `lines` lines (of those `keep` accepts, where it accepts
+    any), each cut to 300 characters, for a one-line failure message."""
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"no log at {path}"
+    if keep is not None:
+        text = [line for line in text if keep(line)] or text
+    return f"log {path}: " + " | ".join(line.strip()[:300] for line in text[-lines:])

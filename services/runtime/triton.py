@@ -41,7 +41,7 @@ from deploylab.services.common.shm_regions import SHM_DIR, remove_orphans, remov
 from . import devices, native_backend
 from .addresses import TritonUrls
 from .gpu_plan import ALL_GPUS, STUB_GPUS_ENV, GpuPlan, model_configs, plan_gpu_serving, write_repository_view
-from .processes import stop_process_group
+from .processes import log_excerpt, stop_process_group
 
 if TYPE_CHECKING:
     from .settings import RuntimeSettings
@@ -467,14 +467,7 @@ class TritonServer:
 
     def log_summary(self, lines: int = 8) -> str:
         """The last error lines of the server log (or its tail), for one-line failure messages."""
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return f"no log at {self.log_path}"
-        errors = [line for line in text if line.startswith("E") or "error" in line.lower()]
-        picked = (errors or text)[-lines:]
-        joined = " | ".join(line.strip()[:300] for line in picked)
-        return f"log {self.log_path}: {joined}"
+        return log_excerpt(self.log_path, lines, keep=_is_error_line)
 
     def __enter__(self) -> TritonServer:
         self.start()
@@ -482,6 +475,11 @@ class TritonServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _is_error_line(line: str) -> bool:
+    """Triton logs errors with an `E` severity prefix; a backend's own messages just say "error"."""
+    return line.startswith("E") or "error" in line.lower()
 
 
 def http_ok(url: str, timeout_s: float = 1.0) -> bool:
