@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .percentiles import summarize_ms
@@ -85,16 +85,12 @@ class LoadSummary:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "sent": self.sent,
-            "answered": self.answered,
-            "refused": self.refused,
-            "lost": self.lost,
-            "by_kind": self.by_kind,
-            "ok_p50_ms": self.ok_p50_ms if math.isfinite(self.ok_p50_ms) else None,
-            "ok_p99_ms": self.ok_p99_ms if math.isfinite(self.ok_p99_ms) else None,
-            "max_latency_ms": self.max_latency_ms,
-        }
+        """Every field, for JSON: a percentile of no successes (NaN) is null."""
+        values = asdict(self)
+        for name in ("ok_p50_ms", "ok_p99_ms"):
+            if not math.isfinite(values[name]):
+                values[name] = None
+        return values
 
 
 @dataclass
