@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from .checks import Check, CheckSpec, Derived, Record, derive, finite_or_none, judge, rounded
@@ -73,6 +73,10 @@ class ScenarioSpec:
     recovery: str | None = None
     stack: Literal["main", "spare_gateway", "slow"] = "main"
     faults: int = 1
+
+    def with_load(self, **changes: float) -> ScenarioSpec:
+        """This scenario with some of its load plan's fields changed (a shorter or gentler run)."""
+        return replace(self, load=replace(self.load, **changes))  # type: ignore[arg-type]
 
     def describe(self, numbers: dict[str, float], model: str) -> str:
         """The injected fault in words, for the table."""

@@ -4,18 +4,14 @@ Each entry of `SCENARIOS` is a `ScenarioSpec` that the one runner (`engine.run_s
 it drives load through the gateway while the fault is injected, accounts for every request, and
 judges the checks — the behaviour promised in docs/reliability.md, each with what was observed. The
 tests assert the checks; `deploylab chaos` prints them as a table. Adding a scenario is adding an
-entry here (and, if it injects something new, an `Injection`).
-
-The functions at the end run one entry against a stack the caller already has, with the knobs the
-integration tests turn.
+entry here (and, if it injects something new, an `Injection`). To run one entry against a stack the
+caller already has: `run_scenario(SPEC.with_load(...), Target...)`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
-
-from deploylab.services.gateway.stack import GatewayProcess, ServingStack
+from dataclasses import dataclass
 
 from .checks import (
     Accounted,
@@ -31,14 +27,22 @@ from .checks import (
     Select,
     Statuses,
 )
-from .context import Target
-from .engine import ScenarioResult, ScenarioSpec, run_scenario
+from .engine import ScenarioResult, ScenarioSpec
 from .injections import KillTriton, Sigterm, UnloadModel
-from .load import RequestTemplate
 from .observations import GatewayMemory, GatewaySlo, InFlightPeak, ReadyzProbes, Recovery, TritonQueue
 from .plans import ClosedLoop, OpenLoop
 
-__all__ = ["SCENARIOS", "OverloadPlan", "ScenarioResult", "ScenarioSpec", "overload_spec"]
+__all__ = [
+    "GATEWAY_SIGTERM",
+    "MODEL_UNLOAD",
+    "SCENARIOS",
+    "SLOW_BACKEND",
+    "TRITON_KILL",
+    "OverloadPlan",
+    "ScenarioResult",
+    "ScenarioSpec",
+    "overload_spec",
+]
 
 OK = frozenset({"200"})
 SHED = Select(classes=frozenset({"429"}))
@@ -260,84 +264,3 @@ def _overload_checks(plan: OverloadPlan) -> tuple[CheckSpec, ...]:
 SCENARIOS: dict[str, ScenarioSpec] = {
     spec.name: spec for spec in (overload_spec(), MODEL_UNLOAD, GATEWAY_SIGTERM, TRITON_KILL, SLOW_BACKEND)
 }
-
-
-# -- one scenario against a stack the caller has ------------------------------------------------------
-def _with_load(spec: ScenarioSpec, **changes: float) -> ScenarioSpec:
-    return replace(spec, load=replace(spec.load, **changes))  # type: ignore[arg-type]
-
-
-def _model_of(request: RequestTemplate) -> str:
-    return request.path.split("/")[3]
-
-
-async def triton_kill(
-    stack: ServingStack,
-    request: RequestTemplate,
-    *,
-    concurrency: int = 8,
-    before_s: float = 2.0,
-    after_s: float = 2.0,
-    recovery_timeout_s: float = 90.0,
-) -> ScenarioResult:
-    """kill -9 Triton under load: fast 503s, /readyz false, supervisor restart, recovery in place."""
-    spec = _with_load(TRITON_KILL, concurrency=concurrency, before_s=before_s, after_s=after_s)
-    spec = replace(spec, inject=KillTriton(recovery_timeout_s))
-    return await run_scenario(spec, Target.of_stack(stack, request, _model_of(request)))
-
-
-async def model_unload(
-    gateway_url: str,
-    admin_key: str,
-    model: str,
-    request: RequestTemplate,
-    *,
-    concurrency: int = 6,
-    before_s: float = 1.5,
-    outage_s: float = 1.5,
-    after_s: float = 2.0,
-) -> ScenarioResult:
-    """Unload the model mid-traffic (admin API), then load it back: clean 503/404, then recovery."""
-    spec = _with_load(MODEL_UNLOAD, concurrency=concurrency, before_s=before_s, after_s=after_s)
-    spec = replace(spec, inject=UnloadModel(outage_s))
-    return await run_scenario(spec, Target(gateway_url, request, model, admin_key=admin_key))
-
-
-async def slow_backend(
-    gateway_url: str,
-    request: RequestTemplate,
-    model: str,
-    *,
-    timeout_s: float,
-    bound: int,
-    concurrency: int = 12,
-    duration_s: float = 4.0,
-    triton_metrics_url: str | None = None,
-) -> ScenarioResult:
-    """A backend slower than the gateway's timeout: 504 at the timeout, in-flight never past the bound,
-    and (given Triton's metrics URL) the abandoned requests dropped from Triton's queue, not computed."""
-    spec = _with_load(SLOW_BACKEND, concurrency=concurrency, before_s=duration_s)
-    numbers = {"request_timeout_s": timeout_s, "max_inflight_per_model": float(bound)}
-    target = Target(gateway_url, request, model, triton_metrics_url=triton_metrics_url, numbers=numbers)
-    return await run_scenario(spec, target)
-
-
-async def gateway_sigterm(
-    gateway: GatewayProcess,
-    request: RequestTemplate,
-    *,
-    concurrency: int = 8,
-    before_s: float = 2.0,
-    after_s: float = 1.5,
-) -> ScenarioResult:
-    """SIGTERM under load: in-flight requests finish, new ones are refused, the process exits 0."""
-    spec = _with_load(GATEWAY_SIGTERM, concurrency=concurrency, before_s=before_s, after_s=after_s)
-    return await run_scenario(spec, Target.of_gateway(gateway, request, _model_of(request)))
-
-
-async def overload(
-    gateway_url: str, gateway_pid: int, request: RequestTemplate, plan: OverloadPlan | None = None
-) -> ScenarioResult:
-    """Open-loop arrivals at `factor` x measured capacity (see `overload_spec`)."""
-    target = Target(gateway_url, request, _model_of(request), gateway_pid=gateway_pid)
-    return await run_scenario(overload_spec(plan), target)

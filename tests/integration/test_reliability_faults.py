@@ -17,14 +17,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from deploylab.services.chaos.context import Target
+from deploylab.services.chaos.engine import run_scenario
 from deploylab.services.chaos.load import RequestTemplate
 from deploylab.services.chaos.repository import write_slow_model
 from deploylab.services.chaos.scenarios import (
+    GATEWAY_SIGTERM,
+    MODEL_UNLOAD,
+    SLOW_BACKEND,
+    TRITON_KILL,
     ScenarioResult,
-    gateway_sigterm,
-    model_unload,
-    slow_backend,
-    triton_kill,
 )
 from deploylab.services.gateway.settings import GatewaySettings
 from deploylab.services.gateway.stack import ServingStack
@@ -98,17 +100,9 @@ def test_slow_model_times_out_with_504_at_the_configured_timeout_and_bounded_in_
         runtime, request_timeout_s=1.0, connect_timeout_s=0.5, max_inflight_per_model=4
     )
     with serving(runtime, gateway, tmp_path / "logs") as slow:
-        result = asyncio.run(
-            slow_backend(
-                slow.gateway_url,
-                REQUEST,
-                MODEL,
-                timeout_s=1.0,
-                bound=4,
-                duration_s=3.5,
-                triton_metrics_url=runtime.triton_metrics_url,
-            )
-        )
+        # The checks read the timeout and the bound from the stack's own gateway settings.
+        target = Target.of_stack(slow, REQUEST, MODEL)
+        result = asyncio.run(run_scenario(SLOW_BACKEND.with_load(before_s=3.5), target))
     assert_passed(result)
     assert result.numbers["triton_rejected"] > 0, "the gateway's deadline must reach Triton's queue"
     assert result.summary.by_kind.get("504 backend_timeout", 0) >= 4
@@ -117,7 +111,8 @@ def test_slow_model_times_out_with_504_at_the_configured_timeout_and_bounded_in_
 
 
 def test_model_unloaded_mid_traffic_answers_clean_503s_then_serves_again(stack: ServingStack) -> None:
-    result = asyncio.run(model_unload(stack.gateway_url, TEST_ADMIN_KEY, MODEL, REQUEST, concurrency=4))
+    target = Target(stack.gateway_url, REQUEST, MODEL, admin_key=TEST_ADMIN_KEY)
+    result = asyncio.run(run_scenario(MODEL_UNLOAD.with_load(concurrency=4), target))
     assert_passed(result)
     assert result.summary.lost == 0
     assert result.summary.by_kind.get("503 model_not_ready", 0) > 0
@@ -129,7 +124,8 @@ def test_sigterm_under_load_finishes_in_flight_refuses_new_and_exits_0(
 ) -> None:
     settings = stack.gateway_settings.model_copy(update={"port": free_ports(1)[0], "drain_timeout_s": 10.0})
     with running_gateway(settings, tmp_path) as gateway:
-        result = asyncio.run(gateway_sigterm(gateway, REQUEST, concurrency=6, before_s=1.5))
+        spec = GATEWAY_SIGTERM.with_load(concurrency=6, before_s=1.5)
+        result = asyncio.run(run_scenario(spec, Target.of_gateway(gateway, REQUEST, MODEL)))
         assert gateway.process is not None and gateway.process.returncode == 0
     assert_passed(result)
     assert result.numbers["in_flight_at_sigterm"] >= 1
@@ -142,7 +138,8 @@ def test_kill_9_triton_under_load_fails_fast_then_recovers_without_a_gateway_res
     assert stack.triton is not None
     regions = stack.triton.python_shm_regions()
     assert regions, "the Python backend maps shared memory: the leak check below needs some"
-    result = asyncio.run(triton_kill(stack, REQUEST, concurrency=8, before_s=1.5, after_s=1.5))
+    spec = TRITON_KILL.with_load(concurrency=8, before_s=1.5, after_s=1.5)
+    result = asyncio.run(run_scenario(spec, Target.of_stack(stack, REQUEST, MODEL)))
     assert_passed(result)
     assert result.summary.sent == result.summary.answered, "a request went unanswered"
     assert result.summary.by_kind.get("503 backend_unavailable", 0) > 0

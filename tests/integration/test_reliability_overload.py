@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from deploylab.services.chaos.context import Target
+from deploylab.services.chaos.engine import run_scenario
 from deploylab.services.chaos.load import LoadClient, RequestTemplate, closed_loop
-from deploylab.services.chaos.scenarios import OverloadPlan, ScenarioResult, overload
+from deploylab.services.chaos.scenarios import OverloadPlan, ScenarioResult, overload_spec
 from deploylab.services.gateway.stack import GatewayProcess
 from deploylab.services.runtime.settings import RuntimeSettings
 from deploylab.services.runtime.triton import TritonServer
@@ -61,7 +63,8 @@ def fourfold_overload(default_gateway: GatewayProcess) -> ScenarioResult:
     # server's goodput to 0.79-0.83x of capacity from run to run. A generous 0.7x here: the client's CPU
     # is the noise; the 0.9x target belongs to a measurement with the load generator off the server's cores.
     plan = OverloadPlan(factor=4.0, overload_s=20.0, capacity_s=5.0, goodput_share=0.7)
-    return asyncio.run(overload(default_gateway.url, default_gateway.process.pid, _classify(), plan))
+    target = Target(default_gateway.url, _classify(), MODEL, gateway_pid=default_gateway.process.pid)
+    return asyncio.run(run_scenario(overload_spec(plan), target))
 
 
 def test_fourfold_overload_keeps_goodput_and_sheds_the_excess_with_retry_after(
