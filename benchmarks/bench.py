@@ -106,7 +106,7 @@ def run_bench(options: BenchOptions, log: Log = print) -> dict[str, Any]:
         "models": {},
     }
     for model in options.models:
-        name = served_model(model).triton_name
+        name = served_model(model).triton_model
         log(f"[bold]{name}[/bold]")
         result["models"][name] = bench_model(name, options, log)
     result["duration_s"] = round(time.perf_counter() - started, 1)

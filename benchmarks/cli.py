@@ -110,7 +110,7 @@ def tune_command(
     from deploylab.services.perf.tune import TuneOptions, TuneSpace
     from deploylab.services.perf.tune_run import run_tune
 
-    name = served_model(model).triton_name
+    name = served_model(model).triton_model
     if backend not in (None, "python", "deploylab_ort"):
         raise ValueError(f"--backend must be python or deploylab_ort, got {backend!r}")
     chosen = {"backend": backend, "pipeline": pipeline}

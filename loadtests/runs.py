@@ -48,7 +48,7 @@ def resolve_targets(
             extra = axis_variants(CATALOG[name], axes, anchor, instance_kind)
             served += [ServedModel(CATALOG[name], v) for v in extra]
         for one in served:
-            target = Target(one.spec.name, one.variant, one.triton_name, one.spec.num_classes)
+            target = Target(one.spec.name, one.variant, one.triton_model, one.spec.num_classes)
             if target not in targets:
                 targets.append(target)
     return targets

@@ -61,7 +61,7 @@ def ensure_exported(repository: Path, models: list[str]) -> list[str]:
     names = []
     for model in models:
         served = served_model(model)
-        if served.triton_name not in exported:
+        if served.triton_model not in exported:
             export_model(served.spec, served.variant, repository, ExportOptions())
-        names.append(served.triton_name)
+        names.append(served.triton_model)
     return names

@@ -143,7 +143,7 @@ def _run_slow_stack(
     record: Callable[[ScenarioResult], None],
 ) -> None:
     repository = workdir / "slow_repository"
-    spec_name = served_model(plan.model).triton_name
+    spec_name = served_model(plan.model).triton_model
     write_slow_model(repository, spec_name, plan.slow_delay_s)
     runtime = _runtime(repository, workdir / "slow")
     settings = _gateway(

@@ -35,7 +35,7 @@ def served_model_names(requested: list[str], repository: Path) -> list[str]:
         if name in exported:
             names.append(name)
         elif name in CATALOG:
-            variants = [served.triton_name for served in served_models(name)]
+            variants = [served.triton_model for served in served_models(name)]
             found = [v for v in variants if v in exported]
             if not found:
                 raise ValueError(f"{name} is not exported: run `deploylab export {name}`")

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 from deploylab.services.modelzoo.catalog import (
     CATALOG,
-    ModelSpec,
+    ServedForm,
     UnknownModelError,
     UnknownVariantError,
     resolve_triton_name,
@@ -78,20 +78,8 @@ class RoutingConfig(BaseModel):
         return self
 
 
-@dataclass(frozen=True)
-class Target:
-    """A concrete Triton model: catalog spec + variant."""
-
-    spec: ModelSpec
-    variant: str
-
-    @property
-    def triton_model(self) -> str:
-        return self.spec.triton_name(self.variant)
-
-    @property
-    def model(self) -> str:
-        return self.spec.name
+#: A concrete Triton model a route sends to: catalog spec + variant.
+Target = ServedForm
 
 
 @dataclass(frozen=True)

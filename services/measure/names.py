@@ -10,27 +10,16 @@ model (`repvgg_a0`). Two questions, two rules:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from deploylab.services.modelzoo.catalog import (
     CATALOG,
-    ModelSpec,
+    ServedForm,
     UnknownModelError,
     get_spec,
     resolve_triton_name,
 )
 
-
-@dataclass(frozen=True)
-class ServedModel:
-    """One served form of a catalog model."""
-
-    spec: ModelSpec
-    variant: str
-
-    @property
-    def triton_name(self) -> str:
-        return self.spec.triton_name(self.variant)
+#: One served form of a catalog model.
+ServedModel = ServedForm
 
 
 def served_model(name: str) -> ServedModel:

@@ -148,6 +148,23 @@ class ModelSpec:
         return self.name if chosen == DEFAULT_VARIANT else f"{self.name}_{chosen}"
 
 
+@dataclass(frozen=True)
+class ServedForm:
+    """One served form of a catalog model: its spec and one variant, i.e. one Triton model. The gateway's
+    routing targets and the measurement core's model names are both this."""
+
+    spec: ModelSpec
+    variant: str
+
+    @property
+    def model(self) -> str:
+        return self.spec.name
+
+    @property
+    def triton_model(self) -> str:
+        return self.spec.triton_name(self.variant)
+
+
 def _deployments(params: int, reparameterize: bool) -> tuple[Variant, ...]:
     """The opt-in deployments of a model's serving form: int8, fp32 and int8 on OpenVINO, and fp16 on
     GPU instances."""

@@ -125,7 +125,7 @@ def batch1_latency(points: Sequence[InProcessPoint]) -> InProcessPoint | None:
 
 def resolve_model_name(model: str) -> str:
     """The Triton model name for a Triton or catalog name (`repvgg_a0` → `repvgg_a0_deploy`)."""
-    return served_model(model).triton_name
+    return served_model(model).triton_model
 
 
 def input_size_of(triton_name: str) -> int:
