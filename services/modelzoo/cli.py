@@ -222,6 +222,15 @@ def export_command(
             f"smallest normal; at most {MAX_ATOL:g})",
         ),
     ] = None,
+    input_dtype: Annotated[
+        str,
+        typer.Option(
+            "--input",
+            help="the input tensor's type: fp32 (default: pixels normalised by the client or gateway) or "
+            "uint8 (resized and cropped pixels 0-255, normalised inside the graph: a quarter of the bytes "
+            "on every hop). Changing it re-exports",
+        ),
+    ] = "fp32",
     force: Annotated[bool, typer.Option(help="re-export even when unchanged")] = False,
     repository: RepositoryOpt = None,
 ) -> None:
@@ -230,7 +239,7 @@ def export_command(
 
     from .export import ExportOptions
     from .parity import Tolerance
-    from .repository import BACKENDS, ServingConfig, default_cpu_threads
+    from .repository import BACKENDS, INPUT_DTYPES, ServingConfig, default_cpu_threads
 
     settings = _settings(repository)
     tolerance = Tolerance(
@@ -242,6 +251,8 @@ def export_command(
         raise ValueError("--weights applies to one model: name exactly one catalog model")
     if backend not in BACKENDS:
         raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if input_dtype not in INPUT_DTYPES:
+        raise ValueError(f"--input must be one of {', '.join(INPUT_DTYPES)}, got {input_dtype!r}")
     jobs = export_jobs(specs, variant)
     resolved, why = resolve_instance_kind(kind)
     refuse_unservable(jobs, backend, kind, resolved, why)
@@ -265,6 +276,7 @@ def export_command(
             pipeline=pipeline,
             default_queue_timeout_us=queue_timeout_ms * 1000,
             engine=chosen.engine,
+            input_dtype=input_dtype,  # type: ignore[arg-type]
         )
 
     for spec, name in jobs:

@@ -10,6 +10,10 @@ A lower-precision variant starts from the checked fp32 file: int8 is quantized (
 converted (`half`), and its fidelity against the fp32 file is measured and recorded. Variants whose files
 are the same bytes (int8 and int8_openvino) reuse each other's up-to-date export instead of quantizing
 again. fp16 is exported for GPU instances only.
+
+With `ServingConfig.input_dtype` "uint8" the exported graph takes the resized and cropped pixels as
+uint8 and normalises them itself (`PixelInput`): parity, calibration and fidelity then feed uint8
+pixels, and the fingerprint holds the input dtype, so switching it re-exports.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from .reparam import reparameterize
 from .repository import (
     INPUT_NAME,
     OUTPUT_NAME,
+    InputDtype,
     ServingConfig,
     default_cpu_threads,
     ensure_writable,
@@ -69,6 +74,28 @@ class ExportOptions:
     parity: Tolerance = Tolerance()
 
 
+class PixelInput(nn.Module):
+    """`model` behind its own normalisation: uint8 NCHW pixels (0-255) in, the model's logits out.
+
+    Cast to float, subtract mean·255, multiply by 1/(std·255): the arithmetic of the gateway's
+    `preprocess_image`, in the same float32 order, so either side normalising gives the same input.
+    """
+
+    shift: torch.Tensor
+    scale: torch.Tensor
+
+    def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.model = model
+        shift = np.asarray(mean, dtype=np.float32) * np.float32(255.0)
+        scale = np.float32(1.0) / (np.asarray(std, dtype=np.float32) * np.float32(255.0))
+        self.register_buffer("shift", torch.from_numpy(shift).reshape(1, 3, 1, 1))
+        self.register_buffer("scale", torch.from_numpy(scale).reshape(1, 3, 1, 1))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model((pixels.to(torch.float32) - self.shift) * self.scale)  # type: ignore[no-any-return]
+
+
 @dataclass(frozen=True)
 class ExportOutcome:
     model: str
@@ -94,9 +121,9 @@ def export_model(
     name = spec.triton_name(variant)
     ensure_writable(repository)
     weights_record = _weights_record(options.weights)
-    fingerprint = _onnx_fingerprint(spec, variant, weights_record, options.opset)
     directory = model_dir(repository, name)
     chosen = _serving_for(options.serving or default_serving(), spec.variant(variant), name)
+    fingerprint = _onnx_fingerprint(spec, variant, weights_record, options.opset, chosen.input_dtype)
     serving = asdict(chosen)
     engine = served_engine(chosen.backend, chosen.engine)
 
@@ -131,17 +158,24 @@ def export_model(
     if params != expected:
         raise ZooError(f"{name}: built model has {params:,} parameters, catalog expects {expected:,}")
     gmacs = count_gmacs(model, spec.input_size)
+    if chosen.input_dtype == "uint8":
+        model = PixelInput(model, spec.preprocessing.mean, spec.preprocessing.std)
 
     directory.mkdir(parents=True, exist_ok=True)
     onnx_file.parent.mkdir(parents=True, exist_ok=True)
     tmp_onnx = onnx_file.with_name(f".{onnx_file.name}.tmp")
-    step(name, f"exporting ONNX (opset {options.opset}, dynamic batch axis)")
-    export_onnx(model, tmp_onnx, spec.input_size, options.opset)
+    step(name, f"exporting ONNX (opset {options.opset}, dynamic batch axis, {chosen.input_dtype} input)")
+    export_onnx(model, tmp_onnx, spec.input_size, options.opset, chosen.input_dtype)
     label = ENGINE_LABELS[chosen.engine]
     step(name, f"checking parity torch vs {label} ({tmp_onnx.stat().st_size / 1e6:.0f} MB)")
     try:
         parity = check_parity(
-            model, tmp_onnx, spec.input_size, tolerance=options.parity, engine=chosen.engine
+            model,
+            tmp_onnx,
+            spec.input_size,
+            tolerance=options.parity,
+            engine=chosen.engine,
+            input_dtype=chosen.input_dtype,
         )
     except ParityError:
         tmp_onnx.unlink(missing_ok=True)
@@ -151,10 +185,12 @@ def export_model(
         reuse = (
             None
             if options.force
-            else _same_file_export(spec, variant, repository, weights_record, options.opset)
+            else _same_file_export(
+                spec, variant, repository, weights_record, options.opset, chosen.input_dtype
+            )
         )
         quantization = _lower_in_place(
-            tmp_onnx, spec, spec.variant(variant), name, step, chosen.engine, reuse
+            tmp_onnx, spec, spec.variant(variant), name, step, chosen.engine, reuse, chosen.input_dtype
         )
     sha256 = _sha256(tmp_onnx)
     size = tmp_onnx.stat().st_size
@@ -198,10 +234,13 @@ def export_model(
     return ExportOutcome(name, "exported", manifest)
 
 
-def export_onnx(model: nn.Module, path: Path, input_size: int, opset: int = OPSET) -> None:
+def export_onnx(
+    model: nn.Module, path: Path, input_size: int, opset: int = OPSET, input_dtype: InputDtype = "fp32"
+) -> None:
     """Export with the torch.export-based exporter, batch axis dynamic, weights inside one file."""
     # A batch of 2: torch.export specializes sizes 0 and 1, so tracing at 1 would pin the batch axis.
-    sample = torch.zeros(2, 3, input_size, input_size)
+    dtype = torch.uint8 if input_dtype == "uint8" else torch.float32
+    sample = torch.zeros(2, 3, input_size, input_size, dtype=dtype)
     batch = torch.export.Dim("batch", min=1, max=4096)
     # The exporter narrates every pass on stdout and warns about its own internals; we report
     # progress ourselves, and a failure still raises with its message.
@@ -261,10 +300,17 @@ def _weights_record(weights: Path | None) -> WeightsRecord | None:
     return WeightsRecord(path=str(weights), sha256=_sha256(weights))
 
 
-def _onnx_fingerprint(spec: ModelSpec, variant: str, weights: WeightsRecord | None, opset: int) -> str:
+def _onnx_fingerprint(
+    spec: ModelSpec,
+    variant: str,
+    weights: WeightsRecord | None,
+    opset: int,
+    input_dtype: InputDtype = "fp32",
+) -> str:
     """Everything that changes the ONNX bytes' meaning; random-init models are fixed by the seed.
 
-    A lower precision adds how the fp32 file was turned into it (settings and ONNX Runtime's version).
+    A lower precision adds how the fp32 file was turned into it (settings and ONNX Runtime's version);
+    a uint8 input adds that (absent for fp32, so fp32 exports keep the fingerprints they had).
     """
     versions = library_versions()
     payload: dict[str, object] = {
@@ -278,6 +324,8 @@ def _onnx_fingerprint(spec: ModelSpec, variant: str, weights: WeightsRecord | No
         "torchvision": versions["torchvision"],
         "timm": versions["timm"],
     }
+    if input_dtype != "fp32":
+        payload["input_dtype"] = input_dtype
     precision = spec.variant(variant).precision
     if precision != "fp32":
         payload["lowering"] = _lowering_settings(precision)
@@ -314,7 +362,12 @@ def _lowering_settings(precision: str) -> dict[str, object]:
 
 
 def _same_file_export(
-    spec: ModelSpec, variant: str, repository: Path, weights: WeightsRecord | None, opset: int
+    spec: ModelSpec,
+    variant: str,
+    repository: Path,
+    weights: WeightsRecord | None,
+    opset: int,
+    input_dtype: InputDtype = "fp32",
 ) -> tuple[str, Path] | None:
     """An up-to-date export of another variant whose ONNX file this variant's would be, byte for byte
     (int8 for int8_openvino and back: one file, two engines), as (Triton name, ONNX file).
@@ -332,7 +385,7 @@ def _same_file_export(
         onnx_file = onnx_path(repository, name)
         if (
             manifest is not None
-            and manifest.onnx_fingerprint == _onnx_fingerprint(spec, other.name, weights, opset)
+            and manifest.onnx_fingerprint == _onnx_fingerprint(spec, other.name, weights, opset, input_dtype)
             and onnx_file.is_file()
             and onnx_file.stat().st_size == manifest.onnx_bytes
             and _sha256(onnx_file) == manifest.onnx_sha256
@@ -349,6 +402,7 @@ def _lower_in_place(
     step: StepCallback,
     engine: Engine,
     reuse: tuple[str, Path] | None,
+    input_dtype: InputDtype = "fp32",
 ) -> dict[str, object]:
     """Replace the checked fp32 ONNX file by the variant's lower-precision form (a copy of `reuse`'s
     file when given); return how it was made and its fidelity against the fp32 file as served."""
@@ -364,7 +418,7 @@ def _lower_in_place(
             "calibration_photos": list(QUANTIZATION.calibration_photos),
         }
     else:
-        how = {"method": "float16 weights and activations, float32 input and output", **CONVERSION}
+        how = {"method": "float16 weights and activations, input and output types kept", **CONVERSION}
     try:
         if reuse is not None:
             step(name, f"reusing {reuse[0]}'s {precision} file (same source model and settings)")
@@ -373,11 +427,11 @@ def _lower_in_place(
         elif precision == "int8":
             photos = len(QUANTIZATION.calibration_photos)
             step(name, f"quantizing to int8 (static QDQ, calibrated on {photos} photos, 4 views each)")
-            quantize_int8(onnx_file, lowered, spec.preprocessing, QUANTIZATION)
+            quantize_int8(onnx_file, lowered, spec.preprocessing, QUANTIZATION, input_dtype)
         else:
-            step(name, "converting to fp16 (float16 weights and activations, float32 input and output)")
+            step(name, "converting to fp16 (float16 weights and activations, input and output types kept)")
             convert_fp16(onnx_file, lowered)
-        fidelity = measure_fidelity(onnx_file, lowered, spec.preprocessing, engine, device)
+        fidelity = measure_fidelity(onnx_file, lowered, spec.preprocessing, engine, device, input_dtype)
     except Exception:
         lowered.unlink(missing_ok=True)
         onnx_file.unlink(missing_ok=True)

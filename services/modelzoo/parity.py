@@ -18,6 +18,7 @@ from .catalog import Engine
 from .engines import ENGINE_LABELS, open_onnx
 from .errors import ParityError
 from .parity_limits import ATOL, MAX_ATOL, MAX_RTOL, RTOL
+from .repository import InputDtype
 
 TOP_K = 5
 BATCH_SIZES = (1, 4)
@@ -91,6 +92,18 @@ def random_batch(batch_size: int, input_size: int, seed: int) -> np.ndarray:
     return rng.standard_normal((batch_size, 3, input_size, input_size), dtype=np.float32)
 
 
+def random_pixels(batch_size: int, input_size: int, seed: int) -> np.ndarray:
+    """An image-like batch for a uint8-input export: uniform pixels 0..255, uint8, NCHW."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (batch_size, 3, input_size, input_size), dtype=np.uint8)
+
+
+def random_input(batch_size: int, input_size: int, seed: int, input_dtype: InputDtype = "fp32") -> np.ndarray:
+    """A random batch of what an export with `input_dtype` takes (`random_batch` or `random_pixels`)."""
+    make = random_pixels if input_dtype == "uint8" else random_batch
+    return make(batch_size, input_size, seed)
+
+
 def torch_logits(model: nn.Module, batch: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
         return model(torch.from_numpy(batch)).numpy()  # type: ignore[no-any-return]
@@ -162,14 +175,16 @@ def check_parity(
     batch_sizes: tuple[int, ...] = BATCH_SIZES,
     tolerance: Tolerance | None = None,
     engine: Engine = "onnxruntime",
+    input_dtype: InputDtype = "fp32",
 ) -> ParityResult:
-    """Compare torch and `engine` on random batches; raise ParityError when they disagree."""
+    """Compare torch and `engine` on random batches of `input_dtype` (normalized-image-like floats, or
+    uint8 pixels for a graph that normalises them itself); raise ParityError when they disagree."""
     tolerance = tolerance or Tolerance()
     label = ENGINE_LABELS[engine]
     run = open_onnx(onnx_file, engine, threads=max(1, torch.get_num_threads()))
     worst = worst_scaled = largest = 0.0
     for seed, batch_size in enumerate(batch_sizes):
-        batch = random_batch(batch_size, input_size, seed)
+        batch = random_input(batch_size, input_size, seed, input_dtype)
         expected = torch_logits(model, batch)
         actual = run(batch)
         if actual.shape != expected.shape:

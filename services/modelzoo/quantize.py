@@ -22,6 +22,7 @@ from PIL import Image, ImageOps
 
 from .catalog import Engine, Preprocessing
 from .engines import OrtDevice, open_onnx
+from .repository import InputDtype
 
 #: Calibration photos (RGB and grayscale scenes, objects, textures) and held-out ones for fidelity.
 CALIBRATION_PHOTOS = (
@@ -96,10 +97,19 @@ def augmented(image: Image.Image) -> Iterator[Image.Image]:
     yield image.crop((int(width * 0.25), int(height * 0.25), width, height))
 
 
-def pixel_batch(images: list[Image.Image], steps: Preprocessing) -> np.ndarray:
-    """torchvision's classic eval transform of each image, stacked (N, 3, crop, crop) float32."""
+def pixel_batch(
+    images: list[Image.Image], steps: Preprocessing, input_dtype: InputDtype = "fp32"
+) -> np.ndarray:
+    """torchvision's classic eval transform of each image, stacked (N, 3, crop, crop) float32; for a
+    uint8-input graph, which normalises itself, the resized and cropped pixels as uint8."""
     from torchvision import transforms
 
+    if input_dtype == "uint8":
+        framing = transforms.Compose([
+            transforms.Resize(steps.resize, interpolation=transforms.InterpolationMode(steps.interpolation)),
+            transforms.CenterCrop(steps.crop),
+        ])  # fmt: skip
+        return np.stack([np.asarray(framing(image), dtype=np.uint8).transpose(2, 0, 1) for image in images])
     pipeline = transforms.Compose([
         transforms.Resize(steps.resize, interpolation=transforms.InterpolationMode(steps.interpolation)),
         transforms.CenterCrop(steps.crop),
@@ -110,17 +120,25 @@ def pixel_batch(images: list[Image.Image], steps: Preprocessing) -> np.ndarray:
 
 
 def calibration_batches(
-    steps: Preprocessing, photos: tuple[str, ...] = CALIBRATION_PHOTOS
+    steps: Preprocessing, photos: tuple[str, ...] = CALIBRATION_PHOTOS, input_dtype: InputDtype = "fp32"
 ) -> list[np.ndarray]:
     images = [view for name in photos for view in augmented(photo(name))]
-    pixels = pixel_batch(images, steps)
+    pixels = pixel_batch(images, steps, input_dtype)
     return [pixels[i : i + BATCH] for i in range(0, len(pixels), BATCH)]
 
 
 def quantize_int8(
-    fp32_onnx: Path, int8_onnx: Path, steps: Preprocessing, settings: QuantizationSettings = QUANTIZATION
+    fp32_onnx: Path,
+    int8_onnx: Path,
+    steps: Preprocessing,
+    settings: QuantizationSettings = QUANTIZATION,
+    input_dtype: InputDtype = "fp32",
 ) -> None:
-    """Write the static-QDQ int8 form of `fp32_onnx`, calibrated on the settings' photos (augmented)."""
+    """Write the static-QDQ int8 form of `fp32_onnx`, calibrated on the settings' photos (augmented).
+
+    Calibration feeds what the graph takes (`input_dtype`); a uint8 input is not a float tensor, so
+    the quantizer leaves it and the in-graph normalisation's Cast alone and quantizes from there on.
+    """
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -132,7 +150,7 @@ def quantize_int8(
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self, input_name: str) -> None:
-            batches = calibration_batches(steps, settings.calibration_photos)
+            batches = calibration_batches(steps, settings.calibration_photos, input_dtype)
             self.feeds = iter([{input_name: batch} for batch in batches])
 
         def get_next(self) -> dict[str, np.ndarray] | None:
@@ -162,15 +180,18 @@ def measure_fidelity(
     steps: Preprocessing,
     engine: Engine = "onnxruntime",
     device: OrtDevice = "cpu",
+    input_dtype: InputDtype = "fp32",
 ) -> dict[str, dict[str, float | int]]:
     """Fidelity on the calibration photos and on held-out ones (each image as a client frames it),
-    both models run by `engine`, the candidate on `device` (see `compare_models`)."""
+    both models run by `engine`, the candidate on `device` (see `compare_models`), fed `input_dtype`."""
     sets = {
         "calibration": [photo(name) for name in CALIBRATION_PHOTOS],
         "held_out": [view for name in HELD_OUT_PHOTOS for view in augmented(photo(name))],
     }
     return {
-        name: compare_models(fp32_onnx, candidate_onnx, pixel_batch(images, steps), engine, device).as_dict()
+        name: compare_models(
+            fp32_onnx, candidate_onnx, pixel_batch(images, steps, input_dtype), engine, device
+        ).as_dict()
         for name, images in sets.items()
     }
 

@@ -25,6 +25,15 @@ from .errors import RepositoryError
 Backend = Literal["python", "onnxruntime", "deploylab_ort"]
 BACKENDS: tuple[Backend, ...] = ("python", "onnxruntime", "deploylab_ort")
 InstanceKind = Literal["cpu", "gpu"]
+#: What the model's `input` tensor carries: fp32, pixels already normalised (mean/std) by the client; or
+#: uint8, the resized and cropped pixels (0-255), cast and normalised inside the exported graph, so every
+#: hop (client → gateway → Triton) moves a quarter of the bytes.
+InputDtype = Literal["fp32", "uint8"]
+INPUT_DTYPES: tuple[InputDtype, ...] = ("fp32", "uint8")
+#: The KServe v2 / Triton datatype of each input dtype, and back: the one table every client reads.
+V2_DATATYPES: dict[InputDtype, str] = {"fp32": "FP32", "uint8": "UINT8"}
+#: numpy's name for each v2 datatype an input may have (little-endian, as the binary extension sends).
+NUMPY_DTYPES: dict[str, str] = {"FP32": "<f4", "UINT8": "u1"}
 
 #: Tensor names shared by the exporter, the Triton config, the Python backend and every client.
 INPUT_NAME = "input"
@@ -68,6 +77,9 @@ class ServingConfig:
     # What the Python backend's model.py runs the ONNX file with; the exporter sets it from the variant
     # (`openvino`, `int8_openvino`). OpenVINO reads the same thread count as ONNX Runtime.
     engine: Engine = "onnxruntime"
+    # The input tensor's dtype. Unlike the rest of this config it changes the ONNX file (uint8: the
+    # normalisation is part of the graph), so the exporter's fingerprint holds it.
+    input_dtype: InputDtype = "fp32"
     warmup: bool = True
     extra_parameters: dict[str, str] = field(default_factory=dict)
 
@@ -101,6 +113,15 @@ class ServingConfig:
             raise ValueError(f"preferred batch sizes {too_big} outside 1..max_batch_size")
         if self.tensorrt and (self.backend != "onnxruntime" or self.instance_kind != "gpu"):
             raise ValueError("tensorrt needs backend 'onnxruntime' and instance kind 'gpu'")
+        if self.input_dtype not in INPUT_DTYPES:
+            choices = ", ".join(INPUT_DTYPES)
+            raise ValueError(f"input_dtype must be one of {choices}, got {self.input_dtype!r}")
+        if self.input_dtype != "fp32" and self.backend == "deploylab_ort":
+            # NOTE: deploylab_ort checks element types against config.pbtxt but runs FLOAT inputs only.
+            raise ValueError(
+                f"backend deploylab_ort serves fp32 inputs only, not {self.input_dtype}; "
+                "use backend python or onnxruntime"
+            )
         if self.pipeline and self.backend != "python":
             raise ValueError("pipeline needs backend 'python' (it is how deploylab's model.py runs batches)")
         if self.engine != "onnxruntime":
@@ -137,9 +158,10 @@ def build_model_config(
     """`config.pbtxt` as a ModelConfig message (render with `text_format`)."""
     config = mc.ModelConfig(name=model_name, backend=serving.backend)
     config.max_batch_size = serving.max_batch_size
+    input_type = input_data_type(serving.input_dtype)
     config.input.add(
         name=INPUT_NAME,
-        data_type=mc.TYPE_FP32,
+        data_type=input_type,
         dims=tensor_dims((-1, 3, input_size, input_size), serving.max_batch_size),
     )
     config.output.add(
@@ -177,10 +199,15 @@ def build_model_config(
         accel.parameters["precision_mode"] = "FP16"
     if serving.warmup:
         warmup = config.model_warmup.add(name="random_batch_1", batch_size=1)
-        warmup.inputs[INPUT_NAME].data_type = mc.TYPE_FP32
+        warmup.inputs[INPUT_NAME].data_type = input_type
         warmup.inputs[INPUT_NAME].dims.extend([3, input_size, input_size])
         warmup.inputs[INPUT_NAME].random_data = True
     return config
+
+
+def input_data_type(input_dtype: InputDtype) -> int:
+    """config.pbtxt's `data_type` for an input dtype (`TYPE_FP32`, `TYPE_UINT8`)."""
+    return int(mc.DataType.Value(f"TYPE_{V2_DATATYPES[input_dtype]}"))
 
 
 def parse_triton_config(text: str) -> mc.ModelConfig:

@@ -20,6 +20,9 @@ Engines (config parameter `engine`):
   CUDA graph per power-of-two batch size up to max_batch_size and pads each batch to the next one:
   launch overhead disappears, which is most of a small batch's time on a large GPU.
 
+Input types: the batch reaches the engine in the datatype config.pbtxt declares (FP32, or UINT8 pixels
+for a graph that normalises them itself), never cast here; the torch engine takes FP32 only.
+
 With `pipeline` 1 (onnxruntime or openvino engine) an instance stages its next batch while its engine runs one
 (`_Pipeline`): the throughput of two instances per core from one.
 """
@@ -158,9 +161,8 @@ class _OpenVinoEngine:
 def _infer_stacked(run: Any, tensors: list, output_name: str) -> list:
     """Triton tensors in (one per request), one batched run, Triton tensors out (numpy views)."""
     arrays = [t.as_numpy() for t in tensors]
+    # Triton has checked every request's datatype against config.pbtxt: the graph takes it as it comes.
     batch = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
-    if batch.dtype != np.float32:
-        batch = batch.astype(np.float32)
     return _split(run(batch), [a.shape[0] for a in arrays], output_name)
 
 
@@ -358,8 +360,10 @@ class _Pipeline:
         """The requests' inputs copied into one of two reused buffers (the other may be running)."""
         rows = sum(a.shape[0] for a in arrays)
         buffer = self.buffers[self.turn]
-        if buffer is None or buffer.shape[0] < rows or buffer.shape[1:] != arrays[0].shape[1:]:
-            buffer = np.empty((rows, *arrays[0].shape[1:]), dtype=np.float32)
+        first = arrays[0]
+        fits = buffer is not None and buffer.shape[1:] == first.shape[1:] and buffer.dtype == first.dtype
+        if buffer is None or not fits or buffer.shape[0] < rows:
+            buffer = np.empty((rows, *first.shape[1:]), dtype=first.dtype)
             self.buffers[self.turn] = buffer
         self.turn ^= 1
         return np.concatenate(arrays, axis=0, out=buffer[:rows], casting="same_kind")
@@ -411,6 +415,11 @@ class TritonPythonModel:
         self.engine: _OrtEngine | _OpenVinoEngine | _TorchEngine | None
         engine = params.get("engine", "onnxruntime")
         if engine == "torch":
+            if config["input"][0].get("data_type") != "TYPE_FP32":
+                raise ValueError(
+                    f"engine torch takes a TYPE_FP32 input (normalised pixels), not "
+                    f"{config['input'][0].get('data_type')}: export with --input fp32 for it"
+                )
             self.engine = _TorchEngine(args, params, int(config.get("max_batch_size", 0)))
         elif engine == "openvino":
             self.engine = _OpenVinoEngine(args, params)

@@ -229,3 +229,42 @@ def test_forcing_an_int8_export_quantizes_whatever_is_there(
     )
     assert len(calls) == 1 and outcome.manifest.quantization is not None
     assert "reused_from" not in outcome.manifest.quantization
+
+
+def test_a_uint8_input_is_a_new_export_whose_graph_normalises_the_pixels(
+    model_repository: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+    import torch
+    from deploylab.services.modelzoo.engines import onnxruntime_runner
+    from deploylab.services.modelzoo.export import PixelInput, _onnx_fingerprint
+
+    spec = get_spec("mobilenet_v3_small")
+    fp32_fingerprint = _onnx_fingerprint(spec, "default", None, OPSET)
+    assert _onnx_fingerprint(spec, "default", None, OPSET, "fp32") == fp32_fingerprint
+    assert _onnx_fingerprint(spec, "default", None, OPSET, "uint8") != fp32_fingerprint
+
+    shutil.copytree(model_repository / "mobilenet_v3_small", tmp_path / "mobilenet_v3_small")
+    uint8 = ExportOptions(serving=replace(default_serving(), input_dtype="uint8"))
+    outcome = export_model(spec, "default", tmp_path, uint8)
+    assert outcome.status == "exported"  # not merely reconfigured: the ONNX file changes
+    assert outcome.manifest.serving["input_dtype"] == "uint8"
+    assert ServingConfig.from_record(outcome.manifest.serving).input_dtype == "uint8"
+    graph = onnx.load(str(onnx_path(tmp_path, "mobilenet_v3_small"))).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert export_model(spec, "default", tmp_path, uint8).status == "skipped"
+
+    # The graph's normalisation is the gateway's: the same logits as the fp32 export fed normalised pixels.
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 3, 224, 224), dtype=np.uint8)
+    steps = spec.preprocessing
+    normalised = (
+        pixels.astype(np.float32) - np.float32(255) * np.asarray(steps.mean, np.float32)[:, None, None]
+    ) * (np.float32(1) / (np.float32(255) * np.asarray(steps.std, np.float32)[:, None, None]))
+    from_pixels = onnxruntime_runner(onnx_path(tmp_path, "mobilenet_v3_small"))(pixels)
+    from_floats = onnxruntime_runner(onnx_path(model_repository, "mobilenet_v3_small"))(normalised)
+    np.testing.assert_allclose(from_pixels, from_floats, rtol=1e-4, atol=1e-4 * np.abs(from_floats).max())
+    wrapped = PixelInput(build_model(spec), steps.mean, steps.std).eval()
+    with torch.inference_mode():
+        reference = wrapped(torch.from_numpy(pixels)).numpy()
+    np.testing.assert_allclose(from_pixels, reference, rtol=1e-4, atol=1e-4 * np.abs(reference).max())

@@ -52,6 +52,22 @@ def test_rendered_config_parses_and_round_trips(serving: ServingConfig) -> None:
     assert params["inter_op_thread_count"] == str(serving.inter_op_threads)
 
 
+def test_a_uint8_input_config_declares_uint8_for_the_input_and_its_warmup_only() -> None:
+    config = parse_triton_config(render_triton_config("m", 224, 1000, ServingConfig(input_dtype="uint8")))
+    assert config.input[0].data_type == mc.TYPE_UINT8
+    assert config.model_warmup[0].inputs[INPUT_NAME].data_type == mc.TYPE_UINT8
+    assert config.output[0].data_type == mc.TYPE_FP32
+
+
+def test_the_input_dtype_reads_back_from_a_manifest_record_and_defaults_to_fp32() -> None:
+    assert ServingConfig.from_record({"input_dtype": "uint8"}).input_dtype == "uint8"
+    assert ServingConfig.from_record({"backend": "python"}).input_dtype == "fp32"  # older manifests
+    with pytest.raises(ValueError, match="input_dtype must be one of fp32, uint8"):
+        ServingConfig(input_dtype="fp16")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="deploylab_ort serves fp32 inputs only"):
+        ServingConfig(backend="deploylab_ort", input_dtype="uint8")
+
+
 def test_batched_config_omits_batch_dim_and_sets_dynamic_batching() -> None:
     serving = ServingConfig(max_batch_size=16, preferred_batch_sizes=(4, 8), max_queue_delay_us=100)
     config = parse_triton_config(render_triton_config("m", 224, 1000, serving))
