@@ -23,7 +23,7 @@ from .drain import Drain
 from .errors import BackendUnavailableError, GatewayError, ModelNotFoundError, ModelNotReadyError
 from .limits import InFlightLimiter
 from .metrics import ROUTING_RELOADS, SHED, TRITON_UP
-from .model_profile import full_batch_seconds, instance_count
+from .model_profile import full_batch_seconds, input_datatype, instance_count
 from .routing import RoutingError, RoutingTable, Target
 from .settings import GatewaySettings
 from .shadow import ShadowRunner
@@ -176,6 +176,11 @@ class GatewayContext:
     async def max_batch_size(self, triton_model: str) -> int:
         """The model's max_batch_size from Triton's config (cached until model states change)."""
         return int((await self._config(triton_model)).get("max_batch_size", 0))
+
+    async def input_datatype(self, triton_model: str) -> str:
+        """The v2 datatype the model's input takes (FP32; UINT8 for an export that normalises in its
+        graph), from Triton's config (cached until model states change)."""
+        return input_datatype(await self._config(triton_model))
 
     async def _config(self, triton_model: str) -> dict[str, Any]:
         if triton_model not in self._configs:

@@ -1,4 +1,5 @@
-"""What admission needs to know about a served model, read from Triton's own config and statistics.
+"""What admission (and the request paths) need to know about a served model, from Triton's config and
+statistics: its knee, its full-batch time, and the datatype its input takes.
 
 The knee of a dynamically batching model follows from its config (instances x max_batch_size); its
 latency objective, unless configured, from the time one instance takes to compute a full batch.
@@ -25,6 +26,12 @@ def instance_count(config: dict[str, Any]) -> int:
     """Instances Triton runs for a model (every instance group; a group without a count is one)."""
     groups = config.get("instance_group") or [{}]
     return sum(max(1, int(group.get("count", 1))) for group in groups)
+
+
+def input_datatype(config: dict[str, Any]) -> str:
+    """The v2 datatype of the model's (first) input as Triton's config declares it: FP32, UINT8, …"""
+    inputs = config.get("input") or [{}]
+    return str(inputs[0].get("data_type", "TYPE_FP32")).removeprefix("TYPE_")
 
 
 def full_batch_seconds(statistics: dict[str, Any], max_batch_size: int) -> float | None:

@@ -1,5 +1,8 @@
 """Image bytes → normalized float32 CHW arrays, per model spec, with Pillow and numpy only.
 
+A model exported with a uint8 input normalises in its graph; for it the batch is the resized and
+cropped pixels as uint8 CHW (`datatype` "UINT8"), a quarter of the bytes, the same framing.
+
 Matches torchvision's classic eval pipeline (`Resize(shorter side) → CenterCrop → ToTensor → Normalize`
 on PIL images, which timm's eval transform also is) and stays within a tested tolerance of the
 tensor-based `weights.transforms()` preset. Runs in a worker thread: Pillow releases the GIL while
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from deploylab.services.modelzoo.catalog import Preprocessing
+from deploylab.services.modelzoo.repository import NUMPY_DTYPES
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageTooLargeError, InvalidImageError
@@ -141,8 +145,8 @@ def center_crop_box(width: int, height: int, crop: int) -> tuple[int, int, int, 
     return left, top, left + crop, top + crop
 
 
-def preprocess_image(image: Image.Image, spec: Preprocessing) -> np.ndarray:
-    """RGB PIL image → float32 array (3, crop, crop), normalized with the spec's mean/std."""
+def frame_image(image: Image.Image, spec: Preprocessing) -> Image.Image:
+    """RGB PIL image → the spec's resized and center-cropped (crop x crop) RGB image."""
     width, height = resized_size(image.width, image.height, spec.resize)
     resized = image.resize((width, height), _RESAMPLE[spec.interpolation])
     if width < spec.crop or height < spec.crop:
@@ -150,8 +154,17 @@ def preprocess_image(image: Image.Image, spec: Preprocessing) -> np.ndarray:
         canvas = Image.new("RGB", (max(width, spec.crop), max(height, spec.crop)))
         canvas.paste(resized, ((canvas.width - width) // 2, (canvas.height - height) // 2))
         resized, width, height = canvas, canvas.width, canvas.height
-    cropped = resized.crop(center_crop_box(width, height, spec.crop))
-    array = np.asarray(cropped, dtype=np.float32)  # HWC, 0..255
+    return resized.crop(center_crop_box(width, height, spec.crop))
+
+
+def image_pixels(image: Image.Image, spec: Preprocessing) -> np.ndarray:
+    """RGB PIL image → uint8 array (3, crop, crop): framed, not normalized (the graph does that)."""
+    return np.ascontiguousarray(np.asarray(frame_image(image, spec), dtype=np.uint8).transpose(2, 0, 1))
+
+
+def preprocess_image(image: Image.Image, spec: Preprocessing) -> np.ndarray:
+    """RGB PIL image → float32 array (3, crop, crop), normalized with the spec's mean/std."""
+    array = np.asarray(frame_image(image, spec), dtype=np.float32)  # HWC, 0..255
     mean = np.asarray(spec.mean, dtype=np.float32) * 255.0
     inv_std = 1.0 / (np.asarray(spec.std, dtype=np.float32) * 255.0)
     normalized = (array - mean) * inv_std
@@ -159,23 +172,26 @@ def preprocess_image(image: Image.Image, spec: Preprocessing) -> np.ndarray:
 
 
 def decode_and_preprocess(
-    data: bytes, spec: Preprocessing, max_pixels: int
+    data: bytes, spec: Preprocessing, max_pixels: int, datatype: str = "FP32"
 ) -> tuple[np.ndarray, DecodedImage]:
-    """The whole path for one image; every failure is an InvalidImageError/ImageTooLargeError (4xx)."""
+    """The whole path for one image, as the model's input `datatype` (FP32: normalized; UINT8: pixels);
+    every failure is an InvalidImageError/ImageTooLargeError (4xx)."""
     image, info = open_image(data, max_pixels)
     draft_jpeg(image, spec.resize)
-    return preprocess_image(to_rgb(image), spec), info
+    convert = image_pixels if datatype == "UINT8" else preprocess_image
+    return convert(to_rgb(image), spec), info
 
 
 def decode_batch(
-    images: list[bytes], spec: Preprocessing, max_pixels: int
+    images: list[bytes], spec: Preprocessing, max_pixels: int, datatype: str = "FP32"
 ) -> tuple[np.ndarray, list[DecodedImage]]:
-    """Several images → one (N, 3, crop, crop) batch; the error names the failing image's position."""
-    batch = np.empty((len(images), 3, spec.crop, spec.crop), dtype=np.float32)
+    """Several images → one (N, 3, crop, crop) batch of the model's input `datatype` (FP32 or UINT8);
+    the error names the failing image's position."""
+    batch = np.empty((len(images), 3, spec.crop, spec.crop), dtype=NUMPY_DTYPES[datatype])
     infos = []
     for position, data in enumerate(images):
         try:
-            batch[position], info = decode_and_preprocess(data, spec, max_pixels)
+            batch[position], info = decode_and_preprocess(data, spec, max_pixels, datatype)
         except (InvalidImageError, ImageTooLargeError) as exc:
             if len(images) > 1:
                 exc.message = f"image {position}: {exc.message}"

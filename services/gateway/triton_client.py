@@ -24,7 +24,7 @@ import aiohttp
 import numpy as np
 import orjson
 import tritonclient.http as tritonhttp
-from deploylab.services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME
+from deploylab.services.modelzoo.repository import INPUT_NAME, NUMPY_DTYPES, OUTPUT_NAME
 
 from .errors import (
     BackendError,
@@ -198,18 +198,22 @@ class TritonClient:
     async def infer(
         self, model: str, batch: np.ndarray, timeout_s: float | None = None, num_classes: int = 1000
     ) -> InferOutput:
-        """Run `batch` (N, 3, H, W float32) through `model`; binary tensors both ways.
+        """Run `batch` (N, 3, H, W; float32, or uint8 pixels for a uint8-input model) through `model`;
+        binary tensors both ways, the datatype the batch's dtype.
 
         The request carries the gateway's deadline (Triton's `timeout` parameter, in µs): a model whose
         queue policy honours it (the exporter's default) drops the request from its queue once the
         gateway has answered 504, instead of computing a result nobody waits for.
         """
         limit = timeout_s if timeout_s is not None else self.request_timeout_s
-        shared = await self.infer_shared(model, batch, list(batch.shape), num_classes, timeout_s=limit)
+        datatype = array_datatype(batch)
+        shared = await self.infer_shared(
+            model, batch, list(batch.shape), num_classes, datatype=datatype, timeout_s=limit
+        )
         if shared is not None:
             return shared
         TENSOR_TRANSPORT.labels(model, "http").inc()
-        tensor = tritonhttp.InferInput(INPUT_NAME, list(batch.shape), "FP32")
+        tensor = tritonhttp.InferInput(INPUT_NAME, list(batch.shape), datatype)
         tensor.set_data_from_numpy(batch, binary_data=True)
         output = tritonhttp.InferRequestedOutput(OUTPUT_NAME, binary_data=True)
         body, json_size = tritonhttp.InferenceServerClient.generate_request_body(
@@ -237,13 +241,14 @@ class TritonClient:
         shape: list[int],
         num_classes: int,
         *,
+        datatype: str = "FP32",
         path: str | None = None,
         request_id: str | None = None,
         timeout_s: float | None = None,
     ) -> InferOutput | None:
         """Infer through system shared memory; None when it is not available (use HTTP bodies).
 
-        `inputs` is the FP32 tensor (an array, or the raw little-endian bytes of a v2 request),
+        `inputs` is the `datatype` tensor (an array, or the raw little-endian bytes of a v2 request),
         copied into a leased slot.
         """
         input_bytes = inputs.nbytes
@@ -253,7 +258,7 @@ class TritonClient:
             data = (
                 inputs
                 if isinstance(inputs, memoryview)
-                else memoryview(np.ascontiguousarray(inputs, dtype=np.float32))  # type: ignore[arg-type]
+                else memoryview(np.ascontiguousarray(inputs, dtype=NUMPY_DTYPES[datatype]))  # type: ignore[arg-type]
             )
             view = lease.slot.input.view()
             try:
@@ -261,7 +266,15 @@ class TritonClient:
             finally:
                 view.release()
             return await self.infer_leased(
-                lease, model, 0, shape, num_classes, path=path, request_id=request_id, timeout_s=timeout_s
+                lease,
+                model,
+                0,
+                shape,
+                num_classes,
+                datatype=datatype,
+                path=path,
+                request_id=request_id,
+                timeout_s=timeout_s,
             )
 
     @contextlib.contextmanager
@@ -301,20 +314,21 @@ class TritonClient:
         shape: list[int],
         num_classes: int,
         *,
+        datatype: str = "FP32",
         path: str | None = None,
         request_id: str | None = None,
         timeout_s: float | None = None,
     ) -> InferOutput | None:
-        """Infer the FP32 tensor already in the lease's input region at `offset`; None: use HTTP."""
+        """Infer the `datatype` tensor already in the lease's input region at `offset`; None: use HTTP."""
         pool, slot = self.shm, lease.slot
         if pool is None or not await self._ensure_registered(slot):
             return None
-        input_bytes = math.prod(shape) * 4
+        input_bytes = math.prod(shape) * np.dtype(NUMPY_DTYPES[datatype]).itemsize
         output_bytes = shape[0] * num_classes * 4
         limit = timeout_s if timeout_s is not None else self.request_timeout_s
         request: dict[str, Any] = {
             "inputs": [{
-                "name": INPUT_NAME, "shape": shape, "datatype": "FP32",
+                "name": INPUT_NAME, "shape": shape, "datatype": datatype,
                 "parameters": {"shared_memory_region": slot.input.name,
                                "shared_memory_offset": offset,
                                "shared_memory_byte_size": input_bytes},
@@ -452,6 +466,11 @@ class TritonClient:
         )
         if response.status != 200:
             raise triton_error(response, model)
+
+
+def array_datatype(batch: np.ndarray) -> str:
+    """The v2 datatype of an input batch: UINT8 for uint8 pixels, FP32 for anything else."""
+    return "UINT8" if batch.dtype == np.uint8 else "FP32"
 
 
 def parse_infer_response(response: RawResponse, model: str) -> InferOutput:

@@ -1,8 +1,9 @@
 """System shared memory between the gateway and a Triton on the same host.
 
-A 224² image is 602 KB of float32. Over HTTP it is written into a socket by the gateway and parsed out
-of it by Triton; through a shared-memory region it is one memcpy, and the HTTP request carries only a
-few hundred bytes of JSON naming the region (Triton's system shared memory extension). Measured at
+A 224² image is 602 KB of float32 (150 KB as the pixels of a uint8-input model). Over HTTP it is
+written into a socket by the gateway and parsed out of it by Triton; through a shared-memory region
+it is one memcpy, and the HTTP request carries only a few hundred bytes of JSON naming the region
+(Triton's system shared memory extension). Measured at
 batch 1 on 2 cores this is the largest single part of the gateway's added latency (docs/benchmarks.md).
 
 Each in-flight request checks out one slot: an input and an output region, created under /dev/shm

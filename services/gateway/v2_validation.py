@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from deploylab.services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME
+from deploylab.services.modelzoo.repository import INPUT_NAME, NUMPY_DTYPES, OUTPUT_NAME
 
 from .errors import InvalidTensorError
 
@@ -94,10 +94,24 @@ def _header(body: bytes | memoryview, header_length: int | None) -> tuple[dict[s
     return header, len(raw)
 
 
+#: What each input datatype carries, for the message that refuses another one.
+_DATATYPE_MEANING = {
+    "FP32": "normalized pixels (mean/std applied)",
+    "UINT8": "resized and cropped pixels 0-255, normalized inside the model",
+}
+
+
 def validate_infer_request(
-    body: bytes | memoryview, header_length: int | None, *, input_size: int, max_batch_size: int
+    body: bytes | memoryview,
+    header_length: int | None,
+    *,
+    input_size: int,
+    max_batch_size: int,
+    datatype: str = "FP32",
 ) -> InferRequestInfo:
-    """Check the one input tensor against the model's contract; raise InvalidTensorError otherwise."""
+    """Check the one input tensor against the model's contract (its input `datatype` as Triton's config
+    declares it: FP32, or UINT8 for a model that normalises in its graph); raise InvalidTensorError
+    otherwise."""
     header, json_size = _header(body, header_length)
     check_parameters(header)
     inputs = header.get("inputs")
@@ -106,8 +120,12 @@ def validate_infer_request(
     tensor = inputs[0]
     if tensor.get("name") != INPUT_NAME:
         raise InvalidTensorError(f"input must be named {INPUT_NAME!r}, got {tensor.get('name')!r}")
-    if tensor.get("datatype") != "FP32":
-        raise InvalidTensorError(f"input datatype must be FP32, got {tensor.get('datatype')!r}")
+    if tensor.get("datatype") != datatype:
+        meaning = _DATATYPE_MEANING.get(datatype)
+        raise InvalidTensorError(
+            f"input datatype must be {datatype}{f' ({meaning})' if meaning else ''} for this model, "
+            f"got {tensor.get('datatype')!r}"
+        )
     shape = tensor.get("shape")
     expected_tail = [3, input_size, input_size]
     if (
@@ -129,32 +147,36 @@ def validate_infer_request(
         if not isinstance(outputs, list) or len(names) != len(outputs) or set(names) - {OUTPUT_NAME}:
             raise InvalidTensorError(f"the only output is {OUTPUT_NAME!r}, requested {outputs!r}")
     elements = math.prod(shape)
+    dtype = np.dtype(NUMPY_DTYPES[datatype])
     parameters = tensor.get("parameters") or {}
     binary_size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
     if binary_size is not None:
         if header_length is None:
             raise InvalidTensorError("binary_data_size given without Inference-Header-Content-Length")
-        if binary_size != elements * 4:
+        if binary_size != elements * dtype.itemsize:
             raise InvalidTensorError(
-                f"binary_data_size {binary_size} != {elements} FP32 elements x 4 bytes for shape {shape}"
+                f"binary_data_size {binary_size} != {elements} {datatype} elements x {dtype.itemsize} "
+                f"bytes for shape {shape}"
             )
         if len(body) - json_size != binary_size:
             raise InvalidTensorError(
                 f"body carries {len(body) - json_size} binary bytes, header declares {binary_size}"
             )
-        values = np.frombuffer(body, dtype="<f4", count=elements, offset=json_size)
-        _check_finite(values)
+        if dtype.kind == "f":
+            _check_finite(np.frombuffer(body, dtype=dtype, count=elements, offset=json_size))
         return InferRequestInfo(batch, True, shape, header, json_size)
     data = tensor.get("data")
     if not isinstance(data, list):
         raise InvalidTensorError("input has neither 'data' nor binary_data_size")
     try:
-        values = np.asarray(data, dtype=np.float32).ravel()
+        values = np.asarray(data, dtype=np.float32 if dtype.kind == "f" else np.float64).ravel()
     except (ValueError, TypeError):
         raise InvalidTensorError("input 'data' must be a (nested) list of numbers") from None
     if values.size != elements:
         raise InvalidTensorError(f"input 'data' holds {values.size} values, shape {shape} needs {elements}")
     _check_finite(values)
+    if dtype.kind == "u":
+        _check_pixels(values, dtype)
     return InferRequestInfo(batch, False, shape, header, json_size)
 
 
@@ -190,6 +212,13 @@ def _check_level(owner: dict[str, Any], level: str) -> None:
                 raise InvalidTensorError(f"{level} parameter {shown!r} must be true or false")
         elif not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise InvalidTensorError(f"{level} parameter {shown!r} must be a non-negative integer")
+
+
+def _check_pixels(values: np.ndarray, dtype: np.dtype[Any]) -> None:
+    """JSON data for an unsigned-integer input: whole numbers within the type's range."""
+    top = np.iinfo(dtype).max
+    if not (np.all(values == np.round(values)) and values.min() >= 0 and values.max() <= top):
+        raise InvalidTensorError(f"input 'data' must hold integers 0..{top} for {dtype.name} pixels")
 
 
 def _check_finite(values: np.ndarray) -> None:

@@ -35,6 +35,15 @@ def served_by_gateway(
 ) -> Iterator[str]:
     """A Triton on free ports serving every model of `repository`, behind a gateway with no routes;
     yields the gateway's URL."""
+    with served_deployment(repository, tmp_path_factory, label) as (_, url):
+        yield url
+
+
+@contextlib.contextmanager
+def served_deployment(
+    repository: Path, tmp_path_factory: pytest.TempPathFactory, label: str
+) -> Iterator[tuple[RuntimeSettings, str]]:
+    """As `served_by_gateway`, yielding the Triton's settings (its ports) beside the gateway's URL."""
     http, grpc, metrics = free_ports(3)
     runtime = RuntimeSettings(
         model_repository=repository,
@@ -50,6 +59,6 @@ def served_by_gateway(
     try:
         settings = make_gateway_settings(runtime, routing_file=routing)
         with running_gateway(settings, tmp_path_factory.mktemp(f"{label}-logs")) as gateway:
-            yield gateway.url
+            yield runtime, gateway.url
     finally:
         server.stop()

@@ -178,3 +178,15 @@ def test_jpeg_near_the_model_size_is_decoded_in_full() -> None:
     draft_jpeg(image, get_spec("resnet50").preprocessing.resize)
     image.load()
     assert image.size == (700, 525)
+
+
+def test_uint8_pixels_are_the_same_framing_the_float_path_normalizes() -> None:
+    spec = get_spec("resnet50").preprocessing
+    data = images.jpeg(seed=3)
+    pixels, _ = decode_batch([data], spec, MAX_PIXELS, "UINT8")
+    floats, _ = decode_batch([data], spec, MAX_PIXELS)
+    assert pixels.dtype == np.uint8 and pixels.shape == floats.shape == (1, 3, spec.crop, spec.crop)
+    mean = np.asarray(spec.mean, np.float32)[:, None, None] * np.float32(255)
+    inv_std = np.float32(1) / (np.asarray(spec.std, np.float32)[:, None, None] * np.float32(255))
+    # The graph of a uint8-input export computes exactly this from the pixels.
+    np.testing.assert_array_equal((pixels[0].astype(np.float32) - mean) * inv_std, floats[0])

@@ -254,3 +254,36 @@ def test_long_parameter_names_are_shortened_in_the_message() -> None:
     with pytest.raises(InvalidTensorError) as info:
         check(*with_parameters("request", {"k" * 10_000: 1}))
     assert len(info.value.message) < 200
+
+
+def check_uint8(body: bytes, header_length: int | None = None) -> int:
+    return validate_infer_request(
+        body, header_length, input_size=224, max_batch_size=8, datatype="UINT8"
+    ).batch_size
+
+
+def test_a_uint8_model_takes_uint8_pixels_binary_or_json() -> None:
+    assert check_uint8(*binary_request(np.full((2, 3, 224, 224), 255, np.uint8), "UINT8")) == 2
+    body = json.dumps({"inputs": [{"name": "input", "shape": [1, 3, 224, 224], "datatype": "UINT8",
+                                   "data": np.full((1, 3, 224, 224), 7).tolist()}]}).encode()  # fmt: skip
+    assert check_uint8(body) == 1
+
+
+def test_a_datatype_other_than_the_models_is_refused_naming_the_expected_one() -> None:
+    with pytest.raises(InvalidTensorError, match=r"datatype must be UINT8 \(.*pixels 0-255.*got 'FP32'"):
+        check_uint8(*binary_request(np.zeros((1, 3, 224, 224), np.float32)))
+    with pytest.raises(InvalidTensorError, match=r"datatype must be FP32 \(.*got 'UINT8'"):
+        check(*binary_request(np.zeros((1, 3, 224, 224), np.uint8), "UINT8"))
+
+
+def test_uint8_sizes_and_json_values_are_checked_as_uint8() -> None:
+    body, length = binary_request(np.zeros((1, 3, 224, 224), np.uint8), "UINT8")
+    with pytest.raises(InvalidTensorError, match="binary bytes"):
+        check_uint8(body[:-1], length)
+    for value in (256, -1, 1.5):
+        data = np.full((1, 3, 224, 224), 0.0).tolist()
+        data[0][0][0][0] = value
+        body = json.dumps({"inputs": [{"name": "input", "shape": [1, 3, 224, 224], "datatype": "UINT8",
+                                       "data": data}]}).encode()  # fmt: skip
+        with pytest.raises(InvalidTensorError, match=r"integers 0\.\.255"):
+            check_uint8(body)

@@ -137,9 +137,16 @@ async def classify(
         raise InvalidInputError(f"at most {settings.max_images_per_request} images per request")
     with context.limiter.admit(target.triton_model):
         loop = asyncio.get_running_loop()
+        # FP32: normalized here; UINT8: the model normalises in its graph and takes the pixels.
+        datatype = await context.input_datatype(target.triton_model)
         decode_started = time.perf_counter()
         batch, _ = await loop.run_in_executor(
-            context.executor, decode_batch, images, target.spec.preprocessing, settings.max_image_pixels
+            context.executor,
+            decode_batch,
+            images,
+            target.spec.preprocessing,
+            settings.max_image_pixels,
+            datatype,
         )
         decoded = time.perf_counter()
         PREPROCESS_DURATION.labels(target.model, target.variant).observe(decoded - decode_started)
@@ -152,12 +159,14 @@ async def classify(
         shadow_images, primary_top1 = images, np.argmax(logits, axis=1)
 
         async def run_shadow() -> np.ndarray:
+            shadow_datatype = await context.input_datatype(shadow.triton_model)
             shadow_batch, _ = await loop.run_in_executor(
                 context.executor,
                 decode_batch,
                 shadow_images,
                 shadow.spec.preprocessing,
                 settings.max_image_pixels,
+                shadow_datatype,
             )
             shadow_logits, _ = await infer_batch(context, shadow, shadow_batch)
             return shadow_logits

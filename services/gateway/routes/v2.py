@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import orjson
-from deploylab.services.modelzoo.repository import OUTPUT_NAME
+from deploylab.services.modelzoo.repository import NUMPY_DTYPES, OUTPUT_NAME
 from fastapi import APIRouter, Request, Response
 from fastapi.types import DecoratedCallable
 
@@ -174,7 +174,10 @@ async def model_ready(request: Request, model: str, context: ContextDep) -> Resp
             "description": (
                 "KServe v2 inference request: JSON, or JSON header + raw tensor bytes with "
                 "`Inference-Header-Content-Length` (binary tensor extension). One input `input` "
-                f"FP32 [N, 3, S, S]. Parameters accepted (any other is a 400): {_ACCEPTED_PARAMETERS}."
+                "[N, 3, S, S] of the datatype the model's config declares: FP32 (normalized pixels), or "
+                "UINT8 (resized and cropped pixels 0-255) for a model exported with `--input uint8`; "
+                "another datatype is a 400 naming the expected one. "
+                f"Parameters accepted (any other is a 400): {_ACCEPTED_PARAMETERS}."
             ),
             "content": {
                 "application/json": {
@@ -206,11 +209,16 @@ async def infer(request: Request, model: str, context: ContextDep) -> Response:
     context.limiter.try_admit(target.triton_model)  # shed overload before reading the body
     header_length = _header_length(request)
     max_batch = await context.max_batch_size(target.triton_model)
-    with _body_lease(request, context, resolution, header_length, max_batch) as lease:
+    datatype = await context.input_datatype(target.triton_model)
+    with _body_lease(request, context, resolution, header_length, max_batch, datatype) as lease:
         body = await _read_body(request, lease)
         with context.limiter.admit(target.triton_model):
             info = validate_infer_request(
-                body, header_length, input_size=target.spec.input_size, max_batch_size=max_batch
+                body,
+                header_length,
+                input_size=target.spec.input_size,
+                max_batch_size=max_batch,
+                datatype=datatype,
             )
             headers = {"Content-Type": request.headers.get("content-type", "application/json")}
             if header_length is not None:
@@ -227,12 +235,12 @@ async def infer(request: Request, model: str, context: ContextDep) -> Response:
                 if lease is not None:  # the body is already in shared memory: no copy at all
                     shared = await context.client.infer_leased(
                         lease.lease, target.triton_model, lease.offset + info.json_size, info.shape,
-                        target.spec.num_classes, path=path, request_id=request_id,
+                        target.spec.num_classes, datatype=datatype, path=path, request_id=request_id,
                     )  # fmt: skip
                 else:
                     shared = await context.client.infer_shared(
                         target.triton_model, memoryview(body)[info.json_size :], info.shape,
-                        target.spec.num_classes, path=path, request_id=request_id,
+                        target.spec.num_classes, datatype=datatype, path=path, request_id=request_id,
                     )  # fmt: skip
             if shared is None:
                 TENSOR_TRANSPORT.labels(target.triton_model, "http").inc()
@@ -286,6 +294,7 @@ def _body_lease(
     resolution: Resolution,
     header_length: int | None,
     max_batch_size: int,
+    datatype: str,
 ) -> Iterator[_BodyLease | None]:
     """A slot to read a binary-tensor body straight into, when one fits; None: read it into memory.
 
@@ -296,7 +305,7 @@ def _body_lease(
     over the model's limit: that body gets its 400 after reading, and must not grow a slot first.
     """
     declared = declared_length(request.scope)
-    per_image = 3 * resolution.target.spec.input_size**2 * 4
+    per_image = 3 * resolution.target.spec.input_size**2 * np.dtype(NUMPY_DTYPES[datatype]).itemsize
     if (
         context.client.shm is None
         or resolution.shadow is not None
