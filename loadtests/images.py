@@ -13,8 +13,9 @@ from deploylab.services.modelzoo.catalog import Preprocessing
 from PIL import Image
 
 
-def preprocess(jpeg: bytes, spec: Preprocessing) -> np.ndarray:
-    """The model's eval transform on the client: 1x3xHxW float32, what the gateway would send Triton.
+def preprocess(jpeg: bytes, spec: Preprocessing, datatype: str = "FP32") -> np.ndarray:
+    """The model's eval transform on the client: 1x3xHxW float32, what the gateway would send Triton;
+    for a model whose input is UINT8 (it normalises in its graph), the framed pixels as uint8.
 
     Resize the shorter side to `spec.resize`, center-crop `spec.crop`, scale to [0, 1], normalize.
     """
@@ -27,6 +28,8 @@ def preprocess(jpeg: bytes, spec: Preprocessing) -> np.ndarray:
     left = (resized.width - spec.crop) // 2
     top = (resized.height - spec.crop) // 2
     cropped = resized.crop((left, top, left + spec.crop, top + spec.crop))
+    if datatype == "UINT8":
+        return np.ascontiguousarray(np.asarray(cropped, dtype=np.uint8).transpose(2, 0, 1)[None])
     array = np.asarray(cropped, dtype=np.float32) / 255.0
     normalized = (array - np.asarray(spec.mean, dtype=np.float32)) / np.asarray(spec.std, dtype=np.float32)
     return np.ascontiguousarray(normalized.transpose(2, 0, 1)[None], dtype=np.float32)

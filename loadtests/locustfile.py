@@ -5,7 +5,8 @@ shape from `loadtests/shapes.py`, or through `deploylab loadtest`, which drives 
 `loadtests/session.py`. One user class per scenario:
 
 - `ClassifyUser`: closed loop, raw JPEG → `POST /v1/models/{model}/classify` (the gateway).
-- `V2InferUser`: closed loop, preprocessed FP32 tensor → `POST /v2/models/{triton_model}/infer`
+- `V2InferUser`: closed loop, preprocessed tensor (FP32, or UINT8 pixels when the served model's config
+  says so) → `POST /v2/models/{triton_model}/infer`
   (the gateway's passthrough or Triton itself: only the host differs).
 - `OpenLoopUser`: arrivals at `--arrival-rate` per second (Poisson), whatever the responses do; the API
   is picked with `--api`. Arrivals that find `--max-outstanding` requests already in flight are
@@ -20,8 +21,10 @@ one definition, not from Locust's rounded histogram.
 from __future__ import annotations
 
 import itertools
+import json
 import random
 import time
+import urllib.request
 from typing import Any
 
 import gevent
@@ -33,6 +36,7 @@ from deploylab.loadtests.payloads import (
     build_requests,
     check_classify,
     check_v2,
+    input_datatype,
     resolve_target,
 )
 from deploylab.services.measure.images import sample_images
@@ -144,13 +148,26 @@ class DeploylabUser(FastHttpUser):
         )
         self.top_k = int(option(env, "top_k", 5))
         images = sample_images(int(option(env, "images", 4)))
-        prepared = build_requests(self.api_in_use(), self.target, images, self.top_k)
+        api = self.api_in_use()
+        datatype = self.served_datatype() if api == "v2" else "FP32"
+        prepared = build_requests(api, self.target, images, self.top_k, datatype)
         # Users start at different images so concurrent requests are not all the same bytes.
         start = random.Random(id(self)).randrange(len(prepared))
         self.requests = itertools.cycle(prepared[start:] + prepared[:start])
 
     def api_in_use(self) -> Api:
         return self.api
+
+    def served_datatype(self) -> str:
+        """The input datatype the served model's config declares (FP32 when it cannot be read: the
+        requests then fail with the server's own 400, which names the datatype it wants). Read outside
+        Locust's client, so the look-up is no request in the statistics."""
+        url = f"{(self.host or '').rstrip('/')}/v2/models/{self.target.triton_model}/config"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - our own target
+                return input_datatype(json.loads(response.read()))
+        except (OSError, ValueError):
+            return "FP32"
 
     def send(self, request: PreparedRequest) -> None:
         with self.client.post(
@@ -182,7 +199,8 @@ class ClassifyUser(DeploylabUser):
 
 
 class V2InferUser(DeploylabUser):
-    """Closed loop on KServe v2 infer with a binary FP32 tensor (gateway passthrough or Triton direct)."""
+    """Closed loop on KServe v2 infer with a binary tensor of the model's input datatype (gateway
+    passthrough or Triton direct)."""
 
     api: Api = "v2"
 

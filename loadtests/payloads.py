@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 from deploylab.services.measure.images import SampleImage
 from deploylab.services.modelzoo.catalog import get_spec
-from deploylab.services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME
+from deploylab.services.modelzoo.repository import INPUT_NAME, NUMPY_DTYPES, OUTPUT_NAME
 
 from .images import preprocess
 
@@ -73,18 +73,19 @@ def classify_requests(target: Target, images: Sequence[SampleImage], top_k: int)
     return [PreparedRequest(path, image.jpeg, headers, name) for image in images]
 
 
-def v2_body(tensor: np.ndarray) -> tuple[bytes, int]:
-    """A binary-tensor infer body for one FP32 input that asks for binary logits.
+def v2_body(tensor: np.ndarray, datatype: str = "FP32") -> tuple[bytes, int]:
+    """A binary-tensor infer body for one input of `datatype` (FP32, or UINT8 for a model that
+    normalises in its graph) that asks for binary logits.
 
     Returns the body and the JSON header's length (the `Inference-Header-Content-Length` value).
     """
-    data = np.ascontiguousarray(tensor, dtype=np.float32).tobytes()
+    data = np.ascontiguousarray(tensor, dtype=NUMPY_DTYPES[datatype]).tobytes()
     header = {
         "inputs": [
             {
                 "name": INPUT_NAME,
                 "shape": list(tensor.shape),
-                "datatype": "FP32",
+                "datatype": datatype,
                 "parameters": {"binary_data_size": len(data)},
             }
         ],
@@ -94,25 +95,36 @@ def v2_body(tensor: np.ndarray) -> tuple[bytes, int]:
     return encoded + data, len(encoded)
 
 
-def v2_requests(target: Target, images: Sequence[SampleImage]) -> list[PreparedRequest]:
-    """v2 infer requests carrying each image preprocessed exactly as the model expects (batch 1)."""
+def input_datatype(config: Mapping[str, object]) -> str:
+    """The datatype a served model's input takes, from its v2 model config (`GET .../config`)."""
+    inputs = config.get("input")
+    first = inputs[0] if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict) else {}
+    return str(first.get("data_type", "TYPE_FP32")).removeprefix("TYPE_")
+
+
+def v2_requests(
+    target: Target, images: Sequence[SampleImage], datatype: str = "FP32"
+) -> list[PreparedRequest]:
+    """v2 infer requests carrying each image preprocessed exactly as the model expects (batch 1): the
+    input `datatype` its config declares (`input_datatype`)."""
     spec = get_spec(target.model)
     name = request_name("v2", target)
     requests = []
     for image in images:
-        body, header_length = v2_body(preprocess(image.jpeg, spec.preprocessing))
+        body, header_length = v2_body(preprocess(image.jpeg, spec.preprocessing, datatype), datatype)
         headers = {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(header_length)}
         requests.append(PreparedRequest(f"/v2/models/{target.triton_model}/infer", body, headers, name))
     return requests
 
 
 def build_requests(
-    api: Api, target: Target, images: Sequence[SampleImage], top_k: int
+    api: Api, target: Target, images: Sequence[SampleImage], top_k: int, datatype: str = "FP32"
 ) -> list[PreparedRequest]:
+    """The requests of `api`; v2 tensors in the input `datatype` the served model declares."""
     if api == "classify":
         return classify_requests(target, images, top_k)
     if api == "v2":
-        return v2_requests(target, images)
+        return v2_requests(target, images, datatype)
     raise ValueError(f"unknown api {api!r}; use one of {', '.join(APIS)}")
 
 

@@ -38,7 +38,8 @@ _HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
 class InferClient(Protocol):
-    """Sends `batch` (N,3,H,W float32) to `model`, returns logits (N, classes)."""
+    """Sends `batch` (N,3,H,W float32, or uint8 pixels for a uint8-input model) to `model`, returns
+    logits (N, classes)."""
 
     def infer(self, batch: np.ndarray) -> np.ndarray: ...
 
@@ -171,7 +172,7 @@ class KServeHttpClient:
         self.connection = _Connection(host, port, timeout_s)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        header, body = self._request(np.ascontiguousarray(batch, dtype=np.float32))
+        header, body = self._request(_input_array(batch))
         status, response_header, payload = self._post(header, body)
         if status != 200:
             raise TritonRequestError(f"{self.model}: HTTP {status}: {_error_text(response_header)}")
@@ -190,18 +191,18 @@ class KServeHttpClient:
         The parts view `batch` (or, for shared memory, the region it was written to): keep it alive
         and unchanged while they are in use.
         """
-        header, body = self._request(np.ascontiguousarray(batch, dtype=np.float32))
+        header, body = self._request(_input_array(batch))
         return self.connection.encode("POST", self.path, *self._framing(header, body))
 
     def _request(self, batch: np.ndarray) -> tuple[bytes, memoryview | None]:
-        """(JSON inference header, binary body) for a contiguous float32 batch."""
+        """(JSON inference header, binary body) for a contiguous float32 (or uint8) batch."""
         header = json.dumps(
             {
                 "inputs": [
                     {
                         "name": INPUT_NAME,
                         "shape": list(batch.shape),
-                        "datatype": "FP32",
+                        "datatype": _datatype(batch),
                         "parameters": {"binary_data_size": batch.nbytes},
                     }
                 ],
@@ -365,7 +366,7 @@ class _TritonClientAdapter:
         )
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        tensor = self.module.InferInput(INPUT_NAME, list(batch.shape), "FP32")
+        tensor = self.module.InferInput(INPUT_NAME, list(batch.shape), _datatype(batch))
         if self.protocol == "http":
             tensor.set_data_from_numpy(batch, binary_data=True)
         else:
@@ -419,3 +420,13 @@ def _host_port(url: str) -> tuple[str, int]:
 
 def _error_text(header: dict[str, Any]) -> str:
     return str(header.get("error", header))[:300]
+
+
+def _input_array(batch: np.ndarray) -> np.ndarray:
+    """`batch` contiguous: uint8 pixels stay uint8 (a uint8-input model's), anything else float32."""
+    return np.ascontiguousarray(batch, dtype=np.uint8 if batch.dtype == np.uint8 else np.float32)
+
+
+def _datatype(batch: np.ndarray) -> str:
+    """The v2 datatype of an input batch: UINT8 for uint8 pixels, FP32 otherwise."""
+    return "UINT8" if batch.dtype == np.uint8 else "FP32"
