@@ -11,6 +11,7 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import yaml
 from deploylab.services.modelzoo.catalog import (
@@ -79,7 +80,7 @@ class RoutingConfig(BaseModel):
 
 
 #: A concrete Triton model a route sends to: catalog spec + variant.
-Target = ServedForm
+Target: TypeAlias = ServedForm
 
 
 @dataclass(frozen=True)

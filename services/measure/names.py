@@ -10,6 +10,8 @@ model (`repvgg_a0`). Two questions, two rules:
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 from deploylab.services.modelzoo.catalog import (
     CATALOG,
     ServedForm,
@@ -19,7 +21,7 @@ from deploylab.services.modelzoo.catalog import (
 )
 
 #: One served form of a catalog model.
-ServedModel = ServedForm
+ServedModel: TypeAlias = ServedForm
 
 
 def served_model(name: str) -> ServedModel:

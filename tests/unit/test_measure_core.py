@@ -156,11 +156,11 @@ def test_triton_statistics_parse_once_and_subtract_per_batch_size() -> None:
 
 
 def test_names_resolve_one_model_or_every_variant() -> None:
-    assert served_model("repvgg_a0").triton_name == "repvgg_a0_deploy"
-    assert served_model("repvgg_a0_train").triton_name == "repvgg_a0_train"
+    assert served_model("repvgg_a0").triton_model == "repvgg_a0_deploy"
+    assert served_model("repvgg_a0_train").triton_model == "repvgg_a0_train"
     assert served_model("resnet50").variant == "default"
-    assert [m.triton_name for m in served_models("repvgg_a0")] == ["repvgg_a0_train", "repvgg_a0_deploy"]
-    assert [m.triton_name for m in served_models("repvgg_a0_train")] == ["repvgg_a0_train"]
+    assert [m.triton_model for m in served_models("repvgg_a0")] == ["repvgg_a0_train", "repvgg_a0_deploy"]
+    assert [m.triton_model for m in served_models("repvgg_a0_train")] == ["repvgg_a0_train"]
     with pytest.raises(UnknownModelError):
         served_model("no_such_model")
 
