@@ -58,15 +58,17 @@ def evaluate_variant(
     """Accuracy of one exported variant on `images`, run by the engine that serves it (configured as the
     Triton model runs it, by `engines.open_onnx`)."""
     from deploylab.services.modelzoo.engines import open_onnx
-    from deploylab.services.modelzoo.repository import onnx_path
+    from deploylab.services.modelzoo.repository import V2_DATATYPES, onnx_path
 
     spec = get_spec(manifest.catalog_name)
+    # A uint8-input export takes the framed pixels and normalises in its graph, as the gateway feeds it.
+    datatype = V2_DATATYPES[manifest.serving.get("input_dtype", "fp32")]  # type: ignore[index]
     engine, device = file_engine(manifest), serving_device(manifest)
     run = open_onnx(onnx_path(repository, manifest.model), engine, device=device)
     top1 = top5 = 0
     for start in range(0, len(images), BATCH):
         chunk = images[start : start + BATCH]
-        batch = np.stack([_pixels(item, spec.preprocessing) for item in chunk])
+        batch = np.stack([_pixels(item, spec.preprocessing, datatype) for item in chunk])
         logits = run(batch)
         labels = np.asarray([item.label for item in chunk])
         top1 += topk_hits(logits, labels, 1)
@@ -106,13 +108,14 @@ def serving_device(manifest: Manifest) -> OrtDevice:
     return "cuda" if on_gpu and onnxruntime_has_cuda() else "cpu"
 
 
-def _pixels(item: LabelledImage, steps: Preprocessing) -> np.ndarray:
-    """The served preprocessing of one file; an unreadable image names its path."""
+def _pixels(item: LabelledImage, steps: Preprocessing, datatype: str) -> np.ndarray:
+    """The served preprocessing of one file for a model whose input is `datatype`; an unreadable image
+    names its path."""
     from deploylab.services.gateway.errors import ImageTooLargeError, InvalidImageError
     from deploylab.services.gateway.preprocess import decode_and_preprocess
 
     try:
-        return decode_and_preprocess(item.path.read_bytes(), steps, 10**9)[0]
+        return decode_and_preprocess(item.path.read_bytes(), steps, 10**9, datatype)[0]
     except (InvalidImageError, ImageTooLargeError) as exc:
         raise DatasetError(f"{item.path}: {exc.message}") from None
 

@@ -16,7 +16,7 @@ from deploylab.services.modelzoo.catalog import Engine, get_spec, imagenet_label
 from deploylab.services.modelzoo.engines import OrtDevice
 from deploylab.services.modelzoo.export import ExportOptions, export_model
 from deploylab.services.modelzoo.quantize import pixel_batch
-from deploylab.services.modelzoo.repository import onnx_path
+from deploylab.services.modelzoo.repository import ServingConfig, onnx_path
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -122,3 +122,19 @@ def test_accuracy_joins_a_comparison_report(
     html = (run_dir / "report.html").read_text()
     section = html.split('id="table-accuracy"')[1].split("</section>")[0]
     assert section.count("<tr><td>repvgg_a0_") == 2 and "50.0%" in section
+
+
+def test_a_uint8_input_export_is_fed_pixels_and_judges_the_photos_as_fp32_does(
+    labelled_photos: Path, tmp_path: Path
+) -> None:
+    repository = tmp_path / "repo"
+    options = ExportOptions(serving=ServingConfig(input_dtype="uint8"))
+    assert export_model(get_spec("repvgg_a0"), "deploy", repository, options).status == "exported"
+    result = CliRunner().invoke(
+        app,
+        ["accuracy", "repvgg_a0", "--images", str(labelled_photos), "-r", str(repository),
+         "--out", str(tmp_path / "json")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads((tmp_path / "json" / "repvgg_a0.json").read_text())["results"]
+    assert (row["variant"], row["top1"], row["top5"]) == ("deploy", 0.5, 0.5)
