@@ -274,7 +274,8 @@ class KServeShmClient(KServeHttpClient):
         n = batch.shape[0]
         if n > self.max_batch:
             raise ValueError(f"batch {n} exceeds the shared-memory region sized for {self.max_batch}")
-        in_view: np.ndarray = np.ndarray(batch.shape, dtype=np.float32, buffer=self.in_shm.buf)
+        batch = _input_array(batch)
+        in_view: np.ndarray = np.ndarray(batch.shape, dtype=batch.dtype, buffer=self.in_shm.buf)
         in_view[...] = batch
         out_bytes = n * self.num_classes * 4
         header = json.dumps(
@@ -283,7 +284,7 @@ class KServeShmClient(KServeHttpClient):
                     {
                         "name": INPUT_NAME,
                         "shape": list(batch.shape),
-                        "datatype": "FP32",
+                        "datatype": _datatype(batch),
                         "parameters": {
                             "shared_memory_region": self.in_name,
                             "shared_memory_byte_size": batch.nbytes,

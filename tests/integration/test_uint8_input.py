@@ -22,6 +22,7 @@ from deploylab.services.modelzoo.catalog import get_spec
 from deploylab.services.modelzoo.export import ExportOptions, default_serving, export_model
 from deploylab.services.modelzoo.manifest import read_manifest
 from deploylab.services.modelzoo.parity import Tolerance
+from deploylab.services.perf.client import Transport, make_client
 from deploylab.services.runtime.settings import RuntimeSettings
 
 from tests.support import images
@@ -155,3 +156,17 @@ def test_a_tensor_of_the_other_datatype_is_a_400_naming_the_expected_one(
     to_fp32 = v2_binary(gateway_url, pixels("UINT8")[None], "UINT8")
     assert to_fp32.status_code == 400
     assert "datatype must be FP32" in to_fp32.text and "got 'UINT8'" in to_fp32.text
+
+
+@pytest.mark.parametrize("transport", ["http", "http-shm", "tritonclient-http"])
+def test_the_bench_transports_send_uint8_pixels_to_a_uint8_model(
+    uint8_deployment: tuple[RuntimeSettings, str], transport: Transport
+) -> None:
+    runtime, _ = uint8_deployment
+    url = f"http://{runtime.triton_host}:{runtime.triton_http_port}"
+    client = make_client(transport, url, MODEL, max_batch=2)
+    try:
+        batch = np.stack([pixels("UINT8")] * 2)
+        assert_same_logits(client.infer(batch), direct_logits(runtime, batch, "UINT8"))
+    finally:
+        client.close()
