@@ -15,8 +15,16 @@ from pathlib import Path
 
 from deploylab.services.measure.names import served_model
 from deploylab.services.measure.results import INTERLEAVED_PAIRS, PairedBaseline
-from deploylab.services.modelzoo.parity import random_batch
-from deploylab.services.perf.inprocess import Engine, InferFn, Layout, open_sessions, run_closed_loop
+from deploylab.services.modelzoo.parity import random_input
+from deploylab.services.modelzoo.repository import InputDtype
+from deploylab.services.perf.inprocess import (
+    Engine,
+    InferFn,
+    Layout,
+    input_dtype_of,
+    open_sessions,
+    run_closed_loop,
+)
 
 ENGINE: Engine = "onnxruntime"
 LATENCY_BATCH = 1
@@ -35,11 +43,13 @@ def pairs_among(triton_models: Sequence[str]) -> list[tuple[str, str]]:
 class ModelSessions:
     """One model's sessions for both measurements: one session of every thread, `threads` of one."""
 
-    def __init__(self, wide: list[InferFn], narrow: list[InferFn], input_size: int) -> None:
+    def __init__(
+        self, wide: list[InferFn], narrow: list[InferFn], input_size: int, input_dtype: InputDtype
+    ) -> None:
         self.wide = wide
         self.narrow = narrow
-        self.latency_batch = random_batch(LATENCY_BATCH, input_size, seed=1)
-        self.throughput_batch = random_batch(THROUGHPUT_BATCH, input_size, seed=8)
+        self.latency_batch = random_input(LATENCY_BATCH, input_size, 1, input_dtype)
+        self.throughput_batch = random_input(THROUGHPUT_BATCH, input_size, 8, input_dtype)
 
     def round(self, duration_s: float) -> tuple[float, float]:
         """(batch-1 p50 ms on the wide session, batch-1 img/s on the narrow ones), back to back."""
@@ -55,7 +65,7 @@ def model_sessions(model: str, repository: Path, threads: int) -> Iterator[Model
         open_sessions(model, repository, ENGINE, Layout(sessions=1, threads=threads)) as wide,
         open_sessions(model, repository, ENGINE, Layout(sessions=threads, threads=1)) as narrow,
     ):
-        yield ModelSessions(wide, narrow, spec.input_size)
+        yield ModelSessions(wide, narrow, spec.input_size, input_dtype_of(model, repository, ENGINE))
 
 
 def measure_pairs(

@@ -27,8 +27,9 @@ import numpy as np
 from deploylab.services.measure.names import served_model
 from deploylab.services.measure.percentiles import percentile
 from deploylab.services.modelzoo.engines import openvino_runner
-from deploylab.services.modelzoo.parity import random_batch
-from deploylab.services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME, onnx_path
+from deploylab.services.modelzoo.manifest import read_manifest
+from deploylab.services.modelzoo.parity import random_input
+from deploylab.services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME, InputDtype, onnx_path
 
 Engine = Literal["onnxruntime", "openvino", "torch"]
 #: One inference call: an NCHW float32 batch in, logits out.
@@ -98,10 +99,11 @@ def measure_inprocess(
     name = resolve_model_name(model)
     chosen = list(layouts) if layouts is not None else layouts_for(threads)
     points: list[InProcessPoint] = []
+    dtype = input_dtype_of(name, repository, engine)
     for layout in chosen:
         with open_sessions(name, repository, engine, layout) as sessions:
             for batch_size in batch_sizes:
-                batch = random_batch(batch_size, input_size_of(name), seed=batch_size)
+                batch = random_input(batch_size, input_size_of(name), batch_size, dtype)
                 stats = run_closed_loop(sessions, batch, duration_s)
                 points.append(stats.to_point(name, engine, batch_size, layout))
     return points
@@ -130,6 +132,13 @@ def resolve_model_name(model: str) -> str:
 
 def input_size_of(triton_name: str) -> int:
     return served_model(triton_name).spec.input_size
+
+
+def input_dtype_of(triton_name: str, repository: Path, engine: Engine) -> InputDtype:
+    """What `engine` is fed for the model: the exported file's input dtype (uint8 pixels for an export
+    that normalises in its graph), float32 for torch, which builds the bare architecture."""
+    manifest = read_manifest(repository / triton_name) if engine != "torch" else None
+    return "uint8" if manifest is not None and manifest.serving.get("input_dtype") == "uint8" else "fp32"
 
 
 # -- engines ----------------------------------------------------------------------------------

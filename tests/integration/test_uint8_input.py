@@ -23,6 +23,7 @@ from deploylab.services.modelzoo.export import ExportOptions, default_serving, e
 from deploylab.services.modelzoo.manifest import read_manifest
 from deploylab.services.modelzoo.parity import Tolerance
 from deploylab.services.perf.client import Transport, make_client
+from deploylab.services.perf.inprocess import Engine, Layout, measure_inprocess
 from deploylab.services.runtime.settings import RuntimeSettings
 
 from tests.support import images
@@ -170,3 +171,11 @@ def test_the_bench_transports_send_uint8_pixels_to_a_uint8_model(
         assert_same_logits(client.infer(batch), direct_logits(runtime, batch, "UINT8"))
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino", "torch"])
+def test_in_process_baselines_feed_each_engine_what_it_takes(uint8_repository: Path, engine: Engine) -> None:
+    (point,) = measure_inprocess(
+        MODEL, uint8_repository, engine, batch_sizes=[2], threads=1, duration_s=0.2, layouts=[Layout(1, 1)]
+    )
+    assert point.throughput_img_s > 0 and point.batch_size == 2
