@@ -2,7 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import JsonDict
+
+#: What every route that reads a body and asks Triton may answer, whatever its own errors: the body
+#: limits (middleware.py) and Triton's deadline.
+BODY_AND_BACKEND_ERRORS = {
+    408: "request body sent too slowly",
+    413: "body over the size limit",
+    504: "Triton did not answer in time",
+}
+
+
+def error_responses(body: type[BaseModel], descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """A route's documented errors as OpenAPI `responses`: each status with `body`, in status order."""
+    return {code: {"model": body, "description": descriptions[code]} for code in sorted(descriptions)}
+
+
+def _example(example: JsonDict) -> ConfigDict:
+    """A model config that shows `example` as the body's example in the OpenAPI document."""
+    return ConfigDict(json_schema_extra={"examples": [example]})
 
 
 class Prediction(BaseModel):
@@ -22,26 +43,22 @@ class Timings(BaseModel):
 
 
 class ClassifyResponse(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
+    model_config = _example(
+        {
+            "route": "classifier",
+            "model": "resnet50",
+            "variant": "default",
+            "triton_model": "resnet50",
+            "version": "1",
+            "results": [
                 {
-                    "route": "classifier",
-                    "model": "resnet50",
-                    "variant": "default",
-                    "triton_model": "resnet50",
-                    "version": "1",
-                    "results": [
-                        {
-                            "top_k": [
-                                {"index": 207, "label": "golden retriever", "score": 0.71},
-                                {"index": 208, "label": "Labrador retriever", "score": 0.12},
-                            ]
-                        }
-                    ],
-                    "timings": {"decode_preprocess_ms": 3.2, "inference_ms": 21.4, "total_ms": 25.9},
+                    "top_k": [
+                        {"index": 207, "label": "golden retriever", "score": 0.71},
+                        {"index": 208, "label": "Labrador retriever", "score": 0.12},
+                    ]
                 }
-            ]
+            ],
+            "timings": {"decode_preprocess_ms": 3.2, "inference_ms": 21.4, "total_ms": 25.9},
         }
     )
 
@@ -62,18 +79,14 @@ class ErrorDetail(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "error": {
-                        "code": "model_not_found",
-                        "message": "unknown model 'resnet51'",
-                        "status": 404,
-                        "details": {"known": ["classifier", "resnet50", "vgg16"]},
-                    }
-                }
-            ]
+    model_config = _example(
+        {
+            "error": {
+                "code": "model_not_found",
+                "message": "unknown model 'resnet51'",
+                "status": 404,
+                "details": {"known": ["classifier", "resnet50", "vgg16"]},
+            }
         }
     )
 
@@ -83,15 +96,11 @@ class ErrorResponse(BaseModel):
 class V2ErrorResponse(BaseModel):
     """Errors on `/v2/…`: the Open Inference Protocol's `{"error": "<message>"}`, plus code and status."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "error": "input shape must be [N, 3, 224, 224] with N >= 1, got [1, 3, 32, 32]",
-                    "code": "invalid_tensor",
-                    "status": 400,
-                }
-            ]
+    model_config = _example(
+        {
+            "error": "input shape must be [N, 3, 224, 224] with N >= 1, got [1, 3, 32, 32]",
+            "code": "invalid_tensor",
+            "status": 400,
         }
     )
 

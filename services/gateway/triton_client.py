@@ -72,6 +72,29 @@ class InferOutput:
     model_version: str
 
 
+@dataclass(frozen=True)
+class SharedInferRequest:
+    """One inference through shared memory, its tensor's bytes aside: the model, the input tensor's shape
+    and datatype, the output's width, and how the request goes out (path, id, deadline)."""
+
+    model: str
+    shape: list[int]
+    num_classes: int
+    datatype: str = "FP32"
+    path: str | None = None  # None: /v2/models/<model>/infer
+    request_id: str | None = None
+    timeout_s: float | None = None  # None: the client's request timeout
+
+    @property
+    def input_bytes(self) -> int:
+        return math.prod(self.shape) * np.dtype(NUMPY_DTYPES[self.datatype]).itemsize
+
+    @property
+    def output_bytes(self) -> int:
+        """The FP32 logits of every row."""
+        return self.shape[0] * self.num_classes * 4
+
+
 #: The header a Triton started with restricted protocol groups (compose, Kubernetes) expects the key in.
 TRITON_KEY_HEADER = "deploylab-triton-key"
 
@@ -208,7 +231,7 @@ class TritonClient:
         limit = timeout_s if timeout_s is not None else self.request_timeout_s
         datatype = array_datatype(batch)
         shared = await self.infer_shared(
-            model, batch, list(batch.shape), num_classes, datatype=datatype, timeout_s=limit
+            SharedInferRequest(model, list(batch.shape), num_classes, datatype, timeout_s=limit), batch
         )
         if shared is not None:
             return shared
@@ -235,47 +258,28 @@ class TritonClient:
         return parse_infer_response(response, model)
 
     async def infer_shared(
-        self,
-        model: str,
-        inputs: np.ndarray | memoryview,
-        shape: list[int],
-        num_classes: int,
-        *,
-        datatype: str = "FP32",
-        path: str | None = None,
-        request_id: str | None = None,
-        timeout_s: float | None = None,
+        self, request: SharedInferRequest, inputs: np.ndarray | memoryview
     ) -> InferOutput | None:
         """Infer through system shared memory; None when it is not available (use HTTP bodies).
 
-        `inputs` is the `datatype` tensor (an array, or the raw little-endian bytes of a v2 request),
+        `inputs` is the request's tensor (an array, or the raw little-endian bytes of a v2 request),
         copied into a leased slot.
         """
         input_bytes = inputs.nbytes
-        with self.lease_slot(input_bytes, shape[0] * num_classes * 4) as lease:
+        with self.lease_slot(input_bytes, request.output_bytes) as lease:
             if lease is None:
                 return None
             data = (
                 inputs
                 if isinstance(inputs, memoryview)
-                else memoryview(np.ascontiguousarray(inputs, dtype=NUMPY_DTYPES[datatype]))  # type: ignore[arg-type]
+                else memoryview(np.ascontiguousarray(inputs, dtype=NUMPY_DTYPES[request.datatype]))  # type: ignore[arg-type]
             )
             view = lease.slot.input.view()
             try:
                 view[:input_bytes] = data.cast("B")
             finally:
                 view.release()
-            return await self.infer_leased(
-                lease,
-                model,
-                0,
-                shape,
-                num_classes,
-                datatype=datatype,
-                path=path,
-                request_id=request_id,
-                timeout_s=timeout_s,
-            )
+            return await self.infer_leased(request, lease, 0)
 
     @contextlib.contextmanager
     def lease_slot(
@@ -307,43 +311,32 @@ class TritonClient:
                 pool.checkin(slot)
 
     async def infer_leased(
-        self,
-        lease: SlotLease,
-        model: str,
-        offset: int,
-        shape: list[int],
-        num_classes: int,
-        *,
-        datatype: str = "FP32",
-        path: str | None = None,
-        request_id: str | None = None,
-        timeout_s: float | None = None,
+        self, request: SharedInferRequest, lease: SlotLease, offset: int
     ) -> InferOutput | None:
-        """Infer the `datatype` tensor already in the lease's input region at `offset`; None: use HTTP."""
+        """Infer the request's tensor, already in the lease's input region at `offset`; None: use HTTP."""
         pool, slot = self.shm, lease.slot
         if pool is None or not await self._ensure_registered(slot):
             return None
-        input_bytes = math.prod(shape) * np.dtype(NUMPY_DTYPES[datatype]).itemsize
-        output_bytes = shape[0] * num_classes * 4
-        limit = timeout_s if timeout_s is not None else self.request_timeout_s
-        request: dict[str, Any] = {
+        model = request.model
+        limit = request.timeout_s if request.timeout_s is not None else self.request_timeout_s
+        payload: dict[str, Any] = {
             "inputs": [{
-                "name": INPUT_NAME, "shape": shape, "datatype": datatype,
+                "name": INPUT_NAME, "shape": request.shape, "datatype": request.datatype,
                 "parameters": {"shared_memory_region": slot.input.name,
                                "shared_memory_offset": offset,
-                               "shared_memory_byte_size": input_bytes},
+                               "shared_memory_byte_size": request.input_bytes},
             }],
             "outputs": [{
                 "name": OUTPUT_NAME,
                 "parameters": {"shared_memory_region": slot.output.name,
-                               "shared_memory_byte_size": output_bytes},
+                               "shared_memory_byte_size": request.output_bytes},
             }],
             "parameters": {"timeout": max(1, int(limit * 1e6))},
         }  # fmt: skip
-        if request_id is not None:
-            request["id"] = request_id
-        body = orjson.dumps(request)
-        target = path or f"/v2/models/{model}/infer"
+        if request.request_id is not None:
+            payload["id"] = request.request_id
+        body = orjson.dumps(payload)
+        target = request.path or f"/v2/models/{model}/infer"
         TENSOR_TRANSPORT.labels(model, "shared_memory").inc()
         lease.in_flight = True
         response = await self._post_shared(target, body, limit, model)
@@ -359,8 +352,9 @@ class TritonClient:
         if response.status != 200:
             raise triton_error(response, model)
         answer = orjson.loads(response.body)
-        logits = np.frombuffer(slot.output.read(output_bytes), dtype=np.float32)
-        return InferOutput(logits.reshape(shape[0], num_classes), str(answer.get("model_version", "")))
+        logits = np.frombuffer(slot.output.read(request.output_bytes), dtype=np.float32)
+        rows = logits.reshape(request.shape[0], request.num_classes)
+        return InferOutput(rows, str(answer.get("model_version", "")))
 
     async def _post_shared(self, path: str, body: bytes, timeout_s: float, model: str) -> RawResponse:
         """A shared-memory inference request: a few hundred bytes each way, over the lean channel."""

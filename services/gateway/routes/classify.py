@@ -17,7 +17,7 @@ from ..errors import InvalidImageError, InvalidInputError, UnsupportedMediaTypeE
 from ..inference import infer_batch, top_k_results
 from ..metrics import IMAGES_PER_REQUEST, PREPROCESS_DURATION
 from ..preprocess import MEDIA_TYPES, decode_batch
-from ..schemas import ClassifyResponse, ErrorResponse, Timings
+from ..schemas import BODY_AND_BACKEND_ERRORS, ClassifyResponse, ErrorResponse, Timings, error_responses
 from ..settings import GatewaySettings
 
 router = APIRouter(tags=["classify"])
@@ -37,20 +37,18 @@ _REQUEST_BODY = {
         },
     },
 }
-_ERRORS = {
-    code: {"model": ErrorResponse, "description": description}
-    for code, description in {
+_ERRORS = error_responses(
+    ErrorResponse,
+    {
         400: "empty, corrupt, truncated or oversized image; unknown variant",
         404: "unknown model (the message lists the known ones)",
-        408: "request body sent too slowly",
-        413: "body over the size limit",
         415: "unsupported media type",
         422: "invalid query parameter",
         429: "too many requests in flight for this model (Retry-After)",
         503: "Triton or the model is unavailable (Retry-After)",
-        504: "Triton did not answer in time",
-    }.items()
-}
+        **BODY_AND_BACKEND_ERRORS,
+    },
+)
 
 
 def _media_type(request: Request) -> str:
@@ -104,7 +102,7 @@ async def read_images(request: Request, settings: GatewaySettings) -> list[bytes
 @router.post(
     "/v1/models/{model}/classify",
     response_model=ClassifyResponse,
-    responses=_ERRORS,  # type: ignore[arg-type]
+    responses=_ERRORS,
     openapi_extra={"requestBody": _REQUEST_BODY},
     summary="Classify one image or a batch",
     description=(

@@ -35,11 +35,12 @@ from ..errors import (
 from ..metrics import IMAGES_PER_REQUEST, INFERENCE_DURATION, TENSOR_TRANSPORT
 from ..middleware import declared_length
 from ..routing import Resolution
-from ..schemas import V2ErrorResponse
+from ..schemas import BODY_AND_BACKEND_ERRORS, V2ErrorResponse, error_responses
 from ..triton_client import (
     HEADER_LENGTH,
     InferOutput,
     RawResponse,
+    SharedInferRequest,
     SlotLease,
     parse_infer_response,
     triton_error,
@@ -51,20 +52,18 @@ router = APIRouter(tags=["kserve-v2"])
 VERSION_PATTERN = re.compile(r"^[1-9][0-9]{0,18}$")
 
 _PASSTHROUGH_HEADERS = ("content-type", HEADER_LENGTH.lower())
-_ERRORS = {
-    code: {"model": V2ErrorResponse, "description": description}
-    for code, description in {
+_ERRORS = error_responses(
+    V2ErrorResponse,
+    {
         400: "invalid tensor (shape, dtype, sizes, NaN/Inf), a parameter not accepted, or version",
         404: "unknown model",
-        408: "request body sent too slowly",
-        413: "body over the size limit",
         415: "compressed body",
         429: "too many requests in flight (Retry-After)",
         502: "Triton answered with an error that is not the client's",
         503: "Triton or the model is unavailable, or the gateway is shutting down (Retry-After)",
-        504: "Triton did not answer in time",
-    }.items()
-}
+        **BODY_AND_BACKEND_ERRORS,
+    },
+)
 _ACCEPTED_PARAMETERS = "; ".join(
     f"{level} " + ", ".join(f"`{name}`" for name in sorted(names))
     for level, names in ALLOWED_PARAMETERS.items()
@@ -109,7 +108,7 @@ def _health_route(path: str, summary: str) -> Callable[[DecoratedCallable], Deco
     return router.get(path, summary=summary, response_class=Response, responses=responses)  # type: ignore[arg-type]
 
 
-@router.get("/v2", summary="Server metadata (Triton's)", responses=_ERRORS)  # type: ignore[arg-type]
+@router.get("/v2", summary="Server metadata (Triton's)", responses=_ERRORS)
 async def server_metadata(context: ContextDep) -> Response:
     return await _forward_get(context, "/v2")
 
@@ -146,19 +145,19 @@ async def _forward_model_get(request: Request, context: GatewayContext, model: s
     return await _forward_get(context, path, resolution)
 
 
-@router.get("/v2/models/{model}", summary="Model metadata", responses=_ERRORS)  # type: ignore[arg-type]
+@router.get("/v2/models/{model}", summary="Model metadata", responses=_ERRORS)
 @router.get("/v2/models/{model}/versions/{version}", include_in_schema=False)
 async def model_metadata(request: Request, model: str, context: ContextDep) -> Response:
     return await _forward_model_get(request, context, model, "")
 
 
-@router.get("/v2/models/{model}/config", summary="Model configuration", responses=_ERRORS)  # type: ignore[arg-type]
+@router.get("/v2/models/{model}/config", summary="Model configuration", responses=_ERRORS)
 @router.get("/v2/models/{model}/versions/{version}/config", include_in_schema=False)
 async def model_config(request: Request, model: str, context: ContextDep) -> Response:
     return await _forward_model_get(request, context, model, "/config")
 
 
-@router.get("/v2/models/{model}/ready", summary="Model readiness", responses=_ERRORS)  # type: ignore[arg-type]
+@router.get("/v2/models/{model}/ready", summary="Model readiness", responses=_ERRORS)
 @router.get("/v2/models/{model}/versions/{version}/ready", include_in_schema=False)
 async def model_ready(request: Request, model: str, context: ContextDep) -> Response:
     return await _forward_model_get(request, context, model, "/ready")
@@ -167,7 +166,7 @@ async def model_ready(request: Request, model: str, context: ContextDep) -> Resp
 @router.post(
     "/v2/models/{model}/infer",
     summary="Inference (JSON or binary tensors)",
-    responses=_ERRORS,  # type: ignore[arg-type]
+    responses=_ERRORS,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -232,16 +231,14 @@ async def infer(request: Request, model: str, context: ContextDep) -> Response:
                 # format it would have used (see triton_shm.py); everything else goes byte for byte.
                 request_id = info.header.get("id")
                 request_id = request_id if isinstance(request_id, str) else None
+                call = SharedInferRequest(
+                    target.triton_model, info.shape, target.spec.num_classes, datatype, path, request_id
+                )
                 if lease is not None:  # the body is already in shared memory: no copy at all
-                    shared = await context.client.infer_leased(
-                        lease.lease, target.triton_model, lease.offset + info.json_size, info.shape,
-                        target.spec.num_classes, datatype=datatype, path=path, request_id=request_id,
-                    )  # fmt: skip
+                    offset = lease.offset + info.json_size
+                    shared = await context.client.infer_leased(call, lease.lease, offset)
                 else:
-                    shared = await context.client.infer_shared(
-                        target.triton_model, memoryview(body)[info.json_size :], info.shape,
-                        target.spec.num_classes, datatype=datatype, path=path, request_id=request_id,
-                    )  # fmt: skip
+                    shared = await context.client.infer_shared(call, memoryview(body)[info.json_size :])
             if shared is None:
                 TENSOR_TRANSPORT.labels(target.triton_model, "http").inc()
                 payload = bytes(body) if isinstance(body, memoryview) else body
