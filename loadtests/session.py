@@ -95,15 +95,7 @@ def latency_ms(samples_ms: Sequence[float]) -> LatencyMs:
     """The point's latency fields from raw samples (the measurement core's nearest-rank percentiles)."""
     if not samples_ms:
         return LatencyMs()
-    summary = summarize_ms(samples_ms).rounded(2)
-    return LatencyMs(
-        p50=summary.p50,
-        p90=summary.p90,
-        p95=summary.p95,
-        p99=summary.p99,
-        max=summary.max,
-        mean=summary.mean,
-    )
+    return LatencyMs.model_validate(summarize_ms(samples_ms).rounded(2), from_attributes=True)
 
 
 def latency_between(name: str, start: StatsMark, end: StatsMark) -> LatencyMs:
