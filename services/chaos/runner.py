@@ -49,7 +49,8 @@ class ChaosPlan:
         return [spec for name, spec in table.items() if name in self.scenarios]
 
 
-def _runtime(repository: Path, state_dir: Path) -> RuntimeSettings:
+def runtime_on_free_ports(repository: Path, state_dir: Path) -> RuntimeSettings:
+    """Settings for a Triton serving `repository` on free loopback ports (one per scenario stack)."""
     http, grpc, metrics = free_ports(3)
     return RuntimeSettings(
         model_repository=repository,
@@ -115,7 +116,7 @@ def _run_main_stack(
     routing: Path,
     record: Callable[[ScenarioResult], None],
 ) -> None:
-    runtime = _runtime(plan.repository, workdir / "main")
+    runtime = runtime_on_free_ports(plan.repository, workdir / "main")
     admin_key = secrets.token_urlsafe(24)
     settings = _gateway(runtime, routing, admin_api_key=admin_key)  # slo admission: the default
     logs = workdir / "main" / "logs"
@@ -145,7 +146,7 @@ def _run_slow_stack(
     repository = workdir / "slow_repository"
     spec_name = served_model(plan.model).triton_model
     write_slow_model(repository, spec_name, plan.slow_delay_s)
-    runtime = _runtime(repository, workdir / "slow")
+    runtime = runtime_on_free_ports(repository, workdir / "slow")
     settings = _gateway(
         runtime,
         routing,

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from deploylab.services.gateway.metrics import ROUTES
 from deploylab.services.modelzoo.catalog import CATALOG
 from deploylab.services.runtime.settings import RuntimeSettings
 
@@ -98,17 +99,7 @@ def test_label_values_come_from_closed_sets(client: httpx.Client) -> None:
     # The session gateway also counts other modules' requests: any catalog name may appear, nothing else.
     for sample in scrape(text, "deploylab_gateway_requests_total"):
         assert sample.labels["model"] in {*CATALOG, "unknown"}
-        assert sample.labels["route"] in {
-            "classify",
-            "v2_infer",
-            "v2_model",
-            "v2_model_ready",
-            "v2_server",
-            "models",
-            "health",
-            "admin",
-            "other",
-        }
+        assert sample.labels["route"] in ROUTES
     assert "passwd" not in text and "xxxxxxxx" not in text
 
 

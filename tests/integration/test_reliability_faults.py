@@ -21,6 +21,7 @@ from deploylab.services.chaos.context import Target
 from deploylab.services.chaos.engine import run_scenario
 from deploylab.services.chaos.load import RequestTemplate
 from deploylab.services.chaos.repository import write_slow_model
+from deploylab.services.chaos.runner import runtime_on_free_ports
 from deploylab.services.chaos.scenarios import (
     GATEWAY_SIGTERM,
     MODEL_UNLOAD,
@@ -40,17 +41,6 @@ from tests.support.processes import descendants, groups_of, leftovers
 
 MODEL = "mobilenet_v3_small"
 REQUEST = RequestTemplate.classify(MODEL, images.jpeg())
-
-
-def runtime_for(repository: Path, state_dir: Path) -> RuntimeSettings:
-    http, grpc, metrics = free_ports(3)
-    return RuntimeSettings(
-        model_repository=repository,
-        state_dir=state_dir,
-        triton_http_port=http,
-        triton_grpc_port=grpc,
-        triton_metrics_port=metrics,
-    )
 
 
 @contextlib.contextmanager
@@ -74,7 +64,7 @@ def assert_passed(result: ScenarioResult) -> None:
 
 @pytest.fixture(scope="module")
 def module_stack(model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServingStack]:
-    runtime = runtime_for(model_repository, tmp_path_factory.mktemp("faults-state"))
+    runtime = runtime_on_free_ports(model_repository, tmp_path_factory.mktemp("faults-state"))
     gateway = make_gateway_settings(runtime, request_timeout_s=2.0, health_interval_s=0.25)
     with serving(runtime, gateway, tmp_path_factory.mktemp("faults-logs")) as started:
         yield started
@@ -95,7 +85,7 @@ def test_slow_model_times_out_with_504_at_the_configured_timeout_and_bounded_in_
 ) -> None:
     repository = tmp_path / "slow_repository"
     write_slow_model(repository, MODEL, delay_s=3.0)  # slower than the gateway's 1 s timeout
-    runtime = runtime_for(repository, tmp_path / "state")
+    runtime = runtime_on_free_ports(repository, tmp_path / "state")
     gateway = make_gateway_settings(
         runtime, request_timeout_s=1.0, connect_timeout_s=0.5, max_inflight_per_model=4
     )
