@@ -24,7 +24,7 @@ install: $(STAMP)
 
 # Prometheus/promtool for the observability tests (Debian package; installed only when missing).
 system-deps:
-	@./scripts/install-system-deps.sh
+	@./scripts/install-system-deps.sh wrk
 
 lint: install
 	$(BIN)/ruff check services loadtests benchmarks tests

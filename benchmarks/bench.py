@@ -7,6 +7,8 @@ For each model, on one machine and one thread budget:
       shared memory, with Triton's executed-batch statistics for every point;
   (c) through the gateway: the tensor path (KServe v2 binary) and the image path (JPEG classify),
       for each gateway worker count asked for;
+  (d) the served config on other backends, and in other instance layouts (one client and saturation:
+      what a lone request waits against what the server holds at full load);
 and the resident memory of Triton and the gateway with that model loaded.
 
 This machine's speed can flip between two levels within seconds, so nothing is compared across
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -51,6 +54,26 @@ Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
+class ServedLayout:
+    """Instances × ONNX Runtime threads, pipelined or not: `1x2p` is one pipelined two-thread instance."""
+
+    instances: int
+    threads: int
+    pipeline: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> ServedLayout:
+        match = re.fullmatch(r"(\d+)x(\d+)(p?)", text.strip())
+        if not match or int(match[1]) < 1 or int(match[2]) < 1:
+            raise ValueError(f"a layout is INSTANCESxTHREADS with an optional p (pipelined), got {text!r}")
+        return cls(int(match[1]), int(match[2]), bool(match[3]))
+
+    @property
+    def label(self) -> str:
+        return f"{self.instances}x{self.threads}{'p' if self.pipeline else ''}"
+
+
+@dataclass(frozen=True)
 class BenchOptions:
     models: tuple[str, ...] = ("mobilenet_v3_large", "resnet50")
     repository: Path = Path("model_repository")
@@ -65,6 +88,9 @@ class BenchOptions:
     # Other Triton backends measured beside the served one in every round: the same config with only
     # the backend swapped (through model control), direct at saturation over the best transport.
     backends: tuple[str, ...] = ()
+    # Other instance layouts measured beside the served one in every round, the same way, at one client
+    # over HTTP and at saturation: a lone request on one single-thread instance uses one core.
+    layouts: tuple[ServedLayout, ...] = ()
     state_dir: Path = Path(".deploylab/bench")
 
     @property
@@ -79,6 +105,7 @@ class RoundResult:
     inprocess_after: list[InProcessPoint] = field(default_factory=list)
     direct: list[dict[str, Any]] = field(default_factory=list)
     backends: list[dict[str, Any]] = field(default_factory=list)
+    layouts: list[dict[str, Any]] = field(default_factory=list)
     gateway: list[dict[str, Any]] = field(default_factory=list)
 
     def reference(self, which: str) -> float:
@@ -92,6 +119,7 @@ class RoundResult:
             "inprocess_after": [p.as_dict() for p in self.inprocess_after],
             "direct": self.direct,
             "backends": self.backends,
+            "layouts": self.layouts,
             "gateway": self.gateway,
         }
 
@@ -139,8 +167,14 @@ def bench_model(model: str, options: BenchOptions, log: Log) -> dict[str, Any]:
             rnd.backends = [
                 point
                 for backend in options.backends
-                if backend != record["serving"]["backend"]
-                and (point := _other_backend_point(model, runtime, triton, backend, options, log))
+                if backend != serving["backend"]
+                for point in _swapped_points(model, runtime, triton, options, log, backend=backend)
+            ]
+            rnd.layouts = [
+                point
+                for layout in options.layouts
+                if layout != _served_layout(serving, options.threads)
+                for point in _swapped_points(model, runtime, triton, options, log, layout=layout)
             ]
             # Every layout again, at the best batch: on a shared host the one-session, all-threads layout
             # can run at 0.7x for minutes while single-thread sessions do not (spin barriers across
@@ -253,45 +287,92 @@ def _measure(target: LoadTarget, concurrency: int, options: BenchOptions, triton
     return {**load.as_dict(), "triton": stats.as_dict()}
 
 
-def _other_backend_point(
-    model: str, runtime: RuntimeSettings, triton: TritonServer, backend: str, options: BenchOptions, log: Log
-) -> dict[str, Any] | None:
-    """The served config on `backend` instead, at saturation; then the served config again (from disk).
+def _served_layout(serving: dict[str, Any], threads: int) -> ServedLayout:
+    threads = serving["intra_op_threads"] or threads
+    return ServedLayout(serving["instance_count"], threads, serving["pipeline"])
 
-    Swapped through Triton's model control, so both backends run in the same server, round and
-    thread budget, between the same two in-process references.
+
+def _swapped_points(
+    model: str,
+    runtime: RuntimeSettings,
+    triton: TritonServer,
+    options: BenchOptions,
+    log: Log,
+    *,
+    backend: str | None = None,
+    layout: ServedLayout | None = None,
+) -> list[dict[str, Any]]:
+    """The served config on another `backend` or in another `layout`, measured; then the served config
+    again (from disk).
+
+    Swapped through Triton's model control, so both configs run in the same server, round and thread
+    budget, between the same two in-process references. A backend is measured at saturation over the
+    best transport; a layout also at one client over plain HTTP, the lone request a remote client sends.
     """
     from google.protobuf import json_format
     from tritonclient.grpc import model_config_pb2 as mc
 
     spec = served_model(model).spec
     url = runtime.triton_http_url
-    config = json_format.ParseDict(model_config(url, model), mc.ModelConfig(), ignore_unknown_fields=True)
-    config.backend = backend
-    # The served backend's entry point (model.py, filled in by Triton) means nothing to another one.
-    config.runtime = ""
-    config.default_model_filename = ""
-    if "pipeline" in config.parameters:
-        del config.parameters["pipeline"]  # a Python-backend option
+    served = model_config(url, model)
+    config = json_format.ParseDict(served, mc.ModelConfig(), ignore_unknown_fields=True)
+    labels: dict[str, Any] = {}
+    if backend is not None:
+        labels["backend"] = config.backend = backend
+        # The served backend's entry point (model.py, filled in by Triton) means nothing to another one.
+        config.runtime = ""
+        config.default_model_filename = ""
+        if "pipeline" in config.parameters:
+            del config.parameters["pipeline"]  # a Python-backend option
+    if layout is not None:
+        labels["layout"] = layout.label
+        del config.instance_group[1:]
+        config.instance_group[0].count = layout.instances
+        config.parameters["intra_op_thread_count"].string_value = str(layout.threads)
+        if config.backend == "python":  # the other backends have no pipeline
+            config.parameters["pipeline"].string_value = "1" if layout.pipeline else "0"
     transport: Transport = "http-shm" if "http-shm" in options.direct_transports else "http"
-    target = LoadTarget(transport, url, model, input_size=spec.input_size, grpc_url=runtime.triton_grpc_url)
+    plan: list[tuple[Transport, int]] = [(transport, options.saturation)]
+    plan += [("http", 1)] if layout is not None else []
+    points = []
     try:
         load_model(url, model, config)
         # Triton retires the old instances after the new ones are ready; their stubs must be gone
         # before this point is measured (CPU) and its memory read.
-        stubs = sum(g.count for g in config.instance_group) if backend == "python" else 0
+        stubs = sum(g.count for g in config.instance_group) if config.backend == "python" else 0
         _wait_for_children(_pid(triton), stubs)
-        point = {"path": "direct", "backend": backend, **_measure(target, options.saturation, options, url)}
-        # Processes only: memory read here would include what the served backend's load points left
+        for transport, concurrency in plan:
+            target = LoadTarget(
+                transport, url, model, input_size=spec.input_size, grpc_url=runtime.triton_grpc_url
+            )
+            point = {"path": "direct", **labels, **_measure(target, concurrency, options, url)}
+            points.append(point)
+            _log_point(log, point)
+        # Processes only: memory read here would include what the served config's load points left
         # in Triton's heap (docs/benchmarks.md has a fresh server's numbers).
-        point["triton_processes"] = tree_memory(_pid(triton)).processes
+        points[0]["triton_processes"] = tree_memory(_pid(triton)).processes
     except TritonAdminError as exc:  # say, deploylab_ort on a host without a C++ compiler
-        log(f"    [yellow]{backend} not measured: {str(exc)[:300]}[/yellow]")
-        return None
+        log(f"    [yellow]{backend or layout} not measured: {str(exc)[:300]}[/yellow]")
+        return []
     finally:
-        load_model(url, model)
-    _log_point(log, point)
-    return point
+        _restore(url, model, served)
+    return points
+
+
+def _restore(url: str, model: str, served: dict[str, Any]) -> None:
+    """Serve `served` again, and check that it is what Triton serves.
+
+    A load without a config does not undo an override: Triton reloads from disk only when the files
+    changed, so the next points would silently measure the swapped-in config. The served config goes
+    back as an override of its own.
+    """
+    from google.protobuf import json_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    load_model(url, model, json_format.ParseDict(served, mc.ModelConfig(), ignore_unknown_fields=True))
+    now, wanted = served_config(model_config(url, model)), served_config(served)
+    if now != wanted:
+        raise RuntimeError(f"{model}: Triton serves {now} after the swap, not the served config {wanted}")
 
 
 def _wait_for_children(pid: int, count: int, timeout_s: float = 30.0) -> None:
@@ -455,6 +536,14 @@ def summarize(rounds: list[RoundResult], options: BenchOptions) -> dict[str, Any
             row["inprocess_batch1_p50_ms"] = batch1[0].p50_ms
         if direct_c1 and batch1:
             row["direct_batch1_p50_delta_ms"] = round(direct_c1["p50_ms"] - batch1[0].p50_ms, 3)
+            # One client against the engine's best lone-request latency (one session, every thread).
+            row["direct_batch1_p50_over_inprocess"] = _ratio(direct_c1["p50_ms"], batch1[0].p50_ms)
+        for point in rnd.layouts:
+            key = f"layout_{point['layout']}"
+            if point["concurrency"] == 1 and batch1:
+                row[f"{key}_batch1_p50_over_inprocess"] = _ratio(point["p50_ms"], batch1[0].p50_ms)
+            elif (same := direct_sat.get(point["transport"])) is not None:
+                row[f"{key}_over_served"] = _ratio(point["throughput_img_s"], same["throughput_img_s"])
         http_sat = direct_sat.get("http")
         # Gateway ratios are taken against the best direct transport of the round at saturation (shared
         # memory on one host beats plain HTTP): a gateway measured against a slow baseline looks free.
@@ -520,6 +609,7 @@ TARGETS = {
     "gw{w}_tensor_over_direct": (">=", 0.9),
     "gw{w}_image_over_tensor": (">=", 0.85),
     "gw{w}_tensor_p50_delta_ms": ("<=", 2.0),
+    "direct_batch1_p50_over_inprocess": ("<=", 1.2),
 }
 
 
@@ -553,6 +643,7 @@ def _log_ref(log: Log, what: str, points: list[InProcessPoint]) -> None:
 def _log_point(log: Log, point: dict[str, Any]) -> None:
     workers = f" w={point['gateway_workers']}" if "gateway_workers" in point else ""
     workers += f" on {point['backend']}" if "backend" in point else ""
+    workers += f" as {point['layout']}" if "layout" in point else ""
     error = f" errors={point['errors']} ({point['first_error']})" if point["errors"] else ""
     log(
         f"    {point['path']}{workers} {point['transport']} c={point['concurrency']}: "

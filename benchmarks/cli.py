@@ -232,6 +232,14 @@ def bench_command(
             "swapped in through model control; direct at saturation); '' for none"
         ),
     ] = "deploylab_ort",
+    layouts: Annotated[
+        str,
+        typer.Option(
+            help="other instance layouts measured beside the served one each round, INSTANCESxTHREADS "
+            "with p for pipelined (1x2p), at one client and at saturation; auto: one pipelined instance "
+            "with the whole thread budget; '' for none"
+        ),
+    ] = "auto",
     gateway: Annotated[bool, typer.Option("--gateway/--no-gateway")] = True,
     repvgg: Annotated[
         bool, typer.Option("--repvgg/--no-repvgg", help="RepVGG train vs deploy + profile")
@@ -274,7 +282,7 @@ def bench_command(
     --write-docs docs/benchmarks.md updates the generated tables there; --render JSON redoes that
     from an earlier run without measuring.
     """
-    from deploylab.benchmarks.bench import BenchOptions
+    from deploylab.benchmarks.bench import BenchOptions, ServedLayout
     from deploylab.services.modelzoo.repository import available_cores
     from deploylab.services.runtime.devices import kind_message, resolve_instance_kind
     from deploylab.services.runtime.settings import RuntimeSettings
@@ -296,10 +304,12 @@ def bench_command(
 
         wrk_binary()  # refuse before minutes of measuring, with the install hint
     settings = RuntimeSettings()
+    budget = threads or available_cores()
+    layouts = f"1x{budget}p" if layouts == "auto" else layouts
     options = BenchOptions(
         models=tuple(m for m in models.split(",") if m),
         repository=repository or settings.model_repository,
-        threads=threads or available_cores(),
+        threads=budget,
         rounds=1 if quick else rounds,
         duration_s=2.0 if quick else duration,
         concurrencies=_ints(concurrency, "--concurrency"),
@@ -307,6 +317,7 @@ def bench_command(
         gateway=gateway,
         gateway_workers=(1,) if quick else _ints(gateway_workers, "--gateway-workers"),
         backends=tuple(b for b in backends.split(",") if b),
+        layouts=tuple(ServedLayout.parse(text) for text in layouts.split(",") if text),
         state_dir=settings.state_dir / "bench",
     )
     result = _serving_suite(options, repvgg) if suite != "admission" else {}

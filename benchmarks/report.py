@@ -28,6 +28,7 @@ def render(result: dict[str, Any]) -> str:
         + ".",
         "",
     ]
+    lines += _ratio_table(result["models"])
     for model, record in result["models"].items():
         lines += _model_section(model, record, options)
     if "repvgg" in result:
@@ -37,7 +38,6 @@ def render(result: dict[str, Any]) -> str:
 
 def _model_section(model: str, record: dict[str, Any], options: dict[str, Any]) -> list[str]:
     summary = record["summary"]
-    med = summary["median"]
     serving = record.get("serving", {})
     lines = [
         f"### {model}",
@@ -49,23 +49,10 @@ def _model_section(model: str, record: dict[str, Any], options: dict[str, Any]) 
         f"queue delay {serving.get('max_queue_delay_us')} µs"
         f"{', queue policy (no batching ahead)' if serving.get('queue_policy') else ''}"
         f"; ONNX {record.get('onnx_mib')} MiB.",
-        "",
-        "| ratio (median over rounds) | value | target | met |",
-        "|---|---|---|---|",
     ]
-    targets = summary.get("targets", {})
-    for key, value in med.items():
-        if not any(word in key for word in ("over", "delta")):
-            continue
-        target = targets.get(key)
-        lines.append(
-            f"| {key} | {value:g} | {target['target'] if target else ''} | "
-            f"{('yes' if target['met'] else '**no**') if target else ''} |"
-        )
-    lines += ["", "| reference | value |", "|---|---|"]
-    for key in ("inprocess_best_img_s", "inprocess_batch1_p50_ms"):
-        if key in med:
-            lines.append(f"| {key} | {med[key]:g} |")
+    references = {"inprocess_best_img_s": "img/s", "inprocess_batch1_p50_ms": "ms batch-1 p50"}
+    known = [f"{summary['median'][k]:g} {unit}" for k, unit in references.items() if k in summary["median"]]
+    lines[-1] += f" In-process best: {', '.join(known)}." if known else ""
     lines += [
         "",
         "Points of the last round (throughput img/s, p50/p99 ms, Triton's mean executed batch):",
@@ -83,10 +70,11 @@ def _model_section(model: str, record: dict[str, Any], options: dict[str, Any]) 
             f"| {p['p50_ms']:.2f} | {p['p99_ms']:.2f} | – | – |"
         )
     paired = [p for p in last["gateway"] if p["path"] == "paired-batch1"]
-    others = last.get("backends", [])
-    for p in last["direct"] + others + [p for p in last["gateway"] if p["path"] != "paired-batch1"]:
+    swapped = last.get("backends", []) + last.get("layouts", [])
+    for p in last["direct"] + swapped + [p for p in last["gateway"] if p["path"] != "paired-batch1"]:
         path = p["path"] + (f" ({p['gateway_workers']}w)" if "gateway_workers" in p else "")
         path += f" on {p['backend']}" if "backend" in p else ""
+        path += f" as {p['layout']}" if "layout" in p else ""
         lines.append(
             f"| {path} | {p['transport']} | {p['concurrency']} | {p['throughput_img_s']:.1f} "
             f"| {p['p50_ms']:.2f} "
@@ -119,14 +107,40 @@ def _model_section(model: str, record: dict[str, Any], options: dict[str, Any]) 
         + ".",
         "",
     ]
-    for p in others:
-        processes = p.get("triton_processes", p.get("memory", {}).get("processes"))
+    counts = [
+        f"{p.get('backend') or p['layout']} {p['triton_processes']}"
+        for p in swapped
+        if "triton_processes" in p
+    ]
+    if counts:
         lines[-1:] = [
-            f"On {p['backend']}: the same config swapped in through model control, in the same server and "
-            f"round ({processes} process(es): tritonserver and its backend stubs).",
+            "Rows *on* a backend or *as* a layout: the served config with that one change, swapped in "
+            "through model control in the same server and round (processes, tritonserver and its "
+            f"stubs: {', '.join(counts)}).",
             "",
         ]
     return lines
+
+
+def _ratio_table(models: dict[str, Any]) -> list[str]:
+    """Every ratio (median over rounds) with its target, one column per model."""
+    names = list(models)
+    medians = {model: record["summary"]["median"] for model, record in models.items()}
+    targets = {model: record["summary"].get("targets", {}) for model, record in models.items()}
+    keys = sorted({k for median in medians.values() for k in median if "over" in k or "delta" in k})
+    lines = [
+        "| ratio (median over rounds) | target | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for key in keys:
+        bound = next((t[key]["target"] for t in targets.values() if key in t), "")
+        cells = []
+        for model in names:
+            value, check = medians[model].get(key), targets[model].get(key)
+            missed = " **no**" if check and not check["met"] else ""
+            cells.append("–" if value is None else f"{value:g}{missed}")
+        lines.append(f"| {key} | {bound} | " + " | ".join(cells) + " |")
+    return [*lines, "", "A target missed is marked **no**.", ""]
 
 
 def _repvgg_section(repvgg: dict[str, Any]) -> list[str]:

@@ -2,7 +2,9 @@
 # Install the Debian packages the tests need, only when missing: prometheus (+ promtool), g++ for the
 # native deploylab_ort Triton backend (services/runtime/native_backend.py builds it on first use), and
 # chromium + chromium-driver (the HTML report is opened in a real headless browser).
-# Extra commands named as arguments are installed from the package of the same name (`make bench`: wrk).
+# Extra commands named as arguments are installed from the package of the same name: wrk, the independent
+# C load generator the bench runs beside its own client (`make test` checks that machinery, `make bench`
+# measures with it).
 set -euo pipefail
 missing=()
 for command in "$@"; do

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from deploylab.benchmarks.bench import BenchOptions, run_bench
+from deploylab.benchmarks.bench import BenchOptions, ServedLayout, run_bench
 from deploylab.benchmarks.report import BEGIN, END, render, update_docs
 from deploylab.services.modelzoo.repository import default_cpu_threads
 
@@ -32,6 +32,8 @@ def test_tiny_bench_measures_every_path_and_reports_the_ratios(
         gateway_workers=(1,),
         inprocess_batches=(1,),
         backends=("deploylab_ort",),
+        # The second is the layout the export serves: measured already, so skipped.
+        layouts=(ServedLayout.parse("1x2p"), ServedLayout(2, default_cpu_threads(2))),
         state_dir=tmp_path / "state",
     )
 
@@ -61,6 +63,15 @@ def test_tiny_bench_measures_every_path_and_reports_the_ratios(
     assert (native["backend"], native["transport"], native["concurrency"]) == ("deploylab_ort", "http-shm", 2)
     assert native["errors"] == 0 and native["triton"]["inference_count"] >= native["requests"] > 0
     assert native["triton_processes"] == 1  # no stub processes: the engine runs inside tritonserver
+    # Another instance layout, swapped in the same way: at saturation and at one client over plain HTTP.
+    wide_sat, wide_c1 = round_["layouts"]
+    assert {(p["layout"], p["transport"], p["concurrency"]) for p in (wide_sat, wide_c1)} == {
+        ("1x2p", "http-shm", 2),
+        ("1x2p", "http", 1),
+    }
+    assert wide_sat["triton_processes"] == 1 + 1  # tritonserver + the one instance's stub
+    for point in (wide_sat, wide_c1):
+        assert point["errors"] == 0 and point["triton"]["inference_count"] >= point["requests"] > 0
     (paired,) = [p for p in round_["gateway"] if p["path"] == "paired-batch1"]
     assert paired["pairs"] > 0 and paired["a_p50_ms"] > 0 and paired["b_p50_ms"] > 0
     for point in [p for p in round_["direct"] if p["path"] == "direct"] + measured:
@@ -82,6 +93,9 @@ def test_tiny_bench_measures_every_path_and_reports_the_ratios(
         "direct_http_wrk_over_own_client",
         "deploylab_ort_over_inprocess",
         "deploylab_ort_over_served",
+        "direct_batch1_p50_over_inprocess",
+        "layout_1x2p_over_served",
+        "layout_1x2p_batch1_p50_over_inprocess",
     ):
         assert key in median
     assert set(record["summary"]["targets"]) == {
@@ -90,6 +104,7 @@ def test_tiny_bench_measures_every_path_and_reports_the_ratios(
         "gw1_tensor_over_direct",
         "gw1_image_over_tensor",
         "gw1_tensor_p50_delta_ms",
+        "direct_batch1_p50_over_inprocess",
     }
     serving = record["serving"]  # read back from the running Triton, not from the manifest
     threads = default_cpu_threads(2)
@@ -108,4 +123,5 @@ def test_tiny_bench_measures_every_path_and_reports_the_ratios(
     assert f"### {MODEL}" in text and "served_over_inprocess" in text
     assert "Batch-1 overhead measured paired" in text
     assert "| direct on deploylab_ort | http-shm | 2 |" in text
-    assert "On deploylab_ort: the same config" in text
+    assert "| direct as 1x2p | http | 1 |" in text
+    assert "deploylab_ort 1, 1x2p 2)" in text  # processes of each swapped-in config
