@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploylab.services.common.errors import TritonError
@@ -109,8 +109,8 @@ def export_targets(
             spec = CATALOG[target.model]
             on_cuda = spec.variant(target.variant).engine == "onnxruntime"
             kind: InstanceKind = instance_kind if on_cuda else "cpu"
-            serving = existing_serving(repository, target.triton_model) or replace(
-                default_serving(), instance_kind=kind
+            serving = existing_serving(repository, target.triton_model) or default_serving(
+                target.triton_model, kind
             )
             options = ExportOptions(serving=serving)
             outcome = export_model(spec, target.variant, repository, options, step)

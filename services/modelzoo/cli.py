@@ -172,7 +172,14 @@ def export_command(
         ),
     ] = "python",
     max_batch: Annotated[int, typer.Option("--max-batch", min=0, help="Triton max_batch_size")] = 8,
-    instances: Annotated[int | None, typer.Option(min=1, help="instances per model (default 2)")] = None,
+    instances: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="instances per model (default: on 2 cores, 1 pipelined instance with both for models of "
+            "1 GMAC or more, 2 single-thread ones below; on more cores 2)",
+        ),
+    ] = None,
     threads: Annotated[
         int | None, typer.Option(min=0, help="ONNX Runtime intra-op threads per instance")
     ] = None,
@@ -190,13 +197,14 @@ def export_command(
     ] = "auto",
     tensorrt: Annotated[bool, typer.Option(help="onnxruntime backend on GPU: TensorRT fp16")] = False,
     pipeline: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             help="python backend: each instance stages its next batch while its engine runs one "
             "(with --instances 2 on 2 cores: the MobileNets' throughput from half the memory; "
-            "Triton's compute time then leaves out the engine run)"
+            "Triton's compute time then leaves out the engine run). Default: on where the model's "
+            "layout is one instance with every core"
         ),
-    ] = False,
+    ] = None,
     queue_timeout_ms: Annotated[
         int,
         typer.Option(
@@ -239,7 +247,14 @@ def export_command(
 
     from .export import ExportOptions
     from .parity import Tolerance
-    from .repository import BACKENDS, INPUT_DTYPES, ServingConfig, default_cpu_threads
+    from .repository import (
+        BACKENDS,
+        INPUT_DTYPES,
+        InstanceLayout,
+        ServingConfig,
+        default_cpu_threads,
+        default_layout,
+    )
 
     settings = _settings(repository)
     tolerance = Tolerance(
@@ -262,18 +277,25 @@ def export_command(
         console.print(f"{', '.join(on_cpu)}: instance kind cpu (OpenVINO runs on its CPU plugin only)")
 
     def serving_for(spec: ModelSpec, name: str) -> ServingConfig:
-        count = instances or ServingConfig.instance_count
         chosen = spec.variant(name)
+        kind_chosen = variant_kind(chosen, resolved)
+        measured = backend == "python" and kind_chosen == "cpu"  # where the default layouts come from
+        if instances is None and threads is None and pipeline is None and measured:
+            layout = default_layout(COUNTED_GMACS.get(spec.triton_name(name)))
+        else:
+            count = instances or ServingConfig.instance_count
+            chosen_threads = default_cpu_threads(count) if threads is None else threads
+            layout = InstanceLayout(count, chosen_threads, bool(pipeline))
         return ServingConfig(
             backend=backend,  # type: ignore[arg-type]
             max_batch_size=max_batch,
-            instance_count=count,
-            intra_op_threads=default_cpu_threads(count) if threads is None else threads,
+            instance_count=layout.instances,
+            intra_op_threads=layout.threads,
             max_queue_delay_us=queue_delay_us,
             preferred_batch_sizes=tuple(preferred_batch or ()),
-            instance_kind=variant_kind(chosen, resolved),
+            instance_kind=kind_chosen,
             tensorrt=tensorrt,
-            pipeline=pipeline,
+            pipeline=layout.pipeline,
             default_queue_timeout_us=queue_timeout_ms * 1000,
             engine=chosen.engine,
             input_dtype=input_dtype,  # type: ignore[arg-type]

@@ -37,6 +37,7 @@ from torch import nn
 
 from .build import build_model
 from .catalog import Engine, ModelSpec, Variant
+from .counted import COUNTED_GMACS
 from .engines import ENGINE_LABELS, OrtDevice
 from .errors import ParityError, WeightsError, ZooError
 from .facts import count_gmacs, count_params
@@ -47,8 +48,9 @@ from .repository import (
     INPUT_NAME,
     OUTPUT_NAME,
     InputDtype,
+    InstanceKind,
     ServingConfig,
-    default_cpu_threads,
+    default_layout,
     ensure_writable,
     model_dir,
     onnx_path,
@@ -103,10 +105,16 @@ class ExportOutcome:
     manifest: Manifest
 
 
-def default_serving() -> ServingConfig:
-    """The serving config a model gets unless told otherwise: the cores split between the instances."""
-    count = ServingConfig.instance_count
-    return ServingConfig(instance_count=count, intra_op_threads=default_cpu_threads(count))
+def default_serving(model: str | None = None, kind: InstanceKind = "cpu") -> ServingConfig:
+    """The serving config Triton model `model` gets unless told otherwise: on CPU instances its compute
+    decides the layout (`default_layout`); without a model, the cores split between the instances."""
+    layout = default_layout(COUNTED_GMACS.get(model) if model and kind == "cpu" else None)
+    return ServingConfig(
+        instance_count=layout.instances,
+        intra_op_threads=layout.threads,
+        pipeline=layout.pipeline,
+        instance_kind=kind,
+    )
 
 
 def export_model(
@@ -122,7 +130,7 @@ def export_model(
     ensure_writable(repository)
     weights_record = _weights_record(options.weights)
     directory = model_dir(repository, name)
-    chosen = _serving_for(options.serving or default_serving(), spec.variant(variant), name)
+    chosen = _serving_for(options.serving or default_serving(name), spec.variant(variant), name)
     fingerprint = _onnx_fingerprint(spec, variant, weights_record, options.opset, chosen.input_dtype)
     serving = asdict(chosen)
     engine = served_engine(chosen.backend, chosen.engine)

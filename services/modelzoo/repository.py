@@ -298,3 +298,31 @@ def available_cores() -> int:
 def default_cpu_threads(instances: int) -> int:
     """ONNX Runtime threads per instance so that all instances together use every core once."""
     return max(1, available_cores() // max(1, instances))
+
+
+#: Compute per image (GMACs) from which a CPU model is served, by default, as one pipelined instance
+#: with every core where two instances would get one core each. Measured on 2 cores, interleaved, over
+#: shared memory (benchmarks/records/latency-layout-2026-12-06.md): resnet18 (1.8 GMACs) and resnet50
+#: (4.1) answer a lone request in 0.55-0.62x the time of two single-thread instances at 0.99-1.03x their
+#: saturation throughput; mobilenet_v3_large (0.22), whose per-request serving work is a larger share,
+#: keeps 0.87x of it that way and stays on two instances.
+WIDE_LAYOUT_MIN_GMACS = 1.0
+
+
+@dataclass(frozen=True)
+class InstanceLayout:
+    """Instances × ONNX Runtime threads per instance, pipelined or not."""
+
+    instances: int
+    threads: int
+    pipeline: bool = False
+
+
+def default_layout(gmacs: float | None) -> InstanceLayout:
+    """The layout a CPU model gets unless told: every core used once, and a lone request on all of
+    them where that costs no throughput (`WIDE_LAYOUT_MIN_GMACS`; None: compute unknown, split)."""
+    count = ServingConfig.instance_count
+    cores = available_cores()
+    if gmacs is not None and gmacs >= WIDE_LAYOUT_MIN_GMACS and 1 < cores < 2 * count:
+        return InstanceLayout(1, cores, pipeline=True)
+    return InstanceLayout(count, default_cpu_threads(count))

@@ -139,6 +139,29 @@ def test_export_serves_two_instances_unless_told_on_either_kind(
         assert (group.count, group.kind) == expected
 
 
+def test_export_lays_out_a_heavy_model_by_its_compute_unless_told(
+    model_repository: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from deploylab.services.modelzoo.counted import COUNTED_GMACS
+    from deploylab.services.modelzoo.repository import default_layout, parse_triton_config
+
+    shutil.copytree(model_repository / "resnet18", tmp_path / "resnet18")
+    config_file = tmp_path / "resnet18" / "config.pbtxt"
+    wide = default_layout(COUNTED_GMACS["resnet18"])  # on 2 cores: 1 pipelined instance, 2 threads
+    for extra, expected in (
+        (["--instances", "2"], (2, "0")),  # any layout option given: nothing else is chosen for it
+        ([], (wide.instances, "1" if wide.pipeline else "0")),
+        (["--backend", "deploylab_ort"], (2, "0")),  # the layouts were measured on the Python backend
+    ):
+        result = runner.invoke(app, ["export", "resnet18", "--repository", str(tmp_path), *extra])
+        assert result.exit_code == 0, result.output
+        config = parse_triton_config(config_file.read_text())
+        pipeline = config.parameters["pipeline"].string_value if "pipeline" in config.parameters else "0"
+        assert (config.instance_group[0].count, pipeline) == expected
+
+
 def test_export_pipeline_flag_reaches_the_config_and_is_refused_off_the_python_backend(
     model_repository: Path, tmp_path: Path
 ) -> None:

@@ -10,8 +10,10 @@ from pathlib import Path
 import onnx
 import pytest
 from deploylab.services.modelzoo import quantize
+from deploylab.services.modelzoo import repository as repository_module
 from deploylab.services.modelzoo.build import build_model
 from deploylab.services.modelzoo.catalog import get_spec
+from deploylab.services.modelzoo.counted import COUNTED_GMACS
 from deploylab.services.modelzoo.errors import ParityError, ZooError
 from deploylab.services.modelzoo.export import (
     OPSET,
@@ -23,8 +25,10 @@ from deploylab.services.modelzoo.export import (
 from deploylab.services.modelzoo.manifest import read_manifest, read_repository
 from deploylab.services.modelzoo.parity import ATOL, RTOL, Tolerance, check_parity
 from deploylab.services.modelzoo.repository import (
+    InstanceLayout,
     ServingConfig,
     default_cpu_threads,
+    default_layout,
     onnx_path,
     parse_triton_config,
 )
@@ -113,16 +117,39 @@ def test_parity_catches_errors_hidden_in_tiny_logits(model_repository: Path) -> 
         check_parity(model, onnx_path(model_repository, "mobilenet_v3_small"), 224)
 
 
-def test_a_default_export_serves_two_instances_sharing_the_cores_and_no_queue_policy(
+def test_a_default_export_lays_instances_out_by_compute_and_sets_no_queue_policy(
     model_repository: Path,
 ) -> None:
     serving = default_serving()
     assert (serving.instance_count, serving.intra_op_threads) == (2, default_cpu_threads(2))
+    on_gpu = default_serving("resnet50", "gpu")  # the layouts were measured on CPU instances
+    assert (on_gpu.instance_count, on_gpu.pipeline, on_gpu.instance_kind) == (2, False, "gpu")
     for name in ("mobilenet_v3_small", "resnet18"):
         config = parse_triton_config((model_repository / name / "config.pbtxt").read_text())
-        assert config.instance_group[0].count == 2
+        layout = default_layout(COUNTED_GMACS[name])
+        assert config.instance_group[0].count == layout.instances
+        assert config.parameters["intra_op_thread_count"].string_value == str(layout.threads)
+        assert (config.parameters["pipeline"].string_value == "1") == layout.pipeline
         # A queue policy would stop Triton's batcher from forming batches ahead (docs/benchmarks.md).
         assert not config.dynamic_batching.HasField("default_queue_policy")
+
+
+@pytest.mark.parametrize(
+    ("cores", "gmacs", "expected"),
+    [
+        (2, 4.09, InstanceLayout(1, 2, pipeline=True)),  # resnet50: a lone request on both cores
+        (2, 1.0, InstanceLayout(1, 2, pipeline=True)),
+        (2, 0.22, InstanceLayout(2, 1)),  # mobilenet_v3_large: serving work is too large a share
+        (2, None, InstanceLayout(2, 1)),  # compute unknown (an int8 or OpenVINO variant): split
+        (1, 4.09, InstanceLayout(2, 1)),
+        (16, 4.09, InstanceLayout(2, 8)),  # each instance has several cores already
+    ],
+)
+def test_the_default_layout_widens_for_heavy_models_where_instances_would_get_one_core(
+    monkeypatch: pytest.MonkeyPatch, cores: int, gmacs: float | None, expected: InstanceLayout
+) -> None:
+    monkeypatch.setattr(repository_module, "available_cores", lambda: cores)
+    assert default_layout(gmacs) == expected
 
 
 def test_an_unchanged_model_gets_this_deploylabs_model_py(model_repository: Path, tmp_path: Path) -> None:
