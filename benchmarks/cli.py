@@ -237,7 +237,7 @@ def bench_command(
         typer.Option(
             help="other instance layouts measured beside the served one each round, INSTANCESxTHREADS "
             "with p for pipelined (1x2p), at one client and at saturation; auto: one pipelined instance "
-            "with the whole thread budget; '' for none"
+            "with the whole thread budget and single-thread ones (whichever is not served); '' for none"
         ),
     ] = "auto",
     gateway: Annotated[bool, typer.Option("--gateway/--no-gateway")] = True,
@@ -305,7 +305,7 @@ def bench_command(
         wrk_binary()  # refuse before minutes of measuring, with the install hint
     settings = RuntimeSettings()
     budget = threads or available_cores()
-    layouts = f"1x{budget}p" if layouts == "auto" else layouts
+    layouts = f"1x{budget}p,{budget}x1" if layouts == "auto" else layouts
     options = BenchOptions(
         models=tuple(m for m in models.split(",") if m),
         repository=repository or settings.model_repository,
