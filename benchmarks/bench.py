@@ -168,13 +168,13 @@ def bench_model(model: str, options: BenchOptions, log: Log) -> dict[str, Any]:
                 point
                 for backend in options.backends
                 if backend != serving["backend"]
-                for point in _swapped_points(model, runtime, triton, options, log, backend=backend)
+                for point in _swapped_points(model, runtime, triton, options, log, backend)
             ]
             rnd.layouts = [
                 point
                 for layout in options.layouts
                 if layout != _served_layout(serving, options.threads)
-                for point in _swapped_points(model, runtime, triton, options, log, layout=layout)
+                for point in _swapped_points(model, runtime, triton, options, log, layout)
             ]
             # Every layout again, at the best batch: on a shared host the one-session, all-threads layout
             # can run at 0.7x for minutes while single-thread sessions do not (spin barriers across
@@ -298,12 +298,10 @@ def _swapped_points(
     triton: TritonServer,
     options: BenchOptions,
     log: Log,
-    *,
-    backend: str | None = None,
-    layout: ServedLayout | None = None,
+    change: str | ServedLayout,
 ) -> list[dict[str, Any]]:
-    """The served config on another `backend` or in another `layout`, measured; then the served config
-    again (from disk).
+    """The served config with one `change` (another backend, named, or another layout), measured; then
+    the served config again.
 
     Swapped through Triton's model control, so both configs run in the same server, round and thread
     budget, between the same two in-process references. A backend is measured at saturation over the
@@ -317,6 +315,7 @@ def _swapped_points(
     served = model_config(url, model)
     config = json_format.ParseDict(served, mc.ModelConfig(), ignore_unknown_fields=True)
     labels: dict[str, Any] = {}
+    backend, layout = (change, None) if isinstance(change, str) else (None, change)
     if backend is not None:
         labels["backend"] = config.backend = backend
         # The served backend's entry point (model.py, filled in by Triton) means nothing to another one.
@@ -352,7 +351,7 @@ def _swapped_points(
         # in Triton's heap (docs/benchmarks.md has a fresh server's numbers).
         points[0]["triton_processes"] = tree_memory(_pid(triton)).processes
     except TritonAdminError as exc:  # say, deploylab_ort on a host without a C++ compiler
-        log(f"    [yellow]{backend or layout} not measured: {str(exc)[:300]}[/yellow]")
+        log(f"    [yellow]{labels} not measured: {str(exc)[:300]}[/yellow]")
         return []
     finally:
         _restore(url, model, served)

@@ -94,31 +94,22 @@ def _model_section(model: str, record: dict[str, Any], options: dict[str, Any]) 
         ]
     memory = record.get("memory", {})
     triton = memory.get("triton", {})
-    lines += [
-        "",
-        f"Memory with {model} loaded: Triton + {triton.get('processes', 0) - 1} backend stubs "
-        f"RSS {triton.get('rss_mib')} MiB (PSS {triton.get('pss_mib')} MiB, "
-        f"largest stub {triton.get('largest_child_rss_mib')} MiB); "
-        + "; ".join(
-            f"gateway {k.replace('_after_load', ' workers after load')}"
-            f"{'' if 'after' in k else ' workers'}: RSS {v['rss_mib']} MiB (PSS {v['pss_mib']})"
-            for k, v in memory.get("gateway", {}).items()
-        )
-        + ".",
-        "",
-    ]
-    counts = [
+    gateway = "; ".join(
+        f"{k.split('_')[0]} worker(s){' after load' if 'after' in k else ''} {v['rss_mib']} ({v['pss_mib']})"
+        for k, v in memory.get("gateway", {}).items()
+    )
+    swaps = ", ".join(
         f"{p.get('backend') or p['layout']} {p['triton_processes']}"
         for p in swapped
         if "triton_processes" in p
+    )
+    lines += [
+        "",
+        f"Memory, RSS MiB (PSS): Triton + {triton.get('processes', 0) - 1} stub(s) {triton.get('rss_mib')} "
+        f"({triton.get('pss_mib')}), largest stub {triton.get('largest_child_rss_mib')}; gateway {gateway}."
+        + (f" Processes (Triton and stubs) when swapped: {swaps}." if swaps else ""),
+        "",
     ]
-    if counts:
-        lines[-1:] = [
-            "Rows *on* a backend or *as* a layout: the served config with that one change, swapped in "
-            "through model control in the same server and round (processes, tritonserver and its "
-            f"stubs: {', '.join(counts)}).",
-            "",
-        ]
     return lines
 
 

@@ -286,20 +286,18 @@ def export_command(
             count = instances or ServingConfig.instance_count
             chosen_threads = default_cpu_threads(count) if threads is None else threads
             layout = InstanceLayout(count, chosen_threads, bool(pipeline))
-        return ServingConfig(
+        serving = ServingConfig(
             backend=backend,  # type: ignore[arg-type]
             max_batch_size=max_batch,
-            instance_count=layout.instances,
-            intra_op_threads=layout.threads,
             max_queue_delay_us=queue_delay_us,
             preferred_batch_sizes=tuple(preferred_batch or ()),
             instance_kind=kind_chosen,
             tensorrt=tensorrt,
-            pipeline=layout.pipeline,
             default_queue_timeout_us=queue_timeout_ms * 1000,
             engine=chosen.engine,
             input_dtype=input_dtype,  # type: ignore[arg-type]
         )
+        return layout.on(serving)
 
     for spec, name in jobs:
         serving_for(spec, name)  # refuse a bad combination before any model is built

@@ -109,12 +109,7 @@ def default_serving(model: str | None = None, kind: InstanceKind = "cpu") -> Ser
     """The serving config Triton model `model` gets unless told otherwise: on CPU instances its compute
     decides the layout (`default_layout`); without a model, the cores split between the instances."""
     layout = default_layout(COUNTED_GMACS.get(model) if model and kind == "cpu" else None)
-    return ServingConfig(
-        instance_count=layout.instances,
-        intra_op_threads=layout.threads,
-        pipeline=layout.pipeline,
-        instance_kind=kind,
-    )
+    return layout.on(ServingConfig(instance_kind=kind))
 
 
 def export_model(

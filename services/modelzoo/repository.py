@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -116,12 +116,6 @@ class ServingConfig:
         if self.input_dtype not in INPUT_DTYPES:
             choices = ", ".join(INPUT_DTYPES)
             raise ValueError(f"input_dtype must be one of {choices}, got {self.input_dtype!r}")
-        if self.input_dtype != "fp32" and self.backend == "deploylab_ort":
-            # NOTE: deploylab_ort checks element types against config.pbtxt but runs FLOAT inputs only.
-            raise ValueError(
-                f"backend deploylab_ort serves fp32 inputs only, not {self.input_dtype}; "
-                "use backend python or onnxruntime"
-            )
         if self.pipeline and self.backend != "python":
             raise ValueError("pipeline needs backend 'python' (it is how deploylab's model.py runs batches)")
         if self.engine != "onnxruntime":
@@ -316,6 +310,12 @@ class InstanceLayout:
     instances: int
     threads: int
     pipeline: bool = False
+
+    def on(self, serving: ServingConfig) -> ServingConfig:
+        """`serving` laid out this way."""
+        return replace(
+            serving, instance_count=self.instances, intra_op_threads=self.threads, pipeline=self.pipeline
+        )
 
 
 def default_layout(gmacs: float | None) -> InstanceLayout:

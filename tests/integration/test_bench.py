@@ -124,4 +124,4 @@ def test_tiny_bench_measures_every_path_and_reports_the_ratios(
     assert "Batch-1 overhead measured paired" in text
     assert "| direct on deploylab_ort | http-shm | 2 |" in text
     assert "| direct as 1x2p | http | 1 |" in text
-    assert "deploylab_ort 1, 1x2p 2)" in text  # processes of each swapped-in config
+    assert "when swapped: deploylab_ort 1, 1x2p 2." in text  # processes of each swapped-in config
