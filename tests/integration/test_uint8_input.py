@@ -22,12 +22,15 @@ from deploylab.services.modelzoo.catalog import get_spec
 from deploylab.services.modelzoo.export import ExportOptions, default_serving, export_model
 from deploylab.services.modelzoo.manifest import read_manifest
 from deploylab.services.modelzoo.parity import Tolerance
+from deploylab.services.modelzoo.repository import ServingConfig, onnx_path, write_model_files
 from deploylab.services.perf.client import Transport, make_client
 from deploylab.services.perf.inprocess import Engine, Layout, measure_inprocess
 from deploylab.services.runtime.settings import RuntimeSettings
+from tritonclient.utils import InferenceServerException
 
 from tests.support import images
 from tests.support.deployments import served_deployment
+from tests.support.triton import assert_parity, in_process_logits, own_server
 
 MODEL = "mobilenet_v3_small"
 SPEC = get_spec(MODEL)
@@ -179,3 +182,30 @@ def test_in_process_baselines_feed_each_engine_what_it_takes(uint8_repository: P
         MODEL, uint8_repository, engine, batch_sizes=[2], threads=1, duration_s=0.2, layouts=[Layout(1, 1)]
     )
     assert point.throughput_img_s > 0 and point.batch_size == 2
+
+
+def test_the_native_backend_serves_the_uint8_export_and_refuses_a_float_graph_under_a_uint8_config(
+    uint8_repository: Path, model_repository: Path, tmp_path: Path
+) -> None:
+    repository = tmp_path / "repo"
+    native = ServingConfig(backend="deploylab_ort", input_dtype="uint8")
+    shutil.copytree(uint8_repository / MODEL, repository / MODEL)
+    write_model_files(repository, MODEL, 224, 1000, native)
+    write_model_files(repository, "float_graph", 224, 1000, native)  # the fp32 export's graph under it
+    shutil.copy(onnx_path(model_repository, MODEL), onnx_path(repository, "float_graph"))
+    server = own_server(repository, tmp_path / "state")
+    server.start()
+    try:
+        batch = np.stack([pixels("UINT8"), np.flip(pixels("UINT8"), axis=2)])
+        served = direct_logits(server.settings, batch, "UINT8")
+        assert_parity(served, in_process_logits(repository, MODEL, batch))
+        assert served[0].argmax() == direct_logits(server.settings, batch[:1], "UINT8")[0].argmax()
+        client = tritonhttp.InferenceServerClient(server.settings.triton_http_url.removeprefix("http://"))
+        with pytest.raises(InferenceServerException, match="UINT8"):
+            direct_logits(server.settings, pixels("FP32")[None], "FP32")
+        refusal = "'input' is FLOAT in the ONNX model but TYPE_UINT8 in config.pbtxt"
+        with pytest.raises(InferenceServerException, match=refusal):
+            client.load_model("float_graph")
+        assert client.is_model_ready(MODEL)  # still serving
+    finally:
+        server.stop()

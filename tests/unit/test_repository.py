@@ -64,8 +64,10 @@ def test_the_input_dtype_reads_back_from_a_manifest_record_and_defaults_to_fp32(
     assert ServingConfig.from_record({"backend": "python"}).input_dtype == "fp32"  # older manifests
     with pytest.raises(ValueError, match="input_dtype must be one of fp32, uint8"):
         ServingConfig(input_dtype="fp16")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="deploylab_ort serves fp32 inputs only"):
-        ServingConfig(backend="deploylab_ort", input_dtype="uint8")
+    native = parse_triton_config(
+        render_triton_config("m", 224, 1000, ServingConfig(backend="deploylab_ort", input_dtype="uint8"))
+    )
+    assert (native.backend, native.input[0].data_type) == ("deploylab_ort", mc.TYPE_UINT8)
 
 
 def test_batched_config_omits_batch_dim_and_sets_dynamic_batching() -> None:

@@ -6,7 +6,7 @@
 // mobilenet_v3_large (docs/benchmarks.md). Here a batch is ONNX Runtime's input without leaving the
 // server: one request's tensor is used in place, several are copied once into a reused buffer.
 //
-// Scope, kept small on purpose: one FP32 input and one FP32 output whose first axis is the batch, the
+// Scope, kept small on purpose: one FP32 or UINT8 input and one FP32 output whose first axis is the batch, the
 // parameters deploylab writes (`intra_op_thread_count`, `inter_op_thread_count`, `allow_spinning`,
 // `execution_provider`). Anything else is refused at load with a message that says so.
 //
@@ -132,6 +132,21 @@ std::string OnnxTypeName(int type) {
 }
 
 //! What the model's config.pbtxt says, read once per model load.
+//! An element type this backend serves: its name in config.pbtxt, in Triton and in ONNX, and its size.
+struct TensorType {
+  const char* config_name = "TYPE_FP32";
+  const char* triton_name = "FP32";
+  TRITONSERVER_DataType triton = TRITONSERVER_TYPE_FP32;
+  ONNXTensorElementDataType onnx = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  int64_t bytes = sizeof(float);
+};
+
+//! FP32 tensors, or uint8 pixels (`deploylab export --input uint8`: a quarter of the bytes per request).
+const TensorType kInputTypes[] = {
+    {"TYPE_FP32", "FP32", TRITONSERVER_TYPE_FP32, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, sizeof(float)},
+    {"TYPE_UINT8", "UINT8", TRITONSERVER_TYPE_UINT8, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, sizeof(uint8_t)},
+};
+
 struct ModelState {
   std::string name;
   std::string onnx_path;
@@ -140,6 +155,7 @@ struct ModelState {
   std::string output_name;
   std::vector<int64_t> item_input_dims;   // one batch item, without the batch axis
   std::vector<int64_t> item_output_dims;  // idem
+  TensorType input_type;                  // FP32, or UINT8 pixels the graph normalises itself
   int intra_op_threads = 1;
   int inter_op_threads = 1;
   std::string allow_spinning;      // "", "0" or "1"
@@ -212,11 +228,15 @@ TRITONSERVER_Error* ReadModelState(TRITONBACKEND_Model* model, ModelState* state
     if (inputs.size() != 1 || outputs.size() != 1) {
       return Error(TRITONSERVER_ERROR_UNSUPPORTED, "serves models with exactly one input and one output");
     }
-    for (const json* tensor : {&inputs[0], &outputs[0]}) {
-      if (tensor->value("data_type", "") != "TYPE_FP32") {
-        return Error(TRITONSERVER_ERROR_UNSUPPORTED, "serves TYPE_FP32 tensors only");
-      }
+    const std::string input_type = inputs[0].value("data_type", "");
+    const TensorType* known = nullptr;
+    for (const TensorType& candidate : kInputTypes) {
+      if (input_type == candidate.config_name) known = &candidate;
     }
+    if (known == nullptr || outputs[0].value("data_type", "") != "TYPE_FP32") {
+      return Error(TRITONSERVER_ERROR_UNSUPPORTED, "serves a TYPE_FP32 or TYPE_UINT8 input and a TYPE_FP32 output");
+    }
+    state->input_type = *known;
     state->input_name = inputs[0].at("name").get<std::string>();
     state->output_name = outputs[0].at("name").get<std::string>();
     RETURN_IF_ERROR(ItemDims(inputs[0], state->max_batch_size, &state->item_input_dims));
@@ -393,17 +413,19 @@ std::string Names(const std::vector<OnnxTensor>& tensors) {
   return names.empty() ? "none" : names;
 }
 
-//! nullptr when the model's tensor is what config.pbtxt declares: FP32, batch axis open, same item dims.
-TRITONSERVER_Error* CheckTensor(const char* role, const OnnxTensor& tensor, const std::vector<int64_t>& item_dims) {
+//! nullptr when the model's tensor is what config.pbtxt declares: its element type, batch axis open, same
+//! item dims.
+TRITONSERVER_Error* CheckTensor(const char* role, const OnnxTensor& tensor, const std::vector<int64_t>& item_dims,
+                                const TensorType& declared) {
   const std::string what = std::string(role) + " '" + tensor.name + "'";
   if (!tensor.is_tensor) {
-    return Error(TRITONSERVER_ERROR_INVALID_ARG,
-                 what + " is not a tensor in the ONNX model but a TYPE_FP32 tensor in config.pbtxt");
+    return Error(TRITONSERVER_ERROR_INVALID_ARG, what + " is not a tensor in the ONNX model but a " +
+                                                     declared.config_name + " tensor in config.pbtxt");
   }
-  if (tensor.element_type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+  if (tensor.element_type != declared.onnx) {
     return Error(TRITONSERVER_ERROR_INVALID_ARG, what + " is " + OnnxTypeName(tensor.element_type) +
-                                                     " in the ONNX model but TYPE_FP32 in config.pbtxt "
-                                                     "(this backend serves FLOAT tensors only)");
+                                                     " in the ONNX model but " + declared.config_name +
+                                                     " in config.pbtxt");
   }
   std::vector<int64_t> expected{-1};
   expected.insert(expected.end(), item_dims.begin(), item_dims.end());
@@ -430,9 +452,11 @@ TRITONSERVER_Error* CheckSession(const ModelState& model, OrtSession* session) {
                                                      "', the ONNX model's inputs are " + Names(inputs) +
                                                      " (this backend serves models with exactly one)");
   }
-  RETURN_IF_ERROR(CheckTensor("input", inputs.front(), model.item_input_dims));
+  RETURN_IF_ERROR(CheckTensor("input", inputs.front(), model.item_input_dims, model.input_type));
   for (const OnnxTensor& output : outputs) {
-    if (output.name == model.output_name) return CheckTensor("output", output, model.item_output_dims);
+    if (output.name == model.output_name) {
+      return CheckTensor("output", output, model.item_output_dims, kInputTypes[0]);  // outputs are FP32
+    }
   }
   return Error(TRITONSERVER_ERROR_INVALID_ARG, "config.pbtxt declares the output '" + model.output_name +
                                                    "', the ONNX model's outputs are " + Names(outputs));
@@ -461,11 +485,12 @@ TRITONSERVER_Error* ReadSlice(const ModelState& model, int64_t item_bytes, Slice
   // Triton checks these against config.pbtxt before a request gets here; they are checked again
   // because the bytes are copied (or handed to ONNX Runtime) by this count.
   std::vector<int64_t> item_shape(shape + std::min<uint32_t>(dims, 1), shape + dims);
-  if (datatype != TRITONSERVER_TYPE_FP32 || dims < 1 || item_shape != model.item_input_dims) {
+  if (datatype != model.input_type.triton || dims < 1 || item_shape != model.item_input_dims) {
     std::vector<int64_t> expected{-1};
     expected.insert(expected.end(), model.item_input_dims.begin(), model.item_input_dims.end());
-    return Error(TRITONSERVER_ERROR_INVALID_ARG,
-                 "input '" + model.input_name + "' must be FP32 " + DimsText(expected) + " (-1: the batch)");
+    return Error(TRITONSERVER_ERROR_INVALID_ARG, "input '" + model.input_name + "' must be " +
+                                                     model.input_type.triton_name + " " + DimsText(expected) +
+                                                     " (-1: the batch)");
   }
   slice->items = shape[0];
   if (slice->items < 1 || byte_size != static_cast<uint64_t>(slice->items * item_bytes)) {
@@ -566,7 +591,7 @@ TRITONSERVER_Error* RunBatch(InstanceState* instance, const std::vector<Slice*>&
   OrtValue* input = nullptr;
   RETURN_IF_ERROR(FromOrt(g_ort->CreateTensorWithDataAsOrtValue(g_cpu, const_cast<void*>(data),
                                                                  static_cast<size_t>(total * item_bytes), shape.data(),
-                                                                 shape.size(), ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, &input),
+                                                                 shape.size(), model.input_type.onnx, &input),
                           "wrapping the input"));
   const char* input_names[] = {model.input_name.c_str()};
   const char* output_names[] = {model.output_name.c_str()};
@@ -738,7 +763,7 @@ BACKEND_EXPORT TRITONSERVER_Error* TRITONBACKEND_ModelInstanceExecute(TRITONBACK
   RETURN_IF_ERROR(TRITONBACKEND_ModelInstanceState(triton_instance, &raw));  // before owning any request
   auto* instance = static_cast<InstanceState*>(raw);
   const ModelState& model = *instance->model;
-  const int64_t item_bytes = ElementCount(model.item_input_dims) * static_cast<int64_t>(sizeof(float));
+  const int64_t item_bytes = ElementCount(model.item_input_dims) * model.input_type.bytes;
 
   // From here every request is ours: each gets exactly one response and is released.
   std::vector<Slice> slices(count);

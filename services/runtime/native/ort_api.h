@@ -29,8 +29,8 @@ enum ExecutionMode { ORT_SEQUENTIAL = 0 };
 enum OrtAllocatorType { OrtDeviceAllocator = 0, OrtArenaAllocator = 1 };
 enum OrtMemType { OrtMemTypeDefault = 0 };
 // An int underneath, as in C: ONNX Runtime hands back any of ONNX's TensorProto.DataType values
-// (FLOAT16 = 10, INT64 = 7, …), and only FLOAT is named here because only FLOAT is served.
-enum ONNXTensorElementDataType : int { ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT = 1 };
+// (FLOAT16 = 10, INT64 = 7, …); only the types served are named here.
+enum ONNXTensorElementDataType : int { ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT = 1, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 = 2 };
 enum ONNXType : int { ONNX_TYPE_UNKNOWN, ONNX_TYPE_TENSOR };
 // Every code in declaration order; a newer runtime may return one past the end (an int underneath).
 enum OrtErrorCode : int {
