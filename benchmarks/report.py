@@ -31,6 +31,8 @@ def render(result: dict[str, Any]) -> str:
     lines += _ratio_table(result["models"])
     for model, record in result["models"].items():
         lines += _model_section(model, record, options)
+    if "jpeg_path" in result:
+        lines += _jpeg_section(result["jpeg_path"])
     if "repvgg" in result:
         lines += _repvgg_section(result["repvgg"])
     return "\n".join(lines).rstrip() + "\n"
@@ -132,6 +134,24 @@ def _ratio_table(models: dict[str, Any]) -> list[str]:
             cells.append("–" if value is None else f"{value:g}{missed}")
         lines.append(f"| {key} | {bound} | " + " | ".join(cells) + " |")
     return [*lines, "", "A target missed is marked **no**.", ""]
+
+
+def _jpeg_section(jpeg: dict[str, Any]) -> list[str]:
+    """Preprocessing CPU per image size against a full decode, and what the shortcut costs in fidelity."""
+    lines = [
+        "### JPEG preprocessing: CPU and fidelity against a full decode",
+        "",
+        "| model | image | MB | CPU ms (full decode) | ratio | max \\|Δ\\| | top-1, top-5 agreement |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for model, record in jpeg.items():
+        for size, row in record["sizes"].items():
+            lines.append(
+                f"| {model} | {size} | {row['megabytes']:.2f} | {row['default_cpu_ms']:.1f} "
+                f"({row['full_decode_cpu_ms']:.1f}) | {row['cpu_ratio']:.2f} | {row['max_abs_error']:.3f} "
+                f"| {row['top1_agreement']:g}, {row['top5_overlap']:g} |"
+            )
+    return [*lines, ""]
 
 
 def _repvgg_section(repvgg: dict[str, Any]) -> list[str]:
