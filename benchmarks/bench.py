@@ -33,7 +33,7 @@ from typing import Any
 from deploylab.services.measure.machine import load_average, machine_info
 from deploylab.services.measure.names import served_model
 from deploylab.services.measure.percentiles import percentile
-from deploylab.services.measure.ports import free_ports
+from deploylab.services.measure.ports import free_ports, runtime_on_free_ports
 from deploylab.services.measure.process_tree import tree_memory
 from deploylab.services.modelzoo.export import ExportOptions, export_model
 from deploylab.services.modelzoo.manifest import read_manifest
@@ -207,14 +207,7 @@ def ensure_exported(model: str, repository: Path, log: Log) -> None:
 
 @contextlib.contextmanager
 def _triton(model: str, options: BenchOptions) -> Iterator[tuple[TritonServer, RuntimeSettings]]:
-    http, grpc, metrics = free_ports(3)
-    runtime = RuntimeSettings(
-        model_repository=options.repository,
-        state_dir=options.state_dir,
-        triton_http_port=http,
-        triton_grpc_port=grpc,
-        triton_metrics_port=metrics,
-    )
+    runtime = runtime_on_free_ports(options.repository, options.state_dir)
     server = TritonServer(runtime, models=[model])
     server.start()
     try:

@@ -171,16 +171,10 @@ def _transport(text: str) -> Transport:
 
 def _embedded_settings(repository: Path | None) -> RuntimeSettings:
     """Runtime settings for a Triton this command starts: free ports, explicit model control."""
-    from deploylab.services.measure.ports import free_ports
+    from deploylab.services.measure.ports import triton_ports
     from deploylab.services.runtime.settings import RuntimeSettings
 
-    http, grpc, metrics = free_ports(3)
-    updates: dict[str, object] = {
-        "triton_http_port": http,
-        "triton_grpc_port": grpc,
-        "triton_metrics_port": metrics,
-        "triton_model_control": "explicit",
-    }
+    updates: dict[str, object] = {**triton_ports(), "triton_model_control": "explicit"}
     if repository is not None:
         updates["model_repository"] = repository
     return RuntimeSettings().model_copy(update=updates)

@@ -381,17 +381,14 @@ def served_triton(
     repository: Path, model: str, work: Path, out: Path, binary: Path | None
 ) -> Iterator[Served]:
     """`TritonServer` on `repository` (GPU-blind on a GPU host, by the runtime's own plan); stopped after."""
-    from deploylab.services.measure.ports import free_ports
+    from deploylab.services.measure.ports import triton_ports
     from deploylab.services.runtime.triton import TritonOptions, TritonServer
 
-    http, grpc, metrics = free_ports(3)
     options = TritonOptions(
         model_repository=repository,
         state_dir=work / "state",
         triton_binary=binary,
-        triton_http_port=http,
-        triton_grpc_port=grpc,
-        triton_metrics_port=metrics,
+        **triton_ports(),
         triton_startup_timeout_s=240.0,
         triton_python_shm_mb=256,
     )

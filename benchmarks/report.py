@@ -136,14 +136,16 @@ def _ratio_table(models: dict[str, Any]) -> list[str]:
     return [*lines, "", "A target missed is marked **no**.", ""]
 
 
+def _table_section(title: str, columns: list[str]) -> list[str]:
+    """A section's heading and the head of its table."""
+    return [f"### {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
 def _jpeg_section(jpeg: dict[str, Any]) -> list[str]:
     """Preprocessing CPU per image size against a full decode, and what the shortcut costs in fidelity."""
-    lines = [
-        "### JPEG preprocessing: CPU and fidelity against a full decode",
-        "",
-        "| model | image | MB | CPU ms (full decode) | ratio | max \\|Δ\\| | top-1, top-5 agreement |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    columns = ["model", "image", "MB", "CPU ms (full decode)", "ratio", "max \\|Δ\\|"]
+    columns.append("top-1, top-5 agreement")
+    lines = _table_section("JPEG preprocessing: CPU and fidelity against a full decode", columns)
     for model, record in jpeg.items():
         for size, row in record["sizes"].items():
             lines.append(
@@ -155,12 +157,8 @@ def _jpeg_section(jpeg: dict[str, Any]) -> list[str]:
 
 
 def _repvgg_section(repvgg: dict[str, Any]) -> list[str]:
-    lines = [
-        "### RepVGG-A0 on CPU: train vs deploy",
-        "",
-        "| form | b1 best img/s | b1 p50 ms | b8 best img/s |",
-        "|---|---|---|---|",
-    ]
+    columns = ["form", "b1 best img/s", "b1 p50 ms", "b8 best img/s"]
+    lines = _table_section("RepVGG-A0 on CPU: train vs deploy", columns)
     for model, row in repvgg["summary"].items():
         lines.append(f"| {model} | {row['b1_best_img_s']} | {row['b1_p50_ms']} | {row['b8_best_img_s']} |")
     ratios = ", ".join(f"{k} = {v}" for k, v in repvgg["ratios"].items())

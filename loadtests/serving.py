@@ -12,7 +12,7 @@ from pathlib import Path
 
 from deploylab.services.gateway.settings import GatewaySettings
 from deploylab.services.gateway.stack import ServingStack
-from deploylab.services.measure.ports import free_ports
+from deploylab.services.measure.ports import free_ports, triton_ports
 from deploylab.services.runtime.settings import RuntimeSettings
 
 from .plan import Endpoints
@@ -30,15 +30,9 @@ routes: []
 
 def sweep_settings(repository: Path, run_dir: Path) -> tuple[RuntimeSettings, GatewaySettings]:
     """Runtime and gateway settings on fresh loopback ports (never 8000-8002/8080)."""
-    http, grpc, metrics, gateway_port = free_ports(4)
+    *triton, gateway_port = free_ports(4)
     runtime = RuntimeSettings().model_copy(
-        update={
-            "model_repository": repository,
-            "triton_host": "127.0.0.1",
-            "triton_http_port": http,
-            "triton_grpc_port": grpc,
-            "triton_metrics_port": metrics,
-        }
+        update={"model_repository": repository, "triton_host": "127.0.0.1", **triton_ports(triton)}
     )
     routing = run_dir / "routing.yaml"
     routing.write_text(SWEEP_ROUTING)
@@ -50,7 +44,7 @@ def sweep_settings(repository: Path, run_dir: Path) -> tuple[RuntimeSettings, Ga
             "port": gateway_port,
             "model_repository": repository,
             "routing_file": routing,
-            "triton_url": f"127.0.0.1:{http}",
+            "triton_url": f"127.0.0.1:{runtime.triton_http_port}",
             "admin_api_key": None,
             # A capacity sweep measures how far the models go: a fixed in-flight bound above every
             # point's concurrency lets Triton's batcher see all requests (slo admission would shed

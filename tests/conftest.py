@@ -18,7 +18,7 @@ from deploylab.services.modelzoo.export import ExportOptions, export_model
 from deploylab.services.runtime.settings import RuntimeSettings
 from deploylab.services.runtime.triton import TritonServer
 
-from tests.support.ports import free_ports
+from tests.support.ports import free_ports, runtime_on_free_ports
 
 #: The small models every integration test serves: cheap to export, cover all three families' paths.
 SMALL_MODELS: tuple[tuple[str, str], ...] = (
@@ -46,14 +46,7 @@ def model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def runtime_settings(model_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> RuntimeSettings:
-    http, grpc, metrics = free_ports(3)
-    return RuntimeSettings(
-        model_repository=model_repository,
-        state_dir=tmp_path_factory.mktemp("state"),
-        triton_http_port=http,
-        triton_grpc_port=grpc,
-        triton_metrics_port=metrics,
-    )
+    return runtime_on_free_ports(model_repository, tmp_path_factory.mktemp("state"))
 
 
 @pytest.fixture(scope="session")

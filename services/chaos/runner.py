@@ -19,7 +19,7 @@ from deploylab.services.gateway.settings import GatewaySettings
 from deploylab.services.gateway.stack import GatewayProcess, ServingStack
 from deploylab.services.measure.images import sample_jpeg
 from deploylab.services.measure.names import served_model
-from deploylab.services.measure.ports import free_ports
+from deploylab.services.measure.ports import free_ports, runtime_on_free_ports
 from deploylab.services.runtime.settings import RuntimeSettings
 
 from .context import Target
@@ -47,18 +47,6 @@ class ChaosPlan:
         """The scenarios asked for, in table order, the overload one with this plan's knobs."""
         table = {**TABLE, "overload": overload_spec(self.overload)}
         return [spec for name, spec in table.items() if name in self.scenarios]
-
-
-def runtime_on_free_ports(repository: Path, state_dir: Path) -> RuntimeSettings:
-    """Settings for a Triton serving `repository` on free loopback ports (one per scenario stack)."""
-    http, grpc, metrics = free_ports(3)
-    return RuntimeSettings(
-        model_repository=repository,
-        state_dir=state_dir,
-        triton_http_port=http,
-        triton_grpc_port=grpc,
-        triton_metrics_port=metrics,
-    )
 
 
 def _gateway(runtime: RuntimeSettings, routing: Path, **overrides: object) -> GatewaySettings:

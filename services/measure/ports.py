@@ -7,6 +7,19 @@ developer's own Triton may hold.
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TypedDict
+
+from deploylab.services.runtime.settings import RuntimeSettings
+
+
+class TritonPorts(TypedDict):
+    """One tritonserver's ports, by the names RuntimeSettings and TritonOptions give them."""
+
+    triton_http_port: int
+    triton_grpc_port: int
+    triton_metrics_port: int
 
 
 def free_port() -> int:
@@ -22,3 +35,14 @@ def free_ports(count: int) -> list[int]:
     while len(ports) < count:
         ports.add(free_port())
     return sorted(ports)
+
+
+def triton_ports(ports: Sequence[int] | None = None) -> TritonPorts:
+    """HTTP, gRPC and metrics ports for one tritonserver: these three, or three free ones."""
+    http, grpc, metrics = free_ports(3) if ports is None else ports
+    return {"triton_http_port": http, "triton_grpc_port": grpc, "triton_metrics_port": metrics}
+
+
+def runtime_on_free_ports(repository: Path, state_dir: Path) -> RuntimeSettings:
+    """Settings for a tritonserver of one's own serving `repository` on free loopback ports."""
+    return RuntimeSettings(model_repository=repository, state_dir=state_dir, **triton_ports())

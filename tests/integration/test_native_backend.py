@@ -25,13 +25,12 @@ from deploylab.services.modelzoo.repository import (
     onnx_path,
     write_model_files,
 )
-from deploylab.services.runtime.settings import RuntimeSettings
 from deploylab.services.runtime.triton import TritonServer
 from onnx import TensorProto, helper, numpy_helper
 from tritonclient.utils import InferenceServerException
 
 from tests.integration.test_triton import assert_parity, http_infer, in_process_logits, own_server
-from tests.support.ports import free_ports
+from tests.support.ports import runtime_on_free_ports
 
 MODEL = "mobilenet_v3_small"
 
@@ -185,15 +184,7 @@ def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServ
     for name, make in TINY_MODELS.items():
         write_model_files(repository, name, SIDE, CLASSES, serving)
         make(onnx_path(repository, name))
-    http, grpc, metrics = free_ports(3)
-    settings = RuntimeSettings(
-        model_repository=repository,
-        state_dir=root / "state",
-        triton_http_port=http,
-        triton_grpc_port=grpc,
-        triton_metrics_port=metrics,
-    )
-    server = TritonServer(settings, models=["lookup"])
+    server = TritonServer(runtime_on_free_ports(repository, root / "state"), models=["lookup"])
     server.start()
     try:
         yield server

@@ -21,7 +21,6 @@ from deploylab.services.chaos.context import Target
 from deploylab.services.chaos.engine import run_scenario
 from deploylab.services.chaos.load import RequestTemplate
 from deploylab.services.chaos.repository import write_slow_model
-from deploylab.services.chaos.runner import runtime_on_free_ports
 from deploylab.services.chaos.scenarios import (
     GATEWAY_SIGTERM,
     MODEL_UNLOAD,
@@ -36,7 +35,7 @@ from deploylab.services.runtime.triton import http_ok
 
 from tests.conftest import TEST_ADMIN_KEY, make_gateway_settings, running_gateway
 from tests.support import images
-from tests.support.ports import free_ports
+from tests.support.ports import free_ports, runtime_on_free_ports
 from tests.support.processes import descendants, groups_of, leftovers
 
 MODEL = "mobilenet_v3_small"

@@ -10,9 +10,8 @@ from deploylab.services.modelzoo.manifest import read_manifest
 from deploylab.services.modelzoo.repository import parse_triton_config
 from deploylab.services.perf.tune import TuneOptions, TuneSpace
 from deploylab.services.perf.tune_run import run_tune
-from deploylab.services.runtime.settings import RuntimeSettings
 
-from tests.support.ports import free_ports
+from tests.support.ports import runtime_on_free_ports
 
 MODEL = "mobilenet_v3_small"
 
@@ -22,14 +21,7 @@ def test_tiny_tune_records_every_trial_and_installs_a_best_config_that_loads(
 ) -> None:
     repository = tmp_path / "repo"
     shutil.copytree(model_repository / MODEL, repository / MODEL)
-    http, grpc, metrics = free_ports(3)
-    settings = RuntimeSettings(
-        model_repository=repository,
-        state_dir=tmp_path / "state",
-        triton_http_port=http,
-        triton_grpc_port=grpc,
-        triton_metrics_port=metrics,
-    )
+    settings = runtime_on_free_ports(repository, tmp_path / "state")
     space = TuneSpace(layouts=((2, 1), (1, 1)), max_batch_sizes=(4, 8), queue_delays_us=(0,))
     options = TuneOptions(p99_ms=60_000, concurrencies=(1, 2), duration_s=0.5, space=space)
 

@@ -15,7 +15,7 @@ from deploylab.services.runtime.settings import RuntimeSettings
 from deploylab.services.runtime.triton import TritonServer
 
 from tests.conftest import make_gateway_settings, running_gateway
-from tests.support.ports import free_ports
+from tests.support.ports import runtime_on_free_ports
 
 
 def repository_with_variant(
@@ -44,14 +44,7 @@ def served_deployment(
     repository: Path, tmp_path_factory: pytest.TempPathFactory, label: str
 ) -> Iterator[tuple[RuntimeSettings, str]]:
     """As `served_by_gateway`, yielding the Triton's settings (its ports) beside the gateway's URL."""
-    http, grpc, metrics = free_ports(3)
-    runtime = RuntimeSettings(
-        model_repository=repository,
-        state_dir=tmp_path_factory.mktemp(f"{label}-state"),
-        triton_http_port=http,
-        triton_grpc_port=grpc,
-        triton_metrics_port=metrics,
-    )
+    runtime = runtime_on_free_ports(repository, tmp_path_factory.mktemp(f"{label}-state"))
     routing = tmp_path_factory.mktemp(f"{label}-routing") / "routing.yaml"
     routing.write_text("routes: []\n")
     server = TritonServer(runtime)

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from deploylab.services.measure.ports import free_port, free_ports
+from deploylab.services.measure.ports import free_port, free_ports, runtime_on_free_ports
 
-__all__ = ["free_port", "free_ports"]
+__all__ = ["free_port", "free_ports", "runtime_on_free_ports"]

@@ -9,10 +9,9 @@ import onnxruntime as ort
 import tritonclient.http as httpclient
 from deploylab.services.modelzoo.parity import ATOL, RTOL
 from deploylab.services.modelzoo.repository import INPUT_NAME, OUTPUT_NAME, onnx_path
-from deploylab.services.runtime.settings import RuntimeSettings
 from deploylab.services.runtime.triton import TritonServer
 
-from tests.support.ports import free_ports
+from tests.support.ports import runtime_on_free_ports
 
 
 def in_process_logits(repository: Path, model: str, batch: np.ndarray) -> np.ndarray:
@@ -36,12 +35,4 @@ def http_infer(url: str, model: str, batch: np.ndarray) -> np.ndarray:
 
 def own_server(model_repository: Path, state_dir: Path) -> TritonServer:
     """A Triton of the test's own (not the session's), serving mobilenet_v3_small on free ports."""
-    http, grpc, metrics = free_ports(3)
-    settings = RuntimeSettings(
-        model_repository=model_repository,
-        state_dir=state_dir,
-        triton_http_port=http,
-        triton_grpc_port=grpc,
-        triton_metrics_port=metrics,
-    )
-    return TritonServer(settings, models=["mobilenet_v3_small"])
+    return TritonServer(runtime_on_free_ports(model_repository, state_dir), models=["mobilenet_v3_small"])
