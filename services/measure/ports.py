@@ -9,9 +9,10 @@ from __future__ import annotations
 import socket
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
-from deploylab.services.runtime.settings import RuntimeSettings
+if TYPE_CHECKING:  # pydantic: the GPU check's run step imports this module on hosts without it
+    from deploylab.services.runtime.settings import RuntimeSettings
 
 
 class TritonPorts(TypedDict):
@@ -45,4 +46,6 @@ def triton_ports(ports: Sequence[int] | None = None) -> TritonPorts:
 
 def runtime_on_free_ports(repository: Path, state_dir: Path) -> RuntimeSettings:
     """Settings for a tritonserver of one's own serving `repository` on free loopback ports."""
+    from deploylab.services.runtime.settings import RuntimeSettings
+
     return RuntimeSettings(model_repository=repository, state_dir=state_dir, **triton_ports())
