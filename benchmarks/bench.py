@@ -42,6 +42,8 @@ from deploylab.services.perf.client import Transport
 from deploylab.services.perf.inprocess import (
     InProcessPoint,
     Layout,
+    batch1_latency,
+    best_throughput,
     layouts_for,
     measure_inprocess,
 )
@@ -110,7 +112,7 @@ class RoundResult:
 
     def reference(self, which: str) -> float:
         points = self.inprocess_before if which == "before" else self.inprocess_after
-        return max((p.throughput_img_s for p in points), default=0.0)
+        return best_throughput(points).throughput_img_s if points else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -522,18 +524,17 @@ def summarize(rounds: list[RoundResult], options: BenchOptions) -> dict[str, Any
             row[f"{point['backend']}_over_inprocess"] = _ratio(img_s, ref)
             if same:
                 row[f"{point['backend']}_over_served"] = _ratio(img_s, same["throughput_img_s"])
-        batch1 = [p for p in rnd.inprocess_before if p.batch_size == 1 and p.sessions == 1]
+        lone = batch1_latency(rnd.inprocess_before)  # the engine's best lone-request latency
         direct_c1 = next((p for p in direct if p["transport"] == "http" and p["concurrency"] == 1), None)
-        if batch1:
-            row["inprocess_batch1_p50_ms"] = batch1[0].p50_ms
-        if direct_c1 and batch1:
-            row["direct_batch1_p50_delta_ms"] = round(direct_c1["p50_ms"] - batch1[0].p50_ms, 3)
-            # One client against the engine's best lone-request latency (one session, every thread).
-            row["direct_batch1_p50_over_inprocess"] = _ratio(direct_c1["p50_ms"], batch1[0].p50_ms)
+        if lone:
+            row["inprocess_batch1_p50_ms"] = lone.p50_ms
+        if direct_c1 and lone:
+            row["direct_batch1_p50_delta_ms"] = round(direct_c1["p50_ms"] - lone.p50_ms, 3)
+            row["direct_batch1_p50_over_inprocess"] = _ratio(direct_c1["p50_ms"], lone.p50_ms)
         for point in rnd.layouts:
             key = f"layout_{point['layout']}"
-            if point["concurrency"] == 1 and batch1:
-                row[f"{key}_batch1_p50_over_inprocess"] = _ratio(point["p50_ms"], batch1[0].p50_ms)
+            if point["concurrency"] == 1 and lone:
+                row[f"{key}_batch1_p50_over_inprocess"] = _ratio(point["p50_ms"], lone.p50_ms)
             elif (same := direct_sat.get(point["transport"])) is not None:
                 row[f"{key}_over_served"] = _ratio(point["throughput_img_s"], same["throughput_img_s"])
         http_sat = direct_sat.get("http")

@@ -8,18 +8,10 @@ Both come from Triton, so they describe the deployment actually served, whatever
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 #: Triton's per-batch-size stages that make up one execution of a batch.
 _COMPUTE_STAGES = ("compute_input", "compute_infer", "compute_output")
-
-
-@dataclass(frozen=True)
-class ModelProfile:
-    instances: int
-    max_batch_size: int
-    full_batch_s: float | None  # None until Triton has executed a batch
 
 
 def instance_count(config: dict[str, Any]) -> int:

@@ -403,9 +403,6 @@ class TritonClient:
         return await self.request(method, path, body=body, headers=headers, model=model)
 
     # -- health and control --------------------------------------------------------------------
-    async def server_ready(self, timeout_s: float = 1.0) -> bool:
-        return bool(await self.server_readiness(timeout_s))
-
     async def server_readiness(self, timeout_s: float = 1.0) -> bool | None:
         """True ready, False not ready or unreachable, None: no answer in time (busy or hung)."""
         try:
