@@ -5,9 +5,10 @@ gateway answers 429 before reading the body. Counts live on the event loop, so n
 
 Two modes:
 - `slo` (default). The bound never goes below the model's *knee*: the requests in flight that keep
-  every Triton instance running a full batch with the next one forming (2 x instances x
-  max_batch_size). Below the knee more requests in flight buy throughput; a dynamically batching
-  server needs that queue, or its batcher never forms a full batch. Above the knee more in flight
+  every Triton instance running a full batch with the next one forming (2 x batch slots x
+  max_batch_size; an instance is one slot, a pipelined one two). Below the knee more requests in
+  flight buy throughput; a dynamically batching server needs that queue, or its batcher never forms a
+  full batch. Above the knee more in flight
   only adds latency, and the bound follows the latency objective with a gradient step, as Envoy's
   adaptive concurrency filter and Netflix's gradient2 do, but against an absolute objective rather
   than a multiple of the lone-request latency (which a batching server exceeds by design at 2-8 in
@@ -157,10 +158,10 @@ class InFlightLimiter:
         return self._slo_s_by_model.get(model, self._slo_s)
 
     def set_profile(
-        self, model: str, *, instances: int, max_batch_size: int, full_batch_s: float | None
+        self, model: str, *, batch_slots: int, max_batch_size: int, full_batch_s: float | None
     ) -> None:
         """What Triton says about `model`: its knee and, unless configured, its measured SLO."""
-        knee = 2 * max(1, instances) * max(1, max_batch_size)
+        knee = 2 * max(1, batch_slots) * max(1, max_batch_size)
         slo = self._configured_slo(model)
         if slo is None and full_batch_s is not None:
             slo = self.slo_full_batch_multiple * full_batch_s

@@ -1,7 +1,7 @@
 """What admission (and the request paths) need to know about a served model, from Triton's config and
 statistics: its knee, its full-batch time, and the datatype its input takes.
 
-The knee of a dynamically batching model follows from its config (instances x max_batch_size); its
+The knee of a dynamically batching model follows from its config (batch slots x max_batch_size); its
 latency objective, unless configured, from the time one instance takes to compute a full batch.
 Both come from Triton, so they describe the deployment actually served, whatever exported it.
 """
@@ -18,6 +18,13 @@ def instance_count(config: dict[str, Any]) -> int:
     """Instances Triton runs for a model (every instance group; a group without a count is one)."""
     groups = config.get("instance_group") or [{}]
     return sum(max(1, int(group.get("count", 1))) for group in groups)
+
+
+def batch_slots(config: dict[str, Any]) -> int:
+    """Batches a model holds at once: one per instance, two per pipelined one (a batch running while
+    the next is staged; deploylab's `pipeline` parameter)."""
+    pipelined = config.get("parameters", {}).get("pipeline", {}).get("string_value") == "1"
+    return instance_count(config) * (2 if pipelined else 1)
 
 
 def input_datatype(config: dict[str, Any]) -> str:
