@@ -93,11 +93,13 @@ def run_admission(options: AdmissionOptions, log: Log = print) -> dict[str, Any]
 
 
 def _bench_model(model: str, triton_url: str, options: AdmissionOptions, log: Log) -> dict[str, Any]:
+    from deploylab.services.gateway.model_profile import batch_slots
+
     config = model_config(triton_url, model)
-    instances = sum(int(g.get("count", 1)) for g in config.get("instance_group", [])) or 1
-    knee = 2 * instances * max(1, int(config.get("max_batch_size", 1)))
+    slots = batch_slots(config)  # as the gateway's admission counts them
+    knee = 2 * slots * max(1, int(config.get("max_batch_size", 1)))
     result: dict[str, Any] = {"knee": knee, "policies": {}}
-    log(f"{model}: knee {knee} (2 × {instances} instances × max batch {config.get('max_batch_size')})")
+    log(f"{model}: knee {knee} (2 × {slots} batch slots × max batch {config.get('max_batch_size')})")
     for mode in sorted(options.modes, key=lambda m: m != "static"):  # static first: overload needs it
         with _gateway(model, mode, triton_url, options) as (url, pid):
             result["policies"][mode] = _bench_policy(model, mode, url, pid, triton_url, result, options, log)

@@ -23,7 +23,7 @@ from .drain import Drain
 from .errors import BackendUnavailableError, GatewayError, ModelNotFoundError, ModelNotReadyError
 from .limits import InFlightLimiter
 from .metrics import ROUTING_RELOADS, SHED, TRITON_UP
-from .model_profile import batch_slots, full_batch_seconds, input_datatype
+from .model_profile import batch_slots, full_batch_seconds, input_datatype, instance_count
 from .routing import RoutingError, RoutingTable, Target
 from .settings import GatewaySettings
 from .shadow import ShadowRunner
@@ -202,6 +202,7 @@ class GatewayContext:
             max_batch = int(config.get("max_batch_size", 0))
             self.limiter.set_profile(
                 model,
+                instances=instance_count(config),
                 batch_slots=batch_slots(config),
                 max_batch_size=max_batch,
                 full_batch_s=full_batch_seconds(statistics, max_batch),

@@ -15,8 +15,9 @@ Two modes:
   flight): a window whose p99 is over the SLO scales the bound by SLO/p99 (at most halving it); a
   window under 0.8 x SLO that found the bound full grows it by sqrt(bound), gradient2's headroom.
   The SLO is `slo_p99_ms` when set, else measured: `slo_full_batch_multiple` x the model's
-  full-batch compute time from Triton's statistics. At the knee a request waits for one batch and
-  runs in the next, about two full-batch times, so the default multiple 4 leaves as much again for
+  full-batch compute time from Triton's statistics (x 2 for a pipelined instance, whose two slots a
+  request waits behind). At the knee a request waits for one batch per slot and runs in the next,
+  about two full-batch times on a plain instance, so the default multiple 4 leaves as much again for
   bursts. Until Triton has executed a batch no SLO is known, and the bound is the ceiling.
 - `static`: a fixed bound (`max_inflight_per_model`), for capacity measurements that must not depend
   on a controller.
@@ -158,13 +159,23 @@ class InFlightLimiter:
         return self._slo_s_by_model.get(model, self._slo_s)
 
     def set_profile(
-        self, model: str, *, batch_slots: int, max_batch_size: int, full_batch_s: float | None
+        self,
+        model: str,
+        *,
+        instances: int,
+        batch_slots: int,
+        max_batch_size: int,
+        full_batch_s: float | None,
     ) -> None:
-        """What Triton says about `model`: its knee and, unless configured, its measured SLO."""
+        """What Triton says about `model`: its knee and, unless configured, its measured SLO.
+
+        A request at the knee waits behind `batch_slots / instances` batches per instance (two on a
+        pipelined one), so the measured SLO scales with that share as the knee does.
+        """
         knee = 2 * max(1, batch_slots) * max(1, max_batch_size)
         slo = self._configured_slo(model)
         if slo is None and full_batch_s is not None:
-            slo = self.slo_full_batch_multiple * full_batch_s
+            slo = self.slo_full_batch_multiple * full_batch_s * max(1, batch_slots) / max(1, instances)
         bound = self._bound_for(model)
         bound.set_profile(knee, slo)
         if slo is not None:

@@ -79,7 +79,7 @@ def test_the_bound_grows_back_only_when_saturated_and_well_within_the_slo() -> N
 
 def test_the_knee_is_two_full_batches_per_instance_and_the_slo_a_multiple_of_a_full_batch() -> None:
     limiter = InFlightLimiter(64, "slo", slo_full_batch_multiple=4.0)
-    limiter.set_profile("m", batch_slots=2, max_batch_size=8, full_batch_s=0.060)
+    limiter.set_profile("m", instances=2, batch_slots=2, max_batch_size=8, full_batch_s=0.060)
     assert limiter.slo_s("m") == pytest.approx(0.240)
     assert limiter.bound("m") == 64
     for _ in range(3):
@@ -90,8 +90,8 @@ def test_the_knee_is_two_full_batches_per_instance_and_the_slo_a_multiple_of_a_f
 
 def test_a_configured_slo_wins_over_the_measured_one() -> None:
     limiter = InFlightLimiter(64, "slo", slo_s=0.5, slo_s_by_model={"fast": 0.05})
-    limiter.set_profile("fast", batch_slots=1, max_batch_size=4, full_batch_s=1.0)
-    limiter.set_profile("slow", batch_slots=1, max_batch_size=4, full_batch_s=1.0)
+    limiter.set_profile("fast", instances=1, batch_slots=1, max_batch_size=4, full_batch_s=1.0)
+    limiter.set_profile("slow", instances=1, batch_slots=1, max_batch_size=4, full_batch_s=1.0)
     assert limiter.slo_s("fast") == 0.05
     assert limiter.slo_s("slow") == 0.5
 
@@ -124,7 +124,7 @@ def test_retry_after_is_the_measured_drain_time_in_whole_seconds() -> None:
 
 def test_admit_feeds_completed_and_timed_out_blocks_but_not_fast_failures() -> None:
     limiter = InFlightLimiter(64, "slo", slo_s=0.001)
-    limiter.set_profile("m", batch_slots=1, max_batch_size=1, full_batch_s=None)
+    limiter.set_profile("m", instances=1, batch_slots=1, max_batch_size=1, full_batch_s=None)
     for _ in range(MIN_WINDOW):
         with pytest.raises(InvalidImageError), limiter.admit("m"):
             raise InvalidImageError("bad")
@@ -191,8 +191,11 @@ def test_a_pipelined_instance_holds_two_batches_so_the_knee_counts_it_twice() ->
     assert batch_slots(pipelined) == 2
     assert batch_slots({"instance_group": [{"count": 2}], "parameters": {}}) == 2
     assert batch_slots({"instance_group": [{"count": 2}]}) == 2
-    limiter = InFlightLimiter(64, "slo")
-    limiter.set_profile("m", batch_slots=batch_slots(pipelined), max_batch_size=8, full_batch_s=0.060)
+    limiter = InFlightLimiter(64, "slo", slo_full_batch_multiple=4.0)
+    limiter.set_profile(
+        "m", instances=1, batch_slots=batch_slots(pipelined), max_batch_size=8, full_batch_s=0.060
+    )
+    assert limiter.slo_s("m") == pytest.approx(0.480)  # waits behind twice the batches per instance
     for _ in range(3):
         for _ in range(MIN_WINDOW):
             limiter.observe_latency("m", 5.0)
