@@ -99,7 +99,8 @@ def layout_of(facts: ModelFacts) -> str:
     kind = serving.get("instance_kind", "cpu")
     batch = serving.get("max_batch_size", 0)
     batching = f"batch ≤ {batch}" if batch else "no batching"
-    return f"{backend}, {instances} {kind} instance(s) × {threads} thread(s), {batching}"
+    pipelined = ", pipelined" if serving.get("pipeline") else ""
+    return f"{backend}, {instances} {kind} instance(s) × {threads} thread(s){pipelined}, {batching}"
 
 
 def deployment_of(facts: ModelFacts) -> Deployment:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from deploylab.services.cli import app
-from deploylab.services.report.decision import decide, path_points, within_slo
+from deploylab.services.report.decision import decide, layout_of, path_points, within_slo
 from deploylab.services.report.results import Objective, RunResults, load_results
 from deploylab.services.report.writer import write_report
 from typer.testing import CliRunner
@@ -100,3 +100,12 @@ def test_the_command_line_states_the_default_objective_it_applies() -> None:
 
     assert f"[default: {DEFAULT_OBJECTIVE.slo_p99_ms:g}]" in SloOpt.__metadata__[0].help
     assert f"[default: {DEFAULT_OBJECTIVE.target_rps:g}]" in RpsOpt.__metadata__[0].help
+
+
+def test_the_layout_names_instances_threads_pipelining_and_batching(results: RunResults) -> None:
+    facts = results.models[0]
+    serving = {"backend": "python", "instance_count": 1, "intra_op_threads": 2, "max_batch_size": 8}
+    pipelined = facts.model_copy(update={"serving": {**serving, "pipeline": True}})
+    plain = facts.model_copy(update={"serving": {**serving, "instance_count": 2, "intra_op_threads": 1}})
+    assert layout_of(pipelined) == "python, 1 cpu instance(s) × 2 thread(s), pipelined, batch ≤ 8"
+    assert layout_of(plain) == "python, 2 cpu instance(s) × 1 thread(s), batch ≤ 8"
