@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -37,7 +36,7 @@ from deploylab.services.measure.ports import free_ports, runtime_on_free_ports
 from deploylab.services.measure.process_tree import tree_memory
 from deploylab.services.modelzoo.export import ExportOptions, export_model
 from deploylab.services.modelzoo.manifest import read_manifest
-from deploylab.services.modelzoo.repository import model_dir, refresh_python_model
+from deploylab.services.modelzoo.repository import InstanceLayout, model_dir, refresh_python_model
 from deploylab.services.perf.client import Transport
 from deploylab.services.perf.inprocess import (
     InProcessPoint,
@@ -53,26 +52,6 @@ from deploylab.services.runtime.settings import RuntimeSettings
 from deploylab.services.runtime.triton import TritonServer
 
 Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class ServedLayout:
-    """Instances × ONNX Runtime threads, pipelined or not: `1x2p` is one pipelined two-thread instance."""
-
-    instances: int
-    threads: int
-    pipeline: bool = False
-
-    @classmethod
-    def parse(cls, text: str) -> ServedLayout:
-        match = re.fullmatch(r"(\d+)x(\d+)(p?)", text.strip())
-        if not match or int(match[1]) < 1 or int(match[2]) < 1:
-            raise ValueError(f"a layout is INSTANCESxTHREADS with an optional p (pipelined), got {text!r}")
-        return cls(int(match[1]), int(match[2]), bool(match[3]))
-
-    @property
-    def label(self) -> str:
-        return f"{self.instances}x{self.threads}{'p' if self.pipeline else ''}"
 
 
 @dataclass(frozen=True)
@@ -92,7 +71,7 @@ class BenchOptions:
     backends: tuple[str, ...] = ()
     # Other instance layouts measured beside the served one in every round, the same way, at one client
     # over HTTP and at saturation: a lone request on one single-thread instance uses one core.
-    layouts: tuple[ServedLayout, ...] = ()
+    layouts: tuple[InstanceLayout, ...] = ()
     state_dir: Path = Path(".deploylab/bench")
 
     @property
@@ -282,9 +261,9 @@ def _measure(target: LoadTarget, concurrency: int, options: BenchOptions, triton
     return {**load.as_dict(), "triton": stats.as_dict()}
 
 
-def _served_layout(serving: dict[str, Any], threads: int) -> ServedLayout:
+def _served_layout(serving: dict[str, Any], threads: int) -> InstanceLayout:
     threads = serving["intra_op_threads"] or threads
-    return ServedLayout(serving["instance_count"], threads, serving["pipeline"])
+    return InstanceLayout(serving["instance_count"], threads, serving["pipeline"])
 
 
 def _swapped_points(
@@ -293,7 +272,7 @@ def _swapped_points(
     triton: TritonServer,
     options: BenchOptions,
     log: Log,
-    change: str | ServedLayout,
+    change: str | InstanceLayout,
 ) -> list[dict[str, Any]]:
     """The served config with one `change` (another backend, named, or another layout), measured; then
     the served config again.

@@ -276,8 +276,8 @@ def bench_command(
     --write-docs docs/benchmarks.md updates the generated tables there; --render JSON redoes that
     from an earlier run without measuring.
     """
-    from deploylab.benchmarks.bench import BenchOptions, ServedLayout
-    from deploylab.services.modelzoo.repository import available_cores
+    from deploylab.benchmarks.bench import BenchOptions
+    from deploylab.services.modelzoo.repository import InstanceLayout, available_cores
     from deploylab.services.runtime.devices import kind_message, resolve_instance_kind
     from deploylab.services.runtime.settings import RuntimeSettings
 
@@ -311,7 +311,7 @@ def bench_command(
         gateway=gateway,
         gateway_workers=(1,) if quick else _ints(gateway_workers, "--gateway-workers"),
         backends=tuple(b for b in backends.split(",") if b),
-        layouts=tuple(ServedLayout.parse(text) for text in layouts.split(",") if text),
+        layouts=tuple(InstanceLayout.parse(text) for text in layouts.split(",") if text),
         state_dir=settings.state_dir / "bench",
     )
     result = _serving_suite(options, repvgg) if suite != "admission" else {}

@@ -8,12 +8,12 @@ Two modes:
   every Triton instance running a full batch with the next one forming (2 x batch slots x
   max_batch_size; an instance is one slot, a pipelined one two). Below the knee more requests in
   flight buy throughput; a dynamically batching server needs that queue, or its batcher never forms a
-  full batch. Above the knee more in flight
-  only adds latency, and the bound follows the latency objective with a gradient step, as Envoy's
-  adaptive concurrency filter and Netflix's gradient2 do, but against an absolute objective rather
-  than a multiple of the lone-request latency (which a batching server exceeds by design at 2-8 in
-  flight): a window whose p99 is over the SLO scales the bound by SLO/p99 (at most halving it); a
-  window under 0.8 x SLO that found the bound full grows it by sqrt(bound), gradient2's headroom.
+  full batch. Above the knee more in flight only adds latency, and the bound follows the latency
+  objective with a gradient step, as Envoy's adaptive concurrency filter and Netflix's gradient2 do,
+  but against an absolute objective rather than a multiple of the lone-request latency (which a
+  batching server exceeds by design at 2-8 in flight): a window whose p99 is over the SLO scales the
+  bound by SLO/p99 (at most halving it); a window under 0.8 x SLO that found the bound full grows it
+  by sqrt(bound), gradient2's headroom.
   The SLO is `slo_p99_ms` when set, else measured: `slo_full_batch_multiple` x the model's
   full-batch compute time from Triton's statistics (x 2 for a pipelined instance, whose two slots a
   request waits behind). At the knee a request waits for one batch per slot and runs in the next,

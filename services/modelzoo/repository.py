@@ -7,6 +7,7 @@ in text format, so every generated file is valid by construction and parses back
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
@@ -305,11 +306,23 @@ WIDE_LAYOUT_MIN_GMACS = 1.0
 
 @dataclass(frozen=True)
 class InstanceLayout:
-    """Instances × ONNX Runtime threads per instance, pipelined or not."""
+    """Instances × ONNX Runtime threads per instance, pipelined or not: `1x2p` is one pipelined
+    two-thread instance."""
 
     instances: int
     threads: int
     pipeline: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> InstanceLayout:
+        match = re.fullmatch(r"(\d+)x(\d+)(p?)", text.strip())
+        if not match or int(match[1]) < 1 or int(match[2]) < 1:
+            raise ValueError(f"a layout is INSTANCESxTHREADS with an optional p (pipelined), got {text!r}")
+        return cls(int(match[1]), int(match[2]), bool(match[3]))
+
+    @property
+    def label(self) -> str:
+        return f"{self.instances}x{self.threads}{'p' if self.pipeline else ''}"
 
     def on(self, serving: ServingConfig) -> ServingConfig:
         """`serving` laid out this way."""

@@ -9,9 +9,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from deploylab.benchmarks.bench import BenchOptions, ServedLayout, run_bench
+from deploylab.benchmarks.bench import BenchOptions, run_bench
 from deploylab.benchmarks.report import BEGIN, END, render, update_docs
-from deploylab.services.modelzoo.repository import default_cpu_threads
+from deploylab.services.modelzoo.repository import InstanceLayout, default_cpu_threads
 
 MODEL = "mobilenet_v3_small"
 
@@ -33,7 +33,7 @@ def test_tiny_bench_measures_every_path_and_reports_the_ratios(
         inprocess_batches=(1,),
         backends=("deploylab_ort",),
         # The second is the layout the export serves: measured already, so skipped.
-        layouts=(ServedLayout.parse("1x2p"), ServedLayout(2, default_cpu_threads(2))),
+        layouts=(InstanceLayout.parse("1x2p"), InstanceLayout(2, default_cpu_threads(2))),
         state_dir=tmp_path / "state",
     )
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from deploylab.benchmarks.bench import ServedLayout, served_config
+from deploylab.benchmarks.bench import served_config
+from deploylab.services.modelzoo.repository import InstanceLayout
 
 
 def test_the_bench_names_the_config_triton_serves_not_the_manifest() -> None:
@@ -47,14 +48,18 @@ def test_a_config_without_groups_batching_or_threads_reads_as_tritons_defaults()
 
 @pytest.mark.parametrize(
     ("text", "layout"),
-    [("1x2p", ServedLayout(1, 2, True)), ("2x1", ServedLayout(2, 1, False)), (" 4x1 ", ServedLayout(4, 1))],
+    [
+        ("1x2p", InstanceLayout(1, 2, True)),
+        ("2x1", InstanceLayout(2, 1, False)),
+        (" 4x1 ", InstanceLayout(4, 1)),
+    ],
 )
-def test_a_layout_reads_as_instances_threads_and_pipelining(text: str, layout: ServedLayout) -> None:
-    assert ServedLayout.parse(text) == layout
-    assert ServedLayout.parse(layout.label) == layout
+def test_a_layout_reads_as_instances_threads_and_pipelining(text: str, layout: InstanceLayout) -> None:
+    assert InstanceLayout.parse(text) == layout
+    assert InstanceLayout.parse(layout.label) == layout
 
 
 @pytest.mark.parametrize("text", ["wide", "1x", "0x2", "2x0", "1x2q", "1*2"])
 def test_a_layout_that_is_not_instances_x_threads_is_refused_with_the_form(text: str) -> None:
     with pytest.raises(ValueError, match="INSTANCESxTHREADS"):
-        ServedLayout.parse(text)
+        InstanceLayout.parse(text)
