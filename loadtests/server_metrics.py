@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from deploylab.services.measure.gpu_memory import MIB, GpuMemory, read_gpu_memory
 from deploylab.services.measure.process_tree import TreeSample, sample_trees
 from deploylab.services.measure.results import (
     BatchBucket,
@@ -43,6 +44,7 @@ class ServerSnapshot:
     batches: ModelStats
     gateway: MetricsSnapshot | None
     processes: dict[str, TreeSample] | None = None  # the serving process trees, when the sweep started them
+    gpu: GpuMemory | None = None  # the GPUs' memory with the process trees (None: no NVIDIA driver)
 
 
 def take_snapshot(
@@ -52,10 +54,11 @@ def take_snapshot(
     gateway_metrics_url: str | None,
     serving_pids: Mapping[str, int] | None = None,
 ) -> ServerSnapshot:
-    processes = sample_trees(serving_pids, triton_model) if serving_pids else None
+    gpu = read_gpu_memory() if serving_pids else None
+    processes = sample_trees(serving_pids, triton_model, gpu) if serving_pids else None
     gateway = fetch_metrics(gateway_metrics_url) if gateway_metrics_url else None
     triton = fetch_metrics(triton_metrics_url)
-    return ServerSnapshot(triton, fetch_model_stats(triton_url, triton_model), gateway, processes)
+    return ServerSnapshot(triton, fetch_model_stats(triton_url, triton_model), gateway, processes, gpu)
 
 
 def serving_cost(before: ServerSnapshot, after: ServerSnapshot, successes: int) -> ServingCost | None:
@@ -72,6 +75,7 @@ def serving_cost(before: ServerSnapshot, after: ServerSnapshot, successes: int) 
             cores=round(cpu_s / elapsed, 3) if elapsed > 0 else 0.0,
             memory_mib=round(end.memory_mib, 1),
             processes=end.processes,
+            gpu_memory_mib=_round(end.gpu_memory_mib),
         )
     cpu_s = sum(part.cpu_s for part in parts.values())
     return ServingCost(
@@ -80,7 +84,31 @@ def serving_cost(before: ServerSnapshot, after: ServerSnapshot, successes: int) 
         cpu_s_per_1k=round(cpu_s / successes * 1000, 3) if successes > 0 else None,
         memory_mib=round(sum(part.memory_mib for part in parts.values()), 1),
         by_process=parts,
+        **gpu_cost(parts, after.gpu),
     )
+
+
+def gpu_cost(parts: Mapping[str, ProcessCost], gpu: GpuMemory | None) -> dict[str, object]:
+    """ServingCost's GPU fields: the processes' own memory where NVML lists them; the GPUs' use where
+    NVML lists PIDs of another namespace (a container); none where the serving processes use no GPU."""
+    if gpu is None or gpu.device_total == 0:
+        return {}
+    held = [part.gpu_memory_mib for part in parts.values() if part.gpu_memory_mib is not None]
+    if held:
+        memory, scope = sum(held), "processes"
+    elif gpu.foreign_pids():
+        memory, scope = gpu.device_used / MIB, "devices"
+    else:
+        return {}
+    return {
+        "gpu_memory_mib": _round(memory),
+        "gpu_memory_scope": scope,
+        "gpu_total_mib": _round(gpu.device_total / MIB),
+    }
+
+
+def _round(mib: float | None) -> float | None:
+    return round(mib, 1) if mib is not None else None
 
 
 def _ratio(numerator: float, denominator: float, scale: float = 1.0) -> float | None:

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 
 import psutil
 
+from .gpu_memory import GpuMemory
+
 MIB = 1024 * 1024
 
 
@@ -73,14 +75,19 @@ class TreeSample:
     cpu_s: float  # user + system seconds, summed over every live member
     memory_mib: float  # PSS where readable, else RSS; other models' backend stubs left out
     processes: int
+    #: GPU memory its members hold, stubs left out as for `memory_mib`; None: no GPU reading, or no
+    #: member listed in it
+    gpu_memory_mib: float | None = None
 
 
-def sample_trees(roots: Mapping[str, int], model: str | None = None) -> dict[str, TreeSample] | None:
+def sample_trees(
+    roots: Mapping[str, int], model: str | None = None, gpu: GpuMemory | None = None
+) -> dict[str, TreeSample] | None:
     """One sample per named tree (e.g. triton, gateway); None when a root is gone (a restarted server).
 
-    CPU counts every member. Memory leaves out the backend stubs of models other than `model`, so one
-    Triton serving several models charges each only its own instances (a native backend's models all
-    live in Triton's own process and are charged together).
+    CPU counts every member. Memory (host, and GPU from the reading `gpu`) leaves out the backend stubs
+    of models other than `model`, so one Triton serving several models charges each only its own
+    instances (a native backend's models all live in Triton's own process and are charged together).
     """
     samples = {}
     for role, pid in roots.items():
@@ -90,6 +97,7 @@ def sample_trees(roots: Mapping[str, int], model: str | None = None) -> dict[str
             return None
         cpu = memory = 0.0
         count = 0
+        charged = []
         for process in members:
             try:
                 times = process.cpu_times()
@@ -97,9 +105,16 @@ def sample_trees(roots: Mapping[str, int], model: str | None = None) -> dict[str
                 count += 1
                 if model is None or _serves(process, model):
                     memory += _proportional_bytes(process)
+                    charged.append(process.pid)
             except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
                 continue
-        samples[role] = TreeSample(cpu_s=cpu, memory_mib=memory / MIB, processes=count)
+        held = gpu.held_by(charged) if gpu is not None else None
+        samples[role] = TreeSample(
+            cpu_s=cpu,
+            memory_mib=memory / MIB,
+            processes=count,
+            gpu_memory_mib=held / MIB if held is not None else None,
+        )
     return samples
 
 

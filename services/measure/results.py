@@ -125,6 +125,7 @@ class ProcessCost(BaseModel):
     # PSS (RSS where unreadable) at the window's end; Triton's excludes other models' backend stubs
     memory_mib: float
     processes: int
+    gpu_memory_mib: float | None = None  # GPU memory its processes hold at the window's end (NVML)
 
 
 class ServingCost(BaseModel):
@@ -138,6 +139,11 @@ class ServingCost(BaseModel):
     cpu_s_per_1k: float | None  # per 1,000 successful requests
     memory_mib: float
     by_process: dict[str, ProcessCost] = Field(default_factory=dict)
+    #: GPU memory at the window's end (None: no NVIDIA driver here): what the serving processes hold,
+    #: or, where NVML lists none of them (a container's PID namespace), all that is used on the GPUs
+    gpu_memory_mib: float | None = None
+    gpu_memory_scope: Literal["processes", "devices"] | None = None
+    gpu_total_mib: float | None = None  # what the GPUs have, for the share one replica takes
 
 
 class PointResult(BaseModel):

@@ -64,6 +64,11 @@ class Ranked:
         return self.cost.memory_mib if self.cost else None
 
     @property
+    def gpu_memory_mib(self) -> float | None:
+        """GPU memory one replica holds at its capacity (None: no GPU in use, or not measured)."""
+        return self.cost.gpu_memory_mib if self.cost else None
+
+    @property
     def cores(self) -> float | None:
         return self.cost.cores if self.cost else None
 

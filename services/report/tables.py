@@ -522,8 +522,10 @@ def _holds(item: Ranked) -> str:
 
 
 def decision_table(decision: Decision) -> Table:
-    """The headline: every deployment, cheapest first, in the few columns a decision needs."""
+    """The headline: every deployment, cheapest first, in the few columns a decision needs; GPU memory
+    where a deployment held some."""
     goal = decision.objective
+    on_gpu = any(item.gpu_memory_mib is not None for item in decision.ranked)
     rows = [
         (
             str(rank),
@@ -533,6 +535,7 @@ def decision_table(decision: Decision) -> Table:
             num(item.replicas),
             num(item.cpu_s_per_1k, 1),
             num(item.memory_mib, 0),
+            *([gpu_memory(item)] if on_gpu else []),
             _fidelity(item),
         )
         for rank, item in enumerate(decision.ranked, start=1)
@@ -544,7 +547,13 @@ def decision_table(decision: Decision) -> Table:
         "rate it served with p99 within the SLO and under 1% failures, on the client path. Replicas: "
         "for the target rate. CPU: seconds the serving processes spent per 1,000 requests at that rate. "
         "Fidelity: against the same model's fp32 form, on held-out photos; models differ in accuracy "
-        "themselves.",
+        "themselves."
+        + (
+            " GPU MiB: device memory one replica's processes hold at that rate, of what the GPUs have "
+            "(NVML; \"all processes\" where the driver lists PIDs of another namespace)."
+            if on_gpu
+            else ""
+        ),
         (
             "#",
             "deployment",
@@ -553,6 +562,7 @@ def decision_table(decision: Decision) -> Table:
             "replicas",
             "CPU s / 1k req",
             "MiB / replica",
+            *(["GPU MiB / replica"] if on_gpu else []),
             "fidelity",
         ),
         rows,
@@ -604,8 +614,20 @@ def decision_lines(decision: Decision) -> list[str]:
     return lines
 
 
+def gpu_memory(item: Ranked) -> str:
+    """`1,728 of 81,559` (the replica's GPU memory of the GPUs' total), or a dash."""
+    cost = item.cost
+    if cost is None or cost.gpu_memory_mib is None:
+        return "–"
+    total = f" of {num(cost.gpu_total_mib, 0)}" if cost.gpu_total_mib else ""
+    scope = " (all processes)" if cost.gpu_memory_scope == "devices" else ""
+    return f"{num(cost.gpu_memory_mib, 0)}{total}{scope}"
+
+
 def _choice(lead: str, item: Ranked, target_rps: float) -> str:
     cpu = f", {num(item.cpu_s_per_1k, 1)} CPU s per 1,000 requests" if item.cpu_s_per_1k is not None else ""
+    if item.gpu_memory_mib is not None:
+        cpu += f", {gpu_memory(item)} MiB of GPU memory"
     fidelity = "" if item.deployment.fidelity is None else f"; fidelity {_fidelity(item)}"
     return (
         f"{lead}: {item.deployment.triton_model} ({item.deployment.precision}, {item.deployment.engine}) "
