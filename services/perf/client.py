@@ -1,6 +1,6 @@
 """Clients that send one NCHW batch to Triton and return the logits, behind one callable shape.
 
-Four transports, so the benchmark can show what the client path costs:
+The transports, so the benchmark can show what the client path costs:
 
 - `http`: a minimal KServe v2 client with the binary-tensor extension — one persistent keep-alive
   connection (`_Connection`), TCP_NODELAY, the array sent as a memoryview in the same `sendmsg` as the
@@ -8,6 +8,8 @@ Four transports, so the benchmark can show what the client path costs:
 - `http-shm`: the same, but input and output live in POSIX shared memory registered with Triton's
   system-shared-memory extension: the request carries ~300 bytes of JSON instead of the tensor.
   Only valid when client and server share a host.
+- `http-cudashm`: the input in CUDA shared memory on the GPU instead (GPU hosts, `deploylab_ort` models
+  on a Triton that sees the GPU): the server's engine reads the batch on the device.
 - `tritonclient-http`, `grpc`: NVIDIA's own clients (binary HTTP, gRPC), the reference a user of
   Triton would reach for.
 - `classify`: the gateway's image path — one JPEG per request to `/v1/models/{model}/classify`
@@ -32,8 +34,15 @@ import numpy as np
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
-Transport = Literal["http", "http-shm", "tritonclient-http", "grpc", "classify"]
-TRANSPORTS: tuple[Transport, ...] = ("http", "http-shm", "tritonclient-http", "grpc", "classify")
+Transport = Literal["http", "http-shm", "http-cudashm", "tritonclient-http", "grpc", "classify"]
+TRANSPORTS: tuple[Transport, ...] = (
+    "http",
+    "http-shm",
+    "http-cudashm",
+    "tritonclient-http",
+    "grpc",
+    "classify",
+)
 _HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
@@ -242,21 +251,49 @@ class KServeShmClient(KServeHttpClient):
         self.max_batch = max_batch
         tag = uuid.uuid4().hex[:12]
         self.in_name, self.out_name = f"dl_in_{tag}", f"dl_out_{tag}"
+        self.in_shm: shared_memory.SharedMemory | None = None
+        self.out_shm: shared_memory.SharedMemory | None = None
         in_bytes = max_batch * int(np.prod(sample_shape)) * 4
         out_bytes = max_batch * num_classes * 4
-        self.in_shm = shared_memory.SharedMemory(name=self.in_name, create=True, size=in_bytes)
-        self.out_shm = shared_memory.SharedMemory(name=self.out_name, create=True, size=out_bytes)
         try:
-            self._control(f"/v2/systemsharedmemory/region/{self.in_name}/register", self.in_name, in_bytes)
-            self._control(f"/v2/systemsharedmemory/region/{self.out_name}/register", self.out_name, out_bytes)
+            self._open_input(in_bytes)
+            self.out_shm = shared_memory.SharedMemory(name=self.out_name, create=True, size=out_bytes)
+            self._register(
+                "systemsharedmemory", self.out_name, {"key": f"/{self.out_name}", "byte_size": out_bytes}
+            )
         except BaseException:
-            self.close()  # unregisters what was registered, unlinks both regions
+            self.close()  # unregisters what was registered, frees both regions
             raise
 
-    def _control(self, path: str, key: str | None = None, size: int = 0) -> None:
-        payload = json.dumps({"key": f"/{key}", "offset": 0, "byte_size": size}).encode() if key else b""
+    def _open_input(self, size: int) -> None:
+        self.in_shm = shared_memory.SharedMemory(name=self.in_name, create=True, size=size)
+        self._register("systemsharedmemory", self.in_name, {"key": f"/{self.in_name}", "byte_size": size})
+
+    def _write_input(self, batch: np.ndarray) -> None:
+        assert self.in_shm is not None
+        in_view: np.ndarray = np.ndarray(batch.shape, dtype=batch.dtype, buffer=self.in_shm.buf)
+        in_view[...] = batch
+
+    def _close_input(self) -> None:
+        self._unregister("systemsharedmemory", self.in_name)
+        if self.in_shm is not None:
+            self.in_shm.close()
+            self.in_shm.unlink()
+            self.in_shm = None
+
+    def _register(self, extension: str, name: str, region: dict[str, Any]) -> None:
+        self._control(f"/v2/{extension}/region/{name}/register", {"offset": 0, **region})
+
+    def _unregister(self, extension: str, name: str) -> None:
+        try:
+            self._control(f"/v2/{extension}/region/{name}/unregister")
+        except (TritonRequestError, OSError):
+            pass  # the server may already be gone, or the region was never registered
+
+    def _control(self, path: str, payload: dict[str, Any] | None = None) -> None:
         json_type = {"Content-Type": "application/json"}
-        status, _, text = self.connection.request("POST", path, json_type, [payload])
+        body = json.dumps(payload).encode() if payload else b""
+        status, _, text = self.connection.request("POST", path, json_type, [body])
         if status != 200:
             raise TritonRequestError(f"shared memory {path}: HTTP {status}: {text[:200]!r}")
 
@@ -267,6 +304,7 @@ class KServeShmClient(KServeHttpClient):
             raise TritonRequestError(f"{self.model}: HTTP {status}: {_error_text(response_header)}")
         # A copy: the region is reused by the next call.
         n = batch.shape[0]
+        assert self.out_shm is not None
         return np.ndarray((n, self.num_classes), dtype=np.float32, buffer=self.out_shm.buf).copy()
 
     def _request(self, batch: np.ndarray) -> tuple[bytes, memoryview | None]:
@@ -275,8 +313,7 @@ class KServeShmClient(KServeHttpClient):
         if n > self.max_batch:
             raise ValueError(f"batch {n} exceeds the shared-memory region sized for {self.max_batch}")
         batch = _input_array(batch)
-        in_view: np.ndarray = np.ndarray(batch.shape, dtype=batch.dtype, buffer=self.in_shm.buf)
-        in_view[...] = batch
+        self._write_input(batch)
         out_bytes = n * self.num_classes * 4
         header = json.dumps(
             {
@@ -306,15 +343,69 @@ class KServeShmClient(KServeHttpClient):
         return header, None
 
     def close(self) -> None:
-        for name in (self.in_name, self.out_name):
-            try:
-                self._control(f"/v2/systemsharedmemory/region/{name}/unregister")
-            except (TritonRequestError, OSError):
-                pass  # the server may already be gone; the regions are unlinked below anyway
+        self._close_input()
+        self._unregister("systemsharedmemory", self.out_name)
         super().close()
-        for region in (self.in_shm, self.out_shm):
-            region.close()
-            region.unlink()
+        if self.out_shm is not None:
+            self.out_shm.close()
+            self.out_shm.unlink()
+            self.out_shm = None
+
+
+class KServeCudaShmClient(KServeShmClient):
+    """The input in CUDA shared memory on GPU `device` (the output stays in system shared memory).
+
+    What a client on the GPU host does to spare the server its host-to-device copy: it writes each batch
+    into a device buffer that Triton maps through CUDA IPC, and the `deploylab_ort` backend runs its CUDA
+    instances on it in place. Needs a GPU, a Triton that sees it (not the GPU-blind server that
+    Python-backend models need on the pip wheel) and NVIDIA's CUDA Python bindings (`cuda-bindings`).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        sample_shape: tuple[int, ...],
+        num_classes: int,
+        max_batch: int,
+        device: int = 0,
+    ):
+        self.device = device
+        self.cuda_region: Any = None
+        super().__init__(url, model, sample_shape, num_classes, max_batch)
+
+    def _open_input(self, size: int) -> None:
+        cudashm = cuda_shared_memory()
+        try:
+            self.cuda_region = cudashm.create_shared_memory_region(self.in_name, size, self.device)
+        except cudashm.CudaSharedMemoryException as exc:
+            raise RuntimeError(
+                f"the http-cudashm transport needs a usable CUDA device {self.device} on this host: {exc}"
+            ) from None
+        handle = cudashm.get_raw_handle(self.cuda_region)
+        region = {"raw_handle": {"b64": handle.decode()}, "device_id": self.device, "byte_size": size}
+        self._register("cudasharedmemory", self.in_name, region)
+
+    def _write_input(self, batch: np.ndarray) -> None:
+        cuda_shared_memory().set_shared_memory_region(self.cuda_region, [batch])
+
+    def _close_input(self) -> None:
+        self._unregister("cudasharedmemory", self.in_name)
+        if self.cuda_region is not None:
+            cuda_shared_memory().destroy_shared_memory_region(self.cuda_region)
+            self.cuda_region = None
+
+
+def cuda_shared_memory() -> Any:
+    """tritonclient's CUDA shared-memory helpers, or a RuntimeError that says what to install."""
+    try:
+        from tritonclient.utils import cuda_shared_memory as module
+    except (ImportError, RuntimeError) as exc:  # tritonclient raises RuntimeError when cuda-python is missing
+        raise RuntimeError(
+            "the http-cudashm transport needs NVIDIA's CUDA Python bindings (cuda-bindings, which CUDA "
+            f"builds of torch bring): {exc}"
+        ) from None
+    return module
 
 
 class ClassifyClient:
@@ -394,6 +485,8 @@ def make_client(
         return KServeHttpClient(url, model)
     if transport == "http-shm":
         return KServeShmClient(url, model, sample_shape, num_classes, max_batch)
+    if transport == "http-cudashm":
+        return KServeCudaShmClient(url, model, sample_shape, num_classes, max_batch)
     if transport == "tritonclient-http":
         return _TritonClientAdapter(url, model, "http")
     if transport == "classify":

@@ -27,7 +27,7 @@ logger = logging.getLogger("deploylab.triton")
 
 BACKEND_NAME = "deploylab_ort"
 LIBRARY = f"libtriton_{BACKEND_NAME}.so"
-_SOURCES = ("deploylab_ort.cc", "ort_api.h", "triton_api.h")
+_SOURCES = ("deploylab_ort.cc", "cuda_runtime.h", "ort_api.h", "triton_api.h")
 _ORT_SONAME = "libonnxruntime.so.1"  # what the library asks the loader for; the wheel names it .so.1.x.y
 _STAMP = ".build-id"
 _PROVIDERS = "libonnxruntime_providers_*.so"
@@ -87,6 +87,7 @@ def build_command(compiler: str, library: Path, output: Path) -> list[str]:
         f"-L{library.parent}",
         f"-l:{library.name}",
         "-Wl,-rpath,$ORIGIN",  # libonnxruntime.so.1 is linked next to the backend
+        "-ldl",  # the CUDA runtime is opened when a GPU input arrives (in libc itself from glibc 2.34)
     ]
 
 

@@ -109,3 +109,16 @@ def test_the_load_generator_connection_reports_a_dropped_or_garbled_answer() -> 
     with pytest.raises(ConnectionError, match="malformed HTTP answer"):
         connection.request("POST", "/b", {}, [b"2"])
     assert connection.sock is None
+
+
+def test_the_cuda_shared_memory_transport_refuses_clearly_on_a_host_without_a_gpu() -> None:
+    import glob
+    from pathlib import Path
+
+    if Path("/proc/driver/nvidia").exists():
+        pytest.skip("an NVIDIA driver is here: the transport gets as far as the server")
+    regions_before = set(glob.glob("/dev/shm/dl_*"))
+    # CUDA's Python bindings come with torch here, so the refusal is CUDA's: no device to map
+    with pytest.raises(RuntimeError, match=r"http-cudashm transport needs .*CUDA"):
+        make_client("http-cudashm", "http://127.0.0.1:9", "resnet50")
+    assert set(glob.glob("/dev/shm/dl_*")) == regions_before  # nothing left behind by the failed start

@@ -12,9 +12,12 @@
 //
 // Devices: a KIND_CPU instance runs on ONNX Runtime's CPU provider, or on its CUDA provider (GPU 0) with
 // `execution_provider: "cuda"`; a KIND_GPU instance runs on the CUDA provider on the GPU Triton placed
-// it on. Requests and responses stay in host memory either way: ONNX Runtime copies a batch to the GPU
-// and its logits back. The CUDA provider comes with the onnxruntime-gpu wheel; linked against the CPU
-// wheel, a model asking for it is refused at load, naming the providers that ONNX Runtime has.
+// it on. A request's input is read where it is: in host memory (ONNX Runtime then copies the batch to the
+// GPU), or in GPU memory when a client on the same host sends it through Triton's CUDA shared memory; a
+// CUDA instance then runs on it in place (one request) or stacked on the device, a CPU instance copies it
+// to the host first (cuda_runtime.h). Responses are in host memory. The CUDA provider comes with the
+// onnxruntime-gpu wheel; linked against the CPU wheel, a model asking for it is refused at load, naming
+// the providers that ONNX Runtime has.
 //
 // The model is not trusted to match its config: each instance compares its session's input and output
 // (name, element type, dims) with config.pbtxt at load, and every batch's output type and shape is
@@ -30,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_runtime.h"
 #include "ort_api.h"
 #include "triton_api.h"
 
@@ -162,13 +166,28 @@ struct ModelState {
   std::string execution_provider;  // "", "cpu" or "cuda"
 };
 
+//! Where one instance runs: ONNX Runtime's CPU provider, or its CUDA provider on `device_id`.
+struct Placement {
+  bool cuda = false;
+  int32_t device_id = 0;
+};
+
 struct InstanceState {
   ModelState* model = nullptr;
   std::string name;
+  Placement place;
   OrtSession* session = nullptr;  // one per instance: one copy of the weights each, no more
   std::vector<char> staging;      // the batch, when more than one buffer makes it up
+  // A CUDA instance's inputs that arrive in GPU memory: their location for ONNX Runtime, and the device
+  // buffer a batch of several is stacked in (allocated at first use, grown to the largest batch).
+  OrtMemoryInfo* device_memory = nullptr;
+  void* device_staging = nullptr;
+  size_t device_staging_bytes = 0;
   ~InstanceState() {
     if (session != nullptr) g_ort->ReleaseSession(session);
+    if (device_memory != nullptr) g_ort->ReleaseMemoryInfo(device_memory);
+    std::string unused;
+    if (device_staging != nullptr) cuda::Runtime::Get(&unused)->Release(device_staging);
   }
 };
 
@@ -262,12 +281,6 @@ TRITONSERVER_Error* ReadModelState(TRITONBACKEND_Model* model, ModelState* state
   }
   return nullptr;
 }
-
-//! Where one instance runs: ONNX Runtime's CPU provider, or its CUDA provider on `device_id`.
-struct Placement {
-  bool cuda = false;
-  int32_t device_id = 0;
-};
 
 //! The instance's placement from its kind and the model's `execution_provider`; refuses what cannot be.
 TRITONSERVER_Error* PlaceInstance(TRITONBACKEND_ModelInstance* instance, const ModelState& model, Placement* place) {
@@ -462,11 +475,18 @@ TRITONSERVER_Error* CheckSession(const ModelState& model, OrtSession* session) {
                                                    "', the ONNX model's outputs are " + Names(outputs));
 }
 
+//! One of Triton's buffers of a request's input, in host or GPU memory.
+struct Piece {
+  const void* data = nullptr;
+  size_t size = 0;
+  bool on_gpu = false;
+};
+
 //! One request's share of the batch: where its input bytes are, how many items, or why it failed.
 struct Slice {
   TRITONBACKEND_Request* request = nullptr;
   int64_t items = 0;
-  std::vector<std::pair<const void*, size_t>> buffers;
+  std::vector<Piece> buffers;
   TRITONSERVER_Error* error = nullptr;  // owned until the response is sent
   const char* rows = nullptr;           // its part of a checked batch output, once run
   size_t rows_bytes = 0;
@@ -503,10 +523,12 @@ TRITONSERVER_Error* ReadSlice(const ModelState& model, int64_t item_bytes, Slice
     TRITONSERVER_MemoryType memory = TRITONSERVER_MEMORY_CPU;
     int64_t memory_id = 0;
     RETURN_IF_ERROR(TRITONBACKEND_InputBuffer(input, index, &buffer, &size, &memory, &memory_id));
-    if (memory == TRITONSERVER_MEMORY_GPU) {
-      return Error(TRITONSERVER_ERROR_UNSUPPORTED, "input in GPU memory: this backend reads requests from host memory");
+    const bool on_gpu = memory == TRITONSERVER_MEMORY_GPU;
+    std::string why;
+    if (on_gpu && cuda::Runtime::Get(&why) == nullptr) {
+      return Error(TRITONSERVER_ERROR_UNSUPPORTED, "input in GPU memory, but " + why);
     }
-    slice->buffers.emplace_back(buffer, size);
+    slice->buffers.push_back({buffer, static_cast<size_t>(size), on_gpu});
     buffered += size;
   }
   if (buffered != byte_size) {
@@ -562,6 +584,60 @@ TRITONSERVER_Error* CheckOutput(const ModelState& model, int64_t total, BatchOut
   return nullptr;
 }
 
+//! Where the batch's input is for ONNX Runtime: one request's buffer in place (host memory, or GPU memory
+//! on a CUDA instance), else the buffers stacked on the device (a CUDA instance given any in GPU memory) or
+//! in host memory (copied from the GPU where they are there).
+TRITONSERVER_Error* StackBatch(InstanceState* instance, const std::vector<Slice*>& group, size_t buffers,
+                               size_t bytes, const void** data, const OrtMemoryInfo** location) {
+  bool any_on_gpu = false;
+  for (const Slice* slice : group) {
+    for (const Piece& piece : slice->buffers) any_on_gpu = any_on_gpu || piece.on_gpu;
+  }
+  const Piece& first = group.front()->buffers.front();
+  if (buffers == 1 && (!first.on_gpu || instance->place.cuda)) {
+    *data = first.data;  // Triton's buffer, used in place
+    *location = first.on_gpu ? instance->device_memory : g_cpu;
+    return nullptr;
+  }
+  std::string why;
+  const cuda::Runtime* runtime = any_on_gpu ? cuda::Runtime::Get(&why) : nullptr;  // ReadSlice checked it
+  char* cursor = nullptr;
+  const bool on_device = any_on_gpu && instance->place.cuda;  // else the batch is stacked in host memory
+  if (on_device) {
+    if (instance->device_staging_bytes < bytes) {
+      runtime->Release(instance->device_staging);
+      instance->device_staging = nullptr;
+      instance->device_staging_bytes = 0;
+      why = runtime->Allocate(instance->place.device_id, &instance->device_staging, bytes);
+      if (!why.empty()) return Error(TRITONSERVER_ERROR_INTERNAL, "a device buffer for the batch: " + why);
+      instance->device_staging_bytes = bytes;
+    }
+    cursor = static_cast<char*>(instance->device_staging);
+    *location = instance->device_memory;
+  } else {
+    instance->staging.resize(bytes);
+    cursor = instance->staging.data();
+    *location = g_cpu;
+  }
+  *data = cursor;
+  for (const Slice* slice : group) {
+    for (const Piece& piece : slice->buffers) {  // sizes sum to `bytes` (ReadSlice)
+      if (piece.on_gpu || on_device) {  // a copy that involves the GPU: `runtime` is loaded
+        why = runtime->Copy(cursor, piece.data, piece.size);
+        if (!why.empty()) return Error(TRITONSERVER_ERROR_INTERNAL, "stacking the batch: " + why);
+      } else {
+        std::memcpy(cursor, piece.data, piece.size);
+      }
+      cursor += piece.size;
+    }
+  }
+  if (runtime != nullptr) {
+    why = runtime->Synchronize();
+    if (!why.empty()) return Error(TRITONSERVER_ERROR_INTERNAL, "stacking the batch: " + why);
+  }
+  return nullptr;
+}
+
 //! Run `group` as one batch; on success `output` holds its rows in request order, checked.
 TRITONSERVER_Error* RunBatch(InstanceState* instance, const std::vector<Slice*>& group, int64_t item_bytes,
                              BatchOutput* output) {
@@ -573,23 +649,12 @@ TRITONSERVER_Error* RunBatch(InstanceState* instance, const std::vector<Slice*>&
     buffers += slice->buffers.size();
   }
   const void* data = nullptr;
-  if (buffers == 1) {
-    data = group.front()->buffers.front().first;  // Triton's buffer, used in place
-  } else {
-    instance->staging.resize(static_cast<size_t>(total * item_bytes));
-    char* cursor = instance->staging.data();
-    for (const Slice* slice : group) {
-      for (const auto& [buffer, size] : slice->buffers) {
-        std::memcpy(cursor, buffer, size);  // sizes sum to items × item_bytes (ReadSlice)
-        cursor += size;
-      }
-    }
-    data = instance->staging.data();
-  }
+  const OrtMemoryInfo* location = g_cpu;
+  RETURN_IF_ERROR(StackBatch(instance, group, buffers, static_cast<size_t>(total * item_bytes), &data, &location));
   std::vector<int64_t> shape{total};
   shape.insert(shape.end(), model.item_input_dims.begin(), model.item_input_dims.end());
   OrtValue* input = nullptr;
-  RETURN_IF_ERROR(FromOrt(g_ort->CreateTensorWithDataAsOrtValue(g_cpu, const_cast<void*>(data),
+  RETURN_IF_ERROR(FromOrt(g_ort->CreateTensorWithDataAsOrtValue(location, const_cast<void*>(data),
                                                                  static_cast<size_t>(total * item_bytes), shape.data(),
                                                                  shape.size(), model.input_type.onnx, &input),
                           "wrapping the input"));
@@ -696,7 +761,10 @@ BACKEND_EXPORT TRITONSERVER_Error* TRITONBACKEND_Initialize(TRITONBACKEND_Backen
   }
   g_ort = std::make_unique<ort::Api>(table);
   RETURN_IF_ERROR(FromOrt(g_ort->CreateEnv(ORT_LOGGING_LEVEL_WARNING, "deploylab_ort", &g_env), "environment"));
-  RETURN_IF_ERROR(FromOrt(g_ort->CreateCpuMemoryInfo(OrtDeviceAllocator, OrtMemTypeDefault, &g_cpu), "memory info"));
+  // CreateMemoryInfo, not its CPU shorthand: the CUDA instances' GPU inputs use it too, so every CPU host
+  // runs this entry of the API table.
+  RETURN_IF_ERROR(FromOrt(g_ort->CreateMemoryInfo("Cpu", OrtDeviceAllocator, 0, OrtMemTypeDefault, &g_cpu),
+                          "memory info"));
   Log(TRITONSERVER_LOG_INFO, std::string("deploylab_ort: ONNX Runtime ") + OrtGetApiBase()->GetVersionString());
   return nullptr;
 }
@@ -734,9 +802,14 @@ BACKEND_EXPORT TRITONSERVER_Error* TRITONBACKEND_ModelInstanceInitialize(TRITONB
   const char* name = nullptr;
   RETURN_IF_ERROR(TRITONBACKEND_ModelInstanceName(instance, &name));
   state->name = name;
-  Placement place;
+  Placement& place = state->place;
   RETURN_IF_ERROR(PlaceInstance(instance, *state->model, &place));
   RETURN_IF_ERROR(CreateSession(*state->model, place, &state->session));
+  if (place.cuda) {
+    RETURN_IF_ERROR(FromOrt(g_ort->CreateMemoryInfo("Cuda", OrtDeviceAllocator, place.device_id, OrtMemTypeDefault,
+                                                    &state->device_memory),
+                            "GPU memory info"));
+  }
   RETURN_IF_ERROR(CheckSession(*state->model, state->session));
   Log(TRITONSERVER_LOG_INFO, "deploylab_ort: " + state->name + " intra_op=" +
                                  std::to_string(state->model->intra_op_threads) +

@@ -147,8 +147,11 @@ class Api {
   OrtStatus* GetTensorTypeAndShape(const OrtValue* value, OrtTensorTypeAndShapeInfo** out) const {
     return Call<OrtStatus* (*)(const OrtValue*, OrtTensorTypeAndShapeInfo**)>(65)(value, out);
   }
-  OrtStatus* CreateCpuMemoryInfo(OrtAllocatorType type, OrtMemType mem_type, OrtMemoryInfo** out) const {
-    return Call<OrtStatus* (*)(OrtAllocatorType, OrtMemType, OrtMemoryInfo**)>(69)(type, mem_type, out);
+  //! `name` "Cpu" (id 0) or "Cuda" (id: the device): where a tensor's data lives.
+  OrtStatus* CreateMemoryInfo(const char* name, OrtAllocatorType type, int id, OrtMemType mem_type,
+                              OrtMemoryInfo** out) const {
+    return Call<OrtStatus* (*)(const char*, OrtAllocatorType, int, OrtMemType, OrtMemoryInfo**)>(68)(name, type, id,
+                                                                                                     mem_type, out);
   }
   OrtStatus* AllocatorFree(OrtAllocator* allocator, void* p) const {
     return Call<OrtStatus* (*)(OrtAllocator*, void*)>(76)(allocator, p);
