@@ -19,7 +19,9 @@ and RepVGG's train vs deploy forms.
            and model.py written by the repository module), started by `TritonServer`; closed-loop
            clients over binary HTTP and system shared memory, with executed-batch statistics;
         5. gateway: the same model through the gateway's KServe v2 route, beside the direct points;
-        6. gpu_check.json under --out after every step, and a summary table last.
+        6. native: the same weights as ONNX on `deploylab_ort`'s CUDA instances, in-process vs served,
+           inputs over system and over CUDA shared memory (benchmarks/gpu_native.py);
+        7. gpu_check.json under --out after every step, and a summary table last.
 
 `scripts/gpu-session.sh` drives both stages on a lent host. The served engine is the same class the
 in-process step 2 imports, so served ÷ in-process measures the serving path alone.
@@ -605,6 +607,19 @@ def summarize(report: dict[str, Any]) -> str:
             f"{p['throughput_img_s']:>9} img/s p50 {p['p50_ms']} ms  "
             f"mean batch {p['server']['mean_executed_batch']}  {ratio}"
         )
+    native = report.get("native", {})
+    if "error" in native:
+        lines.append(f"native: FAILED {native['error'][:300]}")
+    for r in native.get("inprocess", []):
+        lines.append(f"native in-process b={r['batch']:<3} {r['img_s']:>9} img/s  p50 {r['p50_ms']} ms")
+    for p in native.get("points", []):
+        lines.append(
+            f"native  {p['transport']:<12} b={p['batch_size']:<3} c={p['concurrency']:<3} "
+            f"{p['throughput_img_s']:>9} img/s p50 {p['p50_ms']} ms  "
+            f"mean batch {p['server']['mean_executed_batch']}  errors {p['errors']}"
+        )
+    if native.get("served_over_inprocess") is not None:
+        lines.append(f"native served ÷ in-process best: {native['served_over_inprocess']}")
     repvgg = report.get("repvgg", [])
     for r in repvgg if isinstance(repvgg, list) else []:
         lines.append(
@@ -647,6 +662,14 @@ def run(args: argparse.Namespace) -> int:
         write_served_model(repository, args.model, weights, device)
         return run_served(repository, args.model, work, out, binary, plans, args.load_seconds)
 
+    def native() -> dict[str, Any]:
+        from .gpu_native import run_native
+
+        save_weights(args.model, weights)
+        binary = unpack_bundle(bundle, work) if bundle is not None else None
+        timing = (batches, args.seconds, args.load_seconds, args.dry_plan)
+        return run_native(args.model, weights, work, out, binary, device, *timing)
+
     steps: list[tuple[str, Callable[[], object]]] = [
         ("inprocess", lambda: run_inprocess(args.model, batches, args.seconds, device, weights)),
         (
@@ -654,6 +677,7 @@ def run(args: argparse.Namespace) -> int:
             lambda: run_repvgg([int(b) for b in args.repvgg_batches.split(",")], args.repvgg_seconds, device),
         ),
         ("served", served),
+        ("native", native),
     ]
     for name, step in steps:
         if name in args.skip:
@@ -691,7 +715,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--repvgg-seconds", type=float, default=1.0)
     r.add_argument("--load-seconds", type=float, default=3.0)
     r.add_argument("--dry-plan", action="store_true", help="tiny load plans (a rehearsal on the CPU)")
-    r.add_argument("--skip", default="", help="comma-separated steps to skip: inprocess,repvgg,served")
+    r.add_argument("--skip", default="", help="comma-separated steps to skip: inprocess,repvgg,served,native")
     return parser
 
 

@@ -22,11 +22,13 @@ site=${GPU_SITE:-/tmp/deploylab-site}
 work=${GPU_WORK:-/tmp/deploylab-gpu}
 budget=${RUN_BUDGET_S:-480}
 # What the gateway, the runtime's config parser and the load clients import that the GPU host's image
-# lacks; versions from constraints.txt (the project's own pins).
+# lacks (nlohmann-json: the headers deploylab_ort is built with for the native step); versions from
+# constraints.txt (the project's own pins).
 wheels=(
   fastapi starlette pydantic pydantic_core pydantic-settings python-dotenv annotated-types
   typing-inspection opentelemetry-api importlib_metadata uvicorn httptools python-multipart orjson
   tritonclient python-rapidjson geventhttpclient gevent greenlet zope.event zope.interface brotli
+  nlohmann-json
 )
 
 log() { printf '[gpu-session %(%H:%M:%S)T] %s\n' -1 "$*"; }
@@ -81,7 +83,7 @@ print(devices.kind_message(*devices.resolve_instance_kind("auto", facts, engine=
 print(f"GPUs: {facts.gpus}, torch CUDA: {facts.torch_cuda}, ONNX Runtime CUDA: {facts.onnxruntime_cuda}")
 import deploylab.services.gateway.app  # noqa: F401 - the gateway step's imports
 PY
-  log "GPU check (at most ${budget} s): in-process, RepVGG, served, gateway"
+  log "GPU check (at most ${budget} s): in-process, RepVGG, served, gateway, native"
   local status=0
   timeout --kill-after=30 "$budget" "$python" -m deploylab.benchmarks.gpu_check run \
     --bundle "$bundle" --out "$OUT" --work "$work" 2>&1 | tee "$OUT/gpu_session.log" || status=$?
