@@ -195,7 +195,10 @@ def export_command(
             "plugin: auto gives them cpu, gpu is refused for them"
         ),
     ] = "auto",
-    tensorrt: Annotated[bool, typer.Option(help="onnxruntime backend on GPU: TensorRT fp16")] = False,
+    tensorrt: Annotated[
+        bool,
+        typer.Option(help="GPU instances, onnxruntime or deploylab_ort backend: TensorRT's provider, fp16"),
+    ] = False,
     pipeline: Annotated[
         bool | None,
         typer.Option(

@@ -25,6 +25,8 @@ from .errors import RepositoryError
 #: with the onnxruntime-gpu wheel (`pip install deploylab[gpu]`), CUDA (services/runtime/native).
 Backend = Literal["python", "onnxruntime", "deploylab_ort"]
 BACKENDS: tuple[Backend, ...] = ("python", "onnxruntime", "deploylab_ort")
+#: The backends that run ONNX Runtime's TensorRT provider for `ServingConfig.tensorrt`.
+TENSORRT_BACKENDS: tuple[Backend, ...] = ("onnxruntime", "deploylab_ort")
 InstanceKind = Literal["cpu", "gpu"]
 #: What the model's `input` tensor carries: fp32, pixels already normalised (mean/std) by the client; or
 #: uint8, the resized and cropped pixels (0-255), cast and normalised inside the exported graph, so every
@@ -71,7 +73,9 @@ class ServingConfig:
     instance_kind: InstanceKind = "cpu"
     intra_op_threads: int = 1
     inter_op_threads: int = 1
-    tensorrt: bool = False  # onnxruntime backend on GPU only: TensorRT execution accelerator (fp16)
+    # GPU instances of the onnxruntime or deploylab_ort backend: ONNX Runtime's TensorRT provider in fp16
+    # (Triton's execution accelerator, or deploylab_ort's `execution_provider: tensorrt`)
+    tensorrt: bool = False
     # Python backend only: each instance stages its next batch while its engine thread runs one
     # (services/modelzoo/triton_python_model.py, `_Pipeline`); half the instances for the same throughput.
     pipeline: bool = False
@@ -112,8 +116,8 @@ class ServingConfig:
         too_big = [b for b in self.preferred_batch_sizes if b < 1 or b > self.max_batch_size]
         if too_big:
             raise ValueError(f"preferred batch sizes {too_big} outside 1..max_batch_size")
-        if self.tensorrt and (self.backend != "onnxruntime" or self.instance_kind != "gpu"):
-            raise ValueError("tensorrt needs backend 'onnxruntime' and instance kind 'gpu'")
+        if self.tensorrt and (self.backend not in TENSORRT_BACKENDS or self.instance_kind != "gpu"):
+            raise ValueError("tensorrt needs backend onnxruntime or deploylab_ort and instance kind 'gpu'")
         if self.input_dtype not in INPUT_DTYPES:
             choices = ", ".join(INPUT_DTYPES)
             raise ValueError(f"input_dtype must be one of {choices}, got {self.input_dtype!r}")
@@ -180,16 +184,18 @@ def build_model_config(
             policy.max_queue_size = serving.max_queue_size
             policy.default_timeout_microseconds = serving.default_queue_timeout_us
     # Same parameter names as Triton's native onnxruntime backend, so both backends read one vocabulary.
+    native_tensorrt = serving.tensorrt and serving.backend == "deploylab_ort"
     parameters = {
         "intra_op_thread_count": str(serving.intra_op_threads),
         "inter_op_thread_count": str(serving.inter_op_threads),
         **({"pipeline": "1"} if serving.pipeline else {}),
         **({"engine": serving.engine} if serving.engine != "onnxruntime" else {}),
+        **({"execution_provider": "tensorrt"} if native_tensorrt else {}),
         **serving.extra_parameters,
     }
     for key, value in parameters.items():
         config.parameters[key].string_value = value
-    if serving.tensorrt:
+    if serving.tensorrt and serving.backend == "onnxruntime":
         accel = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
         accel.parameters["precision_mode"] = "FP16"
     if serving.warmup:

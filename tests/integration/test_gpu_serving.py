@@ -99,9 +99,26 @@ def test_deploylab_ort_asked_for_cuda_on_the_cpu_onnx_runtime_fails_its_load_nam
     with pytest.raises(TritonError) as refused:
         server.start()
     message = str(refused.value)
-    assert "execution_provider cuda needs ONNX Runtime's CUDA execution provider" in message
-    assert "CPUExecutionProvider" in message and "onnxruntime-gpu" in message
+    assert "execution_provider cuda needs ONNX Runtime's CUDA provider (install onnxruntime-gpu==" in message
+    assert "CPUExecutionProvider" in message
     assert not server.plan.blind
+
+
+def test_deploylab_ort_asked_for_tensorrt_on_the_cpu_onnx_runtime_fails_its_load_naming_what_to_install(
+    model_repository: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(devices, "host_gpu", lambda: FAKE_GPU)
+    # A KIND_CPU instance asking for the provider: Triton itself refuses KIND_GPU on a host without a GPU.
+    serving = ServingConfig(backend="deploylab_ort", extra_parameters={"execution_provider": "tensorrt"})
+    repository = _repository(model_repository, tmp_path, serving)
+    server = own_server(repository, tmp_path / "state")
+    server.gpu_metrics = False  # no GPU to read them from
+    with pytest.raises(TritonError) as refused:
+        server.start()
+    message = str(refused.value)
+    wanted = "execution_provider tensorrt needs ONNX Runtime's TensorRT provider (install onnxruntime-gpu=="
+    assert wanted in message
+    assert "and the tensorrt wheels)" in message and "CPUExecutionProvider" in message
 
 
 def test_deploylab_ort_refuses_an_unknown_execution_provider_at_load(
@@ -110,7 +127,8 @@ def test_deploylab_ort_refuses_an_unknown_execution_provider_at_load(
     serving = ServingConfig(backend="deploylab_ort", extra_parameters={"execution_provider": "rocm"})
     repository = _repository(model_repository, tmp_path, serving)
     server = own_server(repository, tmp_path / "state")
-    with pytest.raises(TritonError, match=r'execution_provider must be \\?"cpu\\?" or \\?"cuda\\?"'):
+    choices = r'\\?"cpu\\?", \\?"cuda\\?" or \\?"tensorrt\\?"'
+    with pytest.raises(TritonError, match="execution_provider must be " + choices):
         server.start()
 
 

@@ -111,6 +111,16 @@ def test_tensorrt_accelerator_rendered_for_gpu_onnxruntime() -> None:
     config = parse_triton_config(render_triton_config("m", 224, 1000, CONFIGS[2]))
     accel = config.optimization.execution_accelerators.gpu_execution_accelerator
     assert [a.name for a in accel] == ["tensorrt"]
+    assert "execution_provider" not in config.parameters
+
+
+def test_tensorrt_on_deploylab_ort_is_its_execution_provider_not_an_accelerator() -> None:
+    serving = ServingConfig(backend="deploylab_ort", instance_kind="gpu", max_batch_size=64, tensorrt=True)
+    config = parse_triton_config(render_triton_config("m", 224, 1000, serving))
+    assert config.parameters["execution_provider"].string_value == "tensorrt"
+    assert not config.optimization.execution_accelerators.gpu_execution_accelerator
+    with pytest.raises(ValueError, match="tensorrt needs backend onnxruntime or deploylab_ort"):
+        ServingConfig(backend="python", instance_kind="gpu", tensorrt=True)
 
 
 @pytest.mark.parametrize(

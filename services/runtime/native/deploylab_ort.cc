@@ -8,22 +8,27 @@
 //
 // Scope, kept small on purpose: one FP32 or UINT8 input and one FP32 output whose first axis is the batch, the
 // parameters deploylab writes (`intra_op_thread_count`, `inter_op_thread_count`, `allow_spinning`,
-// `execution_provider`). Anything else is refused at load with a message that says so.
+// `execution_provider`, `trt_engine_cache_path`). Anything else is refused at load with a message that says so.
 //
 // Devices: a KIND_CPU instance runs on ONNX Runtime's CPU provider, or on its CUDA provider (GPU 0) with
 // `execution_provider: "cuda"`; a KIND_GPU instance runs on the CUDA provider on the GPU Triton placed
-// it on. A request's input is read where it is: in host memory (ONNX Runtime then copies the batch to the
-// GPU), or in GPU memory when a client on the same host sends it through Triton's CUDA shared memory; a
-// CUDA instance then runs on it in place (one request) or stacked on the device, a CPU instance copies it
-// to the host first (cuda_runtime.h). Responses are in host memory. The CUDA provider comes with the
-// onnxruntime-gpu wheel; linked against the CPU wheel, a model asking for it is refused at load, naming
-// the providers that ONNX Runtime has.
+// it on. `execution_provider: "tensorrt"` puts TensorRT's provider (fp16, one engine for batches 1 to
+// max_batch_size, cached on disk) ahead of CUDA's, on either kind of instance. Both providers come with
+// the onnxruntime-gpu wheel (TensorRT's also needs NVIDIA's TensorRT libraries); linked against the CPU
+// wheel, a model asking for one is refused at load, naming the providers that ONNX Runtime has.
+//
+// A request's input is read where it is: in host memory, or in GPU memory when a client on the same host
+// sends it through Triton's CUDA shared memory. A CUDA instance runs on one request's tensor in place
+// (ONNX Runtime copies a host one to the GPU) and stacks a batch of several on the device, each request
+// copied there once; a CPU instance stacks in host memory (cuda_runtime.h copies what is on a GPU).
+// Responses are in host memory.
 //
 // The model is not trusted to match its config: each instance compares its session's input and output
 // (name, element type, dims) with config.pbtxt at load, and every batch's output type and shape is
 // checked again before a byte of it is copied into Triton's buffers.
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <iterator>
 #include <memory>
@@ -163,12 +168,14 @@ struct ModelState {
   int intra_op_threads = 1;
   int inter_op_threads = 1;
   std::string allow_spinning;      // "", "0" or "1"
-  std::string execution_provider;  // "", "cpu" or "cuda"
+  std::string execution_provider;  // "", "cpu", "cuda" or "tensorrt"
+  std::string trt_engine_cache_path;  // TensorRT's built engines; "" : under $TMPDIR
 };
 
 //! Where one instance runs: ONNX Runtime's CPU provider, or its CUDA provider on `device_id`.
 struct Placement {
   bool cuda = false;
+  bool tensorrt = false;  // TensorRT's provider ahead of CUDA's (cuda is then true too)
   int32_t device_id = 0;
 };
 
@@ -266,6 +273,7 @@ TRITONSERVER_Error* ReadModelState(TRITONBACKEND_Model* model, ModelState* state
     state->inter_op_threads = inter.empty() ? 1 : std::stoi(inter);
     state->allow_spinning = Parameter(config, "allow_spinning");
     state->execution_provider = Parameter(config, "execution_provider");
+    state->trt_engine_cache_path = Parameter(config, "trt_engine_cache_path");
   } catch (const std::exception& exc) {
     return Error(TRITONSERVER_ERROR_INVALID_ARG, std::string("unexpected model config: ") + exc.what());
   }
@@ -276,8 +284,9 @@ TRITONSERVER_Error* ReadModelState(TRITONBACKEND_Model* model, ModelState* state
     return Error(TRITONSERVER_ERROR_INVALID_ARG, "allow_spinning must be \"0\" or \"1\"");
   }
   const std::string& provider = state->execution_provider;
-  if (!provider.empty() && provider != "cpu" && provider != "cuda") {
-    return Error(TRITONSERVER_ERROR_INVALID_ARG, "execution_provider must be \"cpu\" or \"cuda\", not \"" + provider + "\"");
+  if (!provider.empty() && provider != "cpu" && provider != "cuda" && provider != "tensorrt") {
+    return Error(TRITONSERVER_ERROR_INVALID_ARG,
+                 "execution_provider must be \"cpu\", \"cuda\" or \"tensorrt\", not \"" + provider + "\"");
   }
   return nullptr;
 }
@@ -286,8 +295,9 @@ TRITONSERVER_Error* ReadModelState(TRITONBACKEND_Model* model, ModelState* state
 TRITONSERVER_Error* PlaceInstance(TRITONBACKEND_ModelInstance* instance, const ModelState& model, Placement* place) {
   TRITONSERVER_InstanceGroupKind kind;
   RETURN_IF_ERROR(TRITONBACKEND_ModelInstanceKind(instance, &kind));
+  place->tensorrt = model.execution_provider == "tensorrt";
   if (kind == TRITONSERVER_INSTANCEGROUPKIND_CPU) {
-    place->cuda = model.execution_provider == "cuda";
+    place->cuda = model.execution_provider == "cuda" || place->tensorrt;
     place->device_id = 0;
     return nullptr;
   }
@@ -302,38 +312,40 @@ TRITONSERVER_Error* PlaceInstance(TRITONBACKEND_ModelInstance* instance, const M
   return TRITONBACKEND_ModelInstanceDeviceId(instance, &place->device_id);
 }
 
-//! The providers this ONNX Runtime build has, comma-separated ("CPUExecutionProvider", …).
-std::string AvailableProviders(bool* has_cuda) {
+//! The providers this ONNX Runtime build has ("CPUExecutionProvider", …).
+std::vector<std::string> AvailableProviders() {
   char** providers = nullptr;
   int count = 0;
-  std::string names;
-  *has_cuda = false;
+  std::vector<std::string> names;
   OrtStatus* status = g_ort->GetAvailableProviders(&providers, &count);
   if (status != nullptr) {
     g_ort->ReleaseStatus(status);
-    return "(unknown)";
+    return names;
   }
-  for (int index = 0; index < count; ++index) {
-    const std::string name = providers[index];
-    names += (names.empty() ? "" : ", ") + name;
-    *has_cuda = *has_cuda || name == "CUDAExecutionProvider";
-  }
+  names.assign(providers, providers + count);
   status = g_ort->ReleaseAvailableProviders(providers, count);
   if (status != nullptr) g_ort->ReleaseStatus(status);
   return names;
 }
 
+//! nullptr when the linked ONNX Runtime has `<id>ExecutionProvider`, else a refusal: what to install first
+//! (Triton's log lines get cut), then the providers it has.
+TRITONSERVER_Error* RequireProvider(const char* id, const char* label, const char* asked, const char* install) {
+  const std::string provider = std::string(id) + "ExecutionProvider";
+  const std::vector<std::string> names = AvailableProviders();
+  if (std::find(names.begin(), names.end(), provider) != names.end()) return nullptr;
+  std::string listed;
+  for (const std::string& name : names) listed += (listed.empty() ? "" : ", ") + name;
+  const std::string version = OrtGetApiBase()->GetVersionString();
+  return Error(TRITONSERVER_ERROR_UNSUPPORTED,
+               std::string("execution_provider ") + asked + " needs ONNX Runtime's " + label +
+                   " provider (install onnxruntime-gpu==" + version + install + "); this one has " +
+                   (listed.empty() ? std::string("(unknown)") : listed));
+}
+
 //! ONNX Runtime's CUDA provider on `device_id`, ahead of the CPU provider (nodes CUDA lacks run there).
 TRITONSERVER_Error* AppendCuda(OrtSessionOptions* options, int32_t device_id) {
-  bool has_cuda = false;
-  const std::string providers = AvailableProviders(&has_cuda);
-  if (!has_cuda) {
-    return Error(TRITONSERVER_ERROR_UNSUPPORTED,
-                 std::string("execution_provider cuda needs ONNX Runtime's CUDA execution provider, but the linked "
-                             "ONNX Runtime ") +
-                     OrtGetApiBase()->GetVersionString() + " has only " + providers +
-                     ": install the onnxruntime-gpu wheel of the same version (it ships the CUDA provider)");
-  }
+  RETURN_IF_ERROR(RequireProvider("CUDA", "CUDA", "cuda", ""));
   OrtCUDAProviderOptionsV2* cuda = nullptr;
   RETURN_IF_ERROR(FromOrt(g_ort->CreateCUDAProviderOptions(&cuda), "CUDA provider options"));
   std::unique_ptr<OrtCUDAProviderOptionsV2, void (*)(OrtCUDAProviderOptionsV2*)> owned(
@@ -344,6 +356,40 @@ TRITONSERVER_Error* AppendCuda(OrtSessionOptions* options, int32_t device_id) {
   RETURN_IF_ERROR(FromOrt(g_ort->UpdateCUDAProviderOptions(cuda, keys, values, 1), "CUDA provider options"));
   return FromOrt(g_ort->SessionOptionsAppendExecutionProvider_CUDA_V2(options, cuda),
                  "CUDA execution provider on GPU " + device);
+}
+
+//! TensorRT's shape profile for the input: `name:1x3x224x224` for batch 1, likewise for `batch`.
+std::string ProfileShape(const ModelState& model, int64_t batch) {
+  std::string shape = model.input_name + ":" + std::to_string(batch);
+  for (int64_t dim : model.item_input_dims) shape += "x" + std::to_string(dim);
+  return shape;
+}
+
+//! ONNX Runtime's TensorRT provider on `device_id` in fp16, ahead of CUDA's (nodes TensorRT lacks run
+//! there). One engine covers batches 1 to max_batch_size (an explicit profile; without one TensorRT builds
+//! an engine per new batch size), and built engines are cached on disk: building one takes minutes.
+TRITONSERVER_Error* AppendTensorRT(OrtSessionOptions* options, const ModelState& model, int32_t device_id) {
+  RETURN_IF_ERROR(RequireProvider("Tensorrt", "TensorRT", "tensorrt", " and the tensorrt wheels"));
+  OrtTensorRTProviderOptionsV2* trt = nullptr;
+  RETURN_IF_ERROR(FromOrt(g_ort->CreateTensorRTProviderOptions(&trt), "TensorRT provider options"));
+  std::unique_ptr<OrtTensorRTProviderOptionsV2, void (*)(OrtTensorRTProviderOptionsV2*)> owned(
+      trt, [](OrtTensorRTProviderOptionsV2* p) { g_ort->ReleaseTensorRTProviderOptions(p); });
+  std::string cache = model.trt_engine_cache_path;
+  if (cache.empty()) {
+    const char* tmp = std::getenv("TMPDIR");
+    cache = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/deploylab_trt/" + model.name;
+  }
+  const std::string device = std::to_string(device_id);
+  const std::string smallest = ProfileShape(model, 1);
+  const std::string largest = ProfileShape(model, std::max<int64_t>(model.max_batch_size, 1));
+  const char* keys[] = {"device_id",           "trt_fp16_enable",        "trt_engine_cache_enable",
+                        "trt_engine_cache_path", "trt_profile_min_shapes", "trt_profile_opt_shapes",
+                        "trt_profile_max_shapes"};
+  const char* values[] = {device.c_str(), "1", "1", cache.c_str(), smallest.c_str(), largest.c_str(), largest.c_str()};
+  RETURN_IF_ERROR(FromOrt(g_ort->UpdateTensorRTProviderOptions(trt, keys, values, std::size(keys)),
+                          "TensorRT provider options"));
+  return FromOrt(g_ort->SessionOptionsAppendExecutionProvider_TensorRT_V2(options, trt),
+                 "TensorRT execution provider on GPU " + device);
 }
 
 TRITONSERVER_Error* CreateSession(const ModelState& model, const Placement& place, OrtSession** session) {
@@ -363,6 +409,7 @@ TRITONSERVER_Error* CreateSession(const ModelState& model, const Placement& plac
     RETURN_IF_ERROR(FromOrt(g_ort->AddSessionConfigEntry(options, "session.intra_op.allow_spinning", spinning.c_str()),
                             "allow_spinning"));
   }
+  if (place.tensorrt) RETURN_IF_ERROR(AppendTensorRT(options, model, place.device_id));
   if (place.cuda) RETURN_IF_ERROR(AppendCuda(options, place.device_id));
   return FromOrt(g_ort->CreateSession(g_env, model.onnx_path.c_str(), options, session),
                  "loading " + model.onnx_path);
@@ -585,8 +632,8 @@ TRITONSERVER_Error* CheckOutput(const ModelState& model, int64_t total, BatchOut
 }
 
 //! Where the batch's input is for ONNX Runtime: one request's buffer in place (host memory, or GPU memory
-//! on a CUDA instance), else the buffers stacked on the device (a CUDA instance given any in GPU memory) or
-//! in host memory (copied from the GPU where they are there).
+//! on a CUDA instance), else the buffers stacked on the device (a CUDA instance) or in host memory (copied
+//! from the GPU where they are there).
 TRITONSERVER_Error* StackBatch(InstanceState* instance, const std::vector<Slice*>& group, size_t buffers,
                                size_t bytes, const void** data, const OrtMemoryInfo** location) {
   bool any_on_gpu = false;
@@ -599,10 +646,13 @@ TRITONSERVER_Error* StackBatch(InstanceState* instance, const std::vector<Slice*
     *location = first.on_gpu ? instance->device_memory : g_cpu;
     return nullptr;
   }
+  // A CUDA instance stacks the batch on the device, each request's bytes copied there once (no host copy
+  // per request); its provider has the CUDA runtime in the process. A CPU instance stacks in host memory.
   std::string why;
-  const cuda::Runtime* runtime = any_on_gpu ? cuda::Runtime::Get(&why) : nullptr;  // ReadSlice checked it
+  const cuda::Runtime* runtime = any_on_gpu || instance->place.cuda ? cuda::Runtime::Get(&why) : nullptr;
+  if (any_on_gpu && runtime == nullptr) return Error(TRITONSERVER_ERROR_INTERNAL, why);  // ReadSlice checked it
   char* cursor = nullptr;
-  const bool on_device = any_on_gpu && instance->place.cuda;  // else the batch is stacked in host memory
+  const bool on_device = instance->place.cuda && runtime != nullptr;
   if (on_device) {
     if (instance->device_staging_bytes < bytes) {
       runtime->Release(instance->device_staging);
@@ -814,7 +864,9 @@ BACKEND_EXPORT TRITONSERVER_Error* TRITONBACKEND_ModelInstanceInitialize(TRITONB
   Log(TRITONSERVER_LOG_INFO, "deploylab_ort: " + state->name + " intra_op=" +
                                  std::to_string(state->model->intra_op_threads) +
                                  " inter_op=" + std::to_string(state->model->inter_op_threads) + " provider=" +
-                                 (place.cuda ? "cuda:" + std::to_string(place.device_id) : std::string("cpu")));
+                                 (place.cuda ? std::string(place.tensorrt ? "tensorrt+cuda:" : "cuda:") +
+                                                   std::to_string(place.device_id)
+                                             : std::string("cpu")));
   RETURN_IF_ERROR(TRITONBACKEND_ModelInstanceSetState(instance, state.get()));
   state.release();
   return nullptr;

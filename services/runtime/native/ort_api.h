@@ -22,6 +22,7 @@ struct OrtTensorTypeAndShapeInfo;
 struct OrtTypeInfo;
 struct OrtAllocator;
 struct OrtCUDAProviderOptionsV2;
+struct OrtTensorRTProviderOptionsV2;
 
 enum OrtLoggingLevel { ORT_LOGGING_LEVEL_VERBOSE, ORT_LOGGING_LEVEL_INFO, ORT_LOGGING_LEVEL_WARNING };
 enum GraphOptimizationLevel { ORT_ENABLE_ALL = 99 };
@@ -169,6 +170,22 @@ class Api {
   }
   OrtStatus* ReleaseAvailableProviders(char** providers, int count) const {
     return Call<OrtStatus* (*)(char**, int)>(126)(providers, count);
+  }
+  // The TensorRT execution provider (V2 options). A build without it answers each of these with an error.
+  OrtStatus* SessionOptionsAppendExecutionProvider_TensorRT_V2(OrtSessionOptions* options,
+                                                              const OrtTensorRTProviderOptionsV2* trt) const {
+    return Call<OrtStatus* (*)(OrtSessionOptions*, const OrtTensorRTProviderOptionsV2*)>(170)(options, trt);
+  }
+  OrtStatus* CreateTensorRTProviderOptions(OrtTensorRTProviderOptionsV2** out) const {
+    return Call<OrtStatus* (*)(OrtTensorRTProviderOptionsV2**)>(171)(out);
+  }
+  OrtStatus* UpdateTensorRTProviderOptions(OrtTensorRTProviderOptionsV2* trt, const char* const* keys,
+                                           const char* const* values, size_t count) const {
+    return Call<OrtStatus* (*)(OrtTensorRTProviderOptionsV2*, const char* const*, const char* const*, size_t)>(172)(
+        trt, keys, values, count);
+  }
+  void ReleaseTensorRTProviderOptions(OrtTensorRTProviderOptionsV2* p) const {
+    Call<void (*)(OrtTensorRTProviderOptionsV2*)>(174)(p);
   }
   // The CUDA execution provider (V2 options). A build without it answers each of these with an error.
   OrtStatus* SessionOptionsAppendExecutionProvider_CUDA_V2(OrtSessionOptions* options,
