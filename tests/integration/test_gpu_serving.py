@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import psutil
 import pytest
 import tritonclient.http as httpclient
@@ -87,38 +88,33 @@ def test_a_cpu_model_on_a_gpu_host_is_served_by_a_gpu_blind_server_from_the_repo
         server.stop()
 
 
-def test_deploylab_ort_asked_for_cuda_on_the_cpu_onnx_runtime_fails_its_load_naming_the_providers(
-    model_repository: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+#: execution_provider, the provider's name in the refusal, and what else it says to install.
+GPU_PROVIDERS = [("cuda", "CUDA", ""), ("tensorrt", "TensorRT", " and the tensorrt wheels")]
+
+
+@pytest.mark.parametrize(("provider", "label", "also"), GPU_PROVIDERS)
+def test_deploylab_ort_asked_for_a_gpu_provider_on_the_cpu_onnx_runtime_fails_its_load_saying_what_to_install(
+    provider: str,
+    label: str,
+    also: str,
+    model_repository: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The plan believes the wheel has the CUDA provider; the backend finds out it has not.
+    # The plan believes the wheel has the CUDA provider; the backend finds out it has not. A KIND_CPU
+    # instance asks for it: Triton itself refuses KIND_GPU on a host without a GPU.
     monkeypatch.setattr(devices, "host_gpu", lambda: FAKE_GPU)
-    serving = ServingConfig(backend="deploylab_ort", extra_parameters={"execution_provider": "cuda"})
+    serving = ServingConfig(backend="deploylab_ort", extra_parameters={"execution_provider": provider})
     repository = _repository(model_repository, tmp_path, serving)
     server = own_server(repository, tmp_path / "state")
     server.gpu_metrics = False  # no GPU to read them from
     with pytest.raises(TritonError) as refused:
         server.start()
     message = str(refused.value)
-    assert "execution_provider cuda needs ONNX Runtime's CUDA provider (install onnxruntime-gpu==" in message
+    wanted = f"execution_provider {provider} needs ONNX Runtime's {label} provider (install onnxruntime-gpu=="
+    assert f"{wanted}{onnxruntime.__version__}{also}); this one has" in message
     assert "CPUExecutionProvider" in message
     assert not server.plan.blind
-
-
-def test_deploylab_ort_asked_for_tensorrt_on_the_cpu_onnx_runtime_fails_its_load_naming_what_to_install(
-    model_repository: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(devices, "host_gpu", lambda: FAKE_GPU)
-    # A KIND_CPU instance asking for the provider: Triton itself refuses KIND_GPU on a host without a GPU.
-    serving = ServingConfig(backend="deploylab_ort", extra_parameters={"execution_provider": "tensorrt"})
-    repository = _repository(model_repository, tmp_path, serving)
-    server = own_server(repository, tmp_path / "state")
-    server.gpu_metrics = False  # no GPU to read them from
-    with pytest.raises(TritonError) as refused:
-        server.start()
-    message = str(refused.value)
-    wanted = "execution_provider tensorrt needs ONNX Runtime's TensorRT provider (install onnxruntime-gpu=="
-    assert wanted in message
-    assert "and the tensorrt wheels)" in message and "CPUExecutionProvider" in message
 
 
 def test_deploylab_ort_refuses_an_unknown_execution_provider_at_load(

@@ -12,8 +12,10 @@ from deploylab.loadtests.server_metrics import gpu_cost
 from deploylab.services.measure.gpu_memory import MIB, GpuMemory, read_gpu_memory
 from deploylab.services.measure.process_tree import sample_trees
 from deploylab.services.report.decision import decide
-from deploylab.services.report.results import ProcessCost, RunResults, ServingCost, load_results
+from deploylab.services.report.results import ProcessCost, RunResults, load_results
 from deploylab.services.report.tables import decision_lines, decision_table
+
+from tests.unit.test_k8s_patch import with_costs
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "results_fixture"
 GPU_TOTAL = 81_559 * MIB
@@ -61,16 +63,14 @@ def test_serving_cost_takes_the_processes_memory_then_the_devices_where_pids_are
 
 
 def with_gpu_cost(results: RunResults, gpu_mib: float | None) -> RunResults:
+    """The recorded run with test_k8s_patch's serving costs, Triton's tree holding `gpu_mib` of GPU memory."""
+    results = with_costs(results)
     for point in [*results.points, *(step for ramp in results.ramps for step in ramp.steps)]:
-        successes = point.requests - point.failures
-        point.cost = ServingCost(
-            cpu_s=6,
-            cores=1,
-            cpu_s_per_1k=round(6 / successes * 1000, 3) if successes else None,
-            memory_mib=1050,
-            by_process=parts(gpu_mib),
-            **gpu_cost(parts(gpu_mib), GpuMemory(device_total=GPU_TOTAL)) if gpu_mib else {},
-        )
+        assert point.cost is not None
+        point.cost.by_process = parts(gpu_mib)
+        if gpu_mib:
+            fields = gpu_cost(point.cost.by_process, GpuMemory(device_total=GPU_TOTAL))
+            point.cost = point.cost.model_copy(update=fields)
     return results
 
 
