@@ -41,16 +41,16 @@ import sys
 import tarfile
 import time
 import types
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .gpu_serving import LoadPlan, Served, log_line, measure_host_calls, run_points, served_triton
+
 if TYPE_CHECKING:
-    from deploylab.services.perf.client import Transport
-    from deploylab.services.runtime.triton import TritonServer
+    pass
 
 BUNDLE_TAR = "triton.tar.xz"
 #: The torch engine's parameters on a GPU: fp16, channels_last, one CUDA graph per power-of-two batch.
@@ -167,26 +167,6 @@ def measure_device_loop(
     }
 
 
-def measure_host_calls(fn: Callable[[], object], batch: int, seconds: float) -> dict[str, float]:
-    """For calls that already end synchronised (numpy out): per-call timings give both numbers."""
-    for _ in range(3):
-        fn()
-    samples: list[float] = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(samples) < 5:
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    total = sum(samples)
-    return {
-        "batch": batch,
-        "img_s": round(batch * len(samples) / total, 1),
-        "p50_ms": round(float(np.median(samples)) * 1e3, 3),
-        "p99_ms": round(float(np.percentile(samples, 99)) * 1e3, 3),
-        "iterations": len(samples),
-    }
-
-
 def _graphed(model: Any, example: Any) -> Callable[[], object]:
     """A CUDA graph of `model(example)`; calling it replays the graph on the static input."""
     import torch
@@ -251,7 +231,7 @@ def run_inprocess(
                     **measure_device_loop(replay, b, seconds, device),
                 }
             )
-        _log(
+        log_line(
             f"  in-process {model_name} b={b}: "
             + ", ".join(f"{r['variant']} {r['img_s']}" for r in rows[-3:])
         )
@@ -277,7 +257,7 @@ def run_inprocess(
             **measure_host_calls(functools.partial(engine.run, host), b, seconds),
         }
         rows.append(row)
-        _log(f"  in-process engine b={b}: {row['img_s']} img/s p50 {row['p50_ms']} ms")
+        log_line(f"  in-process engine b={b}: {row['img_s']} img/s p50 {row['p50_ms']} ms")
     del engine
     return rows
 
@@ -318,7 +298,7 @@ def run_repvgg(batches: list[int], seconds: float, device: str) -> list[dict]:
                     rows.append(
                         {"model": name, "form": variant, "mode": "cuda graph fp16 channels_last", **graph}
                     )
-                _log(f"  {name} {variant} b={b}: eager {eager['img_s']} img/s")
+                log_line(f"  {name} {variant} b={b}: eager {eager['img_s']} img/s")
             del model
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
@@ -369,40 +349,6 @@ def write_served_model(repository: Path, model: str, weights: Path, device: str)
     return directory
 
 
-@dataclass
-class Served:
-    """A ready tritonserver on the served model, started by the product's launcher."""
-
-    server: TritonServer
-    url: str
-    model: str
-
-
-@contextlib.contextmanager
-def served_triton(
-    repository: Path, model: str, work: Path, out: Path, binary: Path | None
-) -> Iterator[Served]:
-    """`TritonServer` on `repository` (GPU-blind on a GPU host, by the runtime's own plan); stopped after."""
-    from deploylab.services.measure.ports import triton_ports
-    from deploylab.services.runtime.triton import TritonOptions, TritonServer
-
-    options = TritonOptions(
-        model_repository=repository,
-        state_dir=work / "state",
-        triton_binary=binary,
-        **triton_ports(),
-        triton_startup_timeout_s=240.0,
-        triton_python_shm_mb=256,
-    )
-    server = TritonServer(options, models=[model], log_path=out / "triton.log", gpu_metrics=False)
-    server.start()
-    try:
-        yield Served(server, options.triton_http_url, model)
-    finally:
-        server.stop()
-
-
-LoadPlan = list[tuple["Transport", int, int, int]]
 LOAD_PLAN_GPU: LoadPlan = [
     # transport, request batch, concurrency, client processes
     ("http", 1, 1, 1),
@@ -420,28 +366,6 @@ LOAD_PLAN_GPU: LoadPlan = [
 GATEWAY_PLAN_GPU: LoadPlan = [("http", 1, 1, 1), ("http", 1, 16, 4), ("http", 1, 64, 8), ("http", 8, 8, 4)]
 LOAD_PLAN_DRY: LoadPlan = [("http", 1, 1, 1), ("http", 2, 2, 2), ("http-shm", 2, 1, 1)]
 GATEWAY_PLAN_DRY: LoadPlan = [("http", 1, 1, 1), ("http", 1, 2, 1)]
-
-
-def run_points(
-    url: str, stats_url: str, model: str, plan: LoadPlan, seconds: float, path: str
-) -> list[dict[str, Any]]:
-    """Closed-loop points against `url` (Triton or the gateway), with Triton's statistics around each."""
-    from deploylab.services.perf.load import LoadTarget, run_load
-    from deploylab.services.perf.triton_admin import model_statistics
-
-    points = []
-    for transport, batch, concurrency, processes in plan:
-        target = LoadTarget(transport, url, model, batch_size=batch, max_batch=max(batch, 64))
-        before = model_statistics(stats_url, model)
-        load = run_load(target, concurrency, seconds, processes=processes)
-        stats = model_statistics(stats_url, model) - before
-        points.append({"path": path, **load.as_dict(), "processes": processes, "server": stats.as_dict()})
-        _log(
-            f"  {path} {transport} b={batch} c={concurrency}: {load.throughput_img_s} img/s "
-            f"p50 {load.p50_ms} ms mean executed batch {stats.mean_executed_batch:.1f} "
-            f"errors {load.errors} {load.first_error or ''}"
-        )
-    return points
 
 
 def run_gateway(
@@ -497,7 +421,7 @@ def run_served(
             result["gateway"] = run_gateway(served, repository, work, out, plans[1], seconds)
         except Exception as exc:  # noqa: BLE001 - the direct numbers stand without it
             result["gateway"] = {"error": f"{type(exc).__name__}: {exc}"}
-            _log(f"  gateway failed: {type(exc).__name__}: {str(exc)[:500]}")
+            log_line(f"  gateway failed: {type(exc).__name__}: {str(exc)[:500]}")
         result["memory"] = memory(served.server.pid)
         result["gpu_memory"] = _nvidia_smi(["--query-compute-apps=pid,used_memory", "--format=csv,noheader"])
     return result
@@ -576,10 +500,6 @@ def facts(device: str) -> dict[str, Any]:
     return info
 
 
-def _log(message: str) -> None:
-    print(message, flush=True)
-
-
 def summarize(report: dict[str, Any]) -> str:
     """The summary table printed last: in-process rows, then served and gateway points with ratios."""
     lines = ["", "== summary =="]
@@ -648,7 +568,7 @@ def run(args: argparse.Namespace) -> int:
         if not torch.cuda.is_available():
             raise SystemExit("--device cuda but torch sees no GPU (use --device cpu for a rehearsal)")
     report["facts"] = facts(device)
-    _log(json.dumps(report["facts"]))
+    log_line(json.dumps(report["facts"]))
     save()
     weights = work / "weights" / "1" / "model.pt"
     weights.parent.mkdir(parents=True, exist_ok=True)
@@ -682,18 +602,18 @@ def run(args: argparse.Namespace) -> int:
     for name, step in steps:
         if name in args.skip:
             continue
-        _log(f"== {name} ==")
+        log_line(f"== {name} ==")
         started = time.perf_counter()
         try:
             report[name] = step()
         except Exception as exc:  # noqa: BLE001 - one failed step must not lose the others' numbers
             report[name] = {"error": f"{type(exc).__name__}: {exc}"}
-            _log(f"  {name} failed: {type(exc).__name__}: {str(exc)[:800]}")
+            log_line(f"  {name} failed: {type(exc).__name__}: {str(exc)[:800]}")
         report.setdefault("step_seconds", {})[name] = round(time.perf_counter() - started, 1)
         save()
     report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     save()
-    _log(summarize(report))
+    log_line(summarize(report))
     return 0
 
 

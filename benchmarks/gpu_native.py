@@ -95,7 +95,7 @@ def native_session(onnx_file: Path, device: str) -> Any:
 
 def inprocess_rows(session: Any, batches: list[int], seconds: float) -> list[dict[str, Any]]:
     """The session at each batch, host numpy in and out."""
-    from .gpu_check import measure_host_calls
+    from .gpu_serving import measure_host_calls
 
     name, size = session.get_inputs()[0].name, session.get_inputs()[0].shape[-1]
     rows = []
@@ -148,7 +148,7 @@ def run_native(
     """Export, in-process rows, then the served points; the ratio of the best of each."""
     from deploylab.services.modelzoo.repository import onnx_path
 
-    from .gpu_check import run_points, served_triton
+    from .gpu_serving import run_points, served_triton
 
     repository = work / "native-repo"
     name = model + NATIVE_SUFFIX

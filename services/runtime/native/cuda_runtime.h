@@ -32,8 +32,10 @@ class Runtime {
   std::string Copy(void* to, const void* from, size_t bytes) const { return Check(memcpy_(to, from, bytes, 4)); }
   //! Waits for the copies on the default stream: ONNX Runtime's CUDA provider runs on a stream of its own.
   std::string Synchronize() const { return Check(stream_synchronize_(nullptr)); }
+  //! Makes `device` the calling thread's current GPU (where Allocate allocates).
+  std::string UseDevice(int device) const { return Check(set_device_(device)); }
   std::string Allocate(int device, void** pointer, size_t bytes) const {
-    std::string err = Check(set_device_(device));
+    std::string err = UseDevice(device);
     return err.empty() ? Check(malloc_(pointer, bytes)) : err;
   }
   void Release(void* pointer) const {

@@ -527,6 +527,7 @@ struct Piece {
   const void* data = nullptr;
   size_t size = 0;
   bool on_gpu = false;
+  int64_t device = 0;  // the GPU it is on, when on_gpu
 };
 
 //! One request's share of the batch: where its input bytes are, how many items, or why it failed.
@@ -575,7 +576,7 @@ TRITONSERVER_Error* ReadSlice(const ModelState& model, int64_t item_bytes, Slice
     if (on_gpu && cuda::Runtime::Get(&why) == nullptr) {
       return Error(TRITONSERVER_ERROR_UNSUPPORTED, "input in GPU memory, but " + why);
     }
-    slice->buffers.push_back({buffer, static_cast<size_t>(size), on_gpu});
+    slice->buffers.push_back({buffer, static_cast<size_t>(size), on_gpu, memory_id});
     buffered += size;
   }
   if (buffered != byte_size) {
@@ -641,7 +642,8 @@ TRITONSERVER_Error* StackBatch(InstanceState* instance, const std::vector<Slice*
     for (const Piece& piece : slice->buffers) any_on_gpu = any_on_gpu || piece.on_gpu;
   }
   const Piece& first = group.front()->buffers.front();
-  if (buffers == 1 && (!first.on_gpu || instance->place.cuda)) {
+  const bool runs_here = instance->place.cuda && first.device == instance->place.device_id;
+  if (buffers == 1 && (!first.on_gpu || runs_here)) {
     *data = first.data;  // Triton's buffer, used in place
     *location = first.on_gpu ? instance->device_memory : g_cpu;
     return nullptr;
@@ -654,6 +656,9 @@ TRITONSERVER_Error* StackBatch(InstanceState* instance, const std::vector<Slice*
   char* cursor = nullptr;
   const bool on_device = instance->place.cuda && runtime != nullptr;
   if (on_device) {
+    // The instance's GPU for this thread's copies and their synchronisation (a peer GPU's bytes included).
+    why = runtime->UseDevice(instance->place.device_id);
+    if (!why.empty()) return Error(TRITONSERVER_ERROR_INTERNAL, "stacking the batch: " + why);
     if (instance->device_staging_bytes < bytes) {
       runtime->Release(instance->device_staging);
       instance->device_staging = nullptr;
