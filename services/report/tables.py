@@ -489,7 +489,7 @@ def accuracy_table(record: dict[str, Any]) -> Table:
             str(r["model"]),
             str(r["variant"]),
             str(r["precision"]),
-            str(r["engine"]),
+            str(r["engine"]) + ("" if r.get("device", "cpu") == "cpu" else f" on {r['device']}"),
             str(r["images"]),
             f"{100 * float(r['top1']):.1f}%",
             f"{100 * float(r['top5']):.1f}%",

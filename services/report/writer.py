@@ -67,11 +67,17 @@ def write_report(run_dir: Path, objective: Objective | None = None) -> ReportFil
 
 
 def add_accuracy(run_dir: Path, images: str, rows: list[dict[str, object]]) -> Path:
-    """Merge accuracy rows (model, variant, precision, engine, images, top1, top5) into the run's
-    accuracy.json, replacing rows of the same deployment, and re-render the report; its HTML path."""
+    """Merge accuracy rows (model, variant, precision, engine, device, images, top1, top5) into the run's
+    accuracy.json, replacing rows of the same deployment on the same device, and re-render the report;
+    its HTML path."""
     path = run_dir / ACCURACY_FILENAME
     record = json.loads(path.read_text()) if path.is_file() else {"results": []}
-    fresh = {(r["model"], r["precision"], r["engine"]) for r in rows}
-    kept = [r for r in record["results"] if (r["model"], r["precision"], r["engine"]) not in fresh]
+    fresh = {_deployment_key(r) for r in rows}
+    kept = [r for r in record["results"] if _deployment_key(r) not in fresh]
     _write(path, json.dumps({"images": images, "results": kept + rows}, indent=2) + "\n")
     return write_report(run_dir).html
+
+
+def _deployment_key(row: dict[str, object]) -> tuple[object, ...]:
+    """One deployment on one device (rows written before the device was recorded ran on the CPU)."""
+    return row["model"], row["precision"], row["engine"], row.get("device", "cpu")

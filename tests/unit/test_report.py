@@ -155,3 +155,28 @@ def test_triton_times_of_pipelined_models_are_marked_as_understated() -> None:
     for row in table.rows:
         marked = row[0] == "mobilenet_v3_large" and row[compute] != "–"
         assert row[compute].endswith("†") is marked and row[queue].endswith("†") is marked
+
+
+def test_accuracy_rows_of_one_deployment_on_two_devices_are_both_kept_and_told_apart(run_dir: Path) -> None:
+    import json
+
+    from deploylab.services.report.writer import ACCURACY_FILENAME, add_accuracy
+
+    def row(device: str, top1: float) -> dict[str, object]:
+        return {
+            "model": "resnet50",
+            "variant": "default",
+            "precision": "fp32",
+            "engine": "onnxruntime",
+            "device": device,
+            "images": 8,
+            "top1": top1,
+            "top5": 1.0,
+        }
+
+    add_accuracy(run_dir, "photos/", [row("cpu", 0.5)])
+    add_accuracy(run_dir, "photos/", [row("cuda", 0.625)])
+    html = add_accuracy(run_dir, "photos/", [row("cuda", 0.75)]).read_text()  # replaces the cuda row only
+    results = json.loads((run_dir / ACCURACY_FILENAME).read_text())["results"]
+    assert sorted((r["device"], r["top1"]) for r in results) == [("cpu", 0.5), ("cuda", 0.75)]
+    assert "onnxruntime on cuda" in html and "75.0%" in html and "62.5%" not in html

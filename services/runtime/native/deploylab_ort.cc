@@ -150,9 +150,12 @@ struct TensorType {
   int64_t bytes = sizeof(float);
 };
 
+const TensorType kFp32{"TYPE_FP32", "FP32", TRITONSERVER_TYPE_FP32, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, sizeof(float)};
+//! The output's type, always.
+const TensorType& kOutputType = kFp32;
 //! FP32 tensors, or uint8 pixels (`deploylab export --input uint8`: a quarter of the bytes per request).
 const TensorType kInputTypes[] = {
-    {"TYPE_FP32", "FP32", TRITONSERVER_TYPE_FP32, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, sizeof(float)},
+    kFp32,
     {"TYPE_UINT8", "UINT8", TRITONSERVER_TYPE_UINT8, ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, sizeof(uint8_t)},
 };
 
@@ -259,7 +262,7 @@ TRITONSERVER_Error* ReadModelState(TRITONBACKEND_Model* model, ModelState* state
     for (const TensorType& candidate : kInputTypes) {
       if (input_type == candidate.config_name) known = &candidate;
     }
-    if (known == nullptr || outputs[0].value("data_type", "") != "TYPE_FP32") {
+    if (known == nullptr || outputs[0].value("data_type", "") != kOutputType.config_name) {
       return Error(TRITONSERVER_ERROR_UNSUPPORTED, "serves a TYPE_FP32 or TYPE_UINT8 input and a TYPE_FP32 output");
     }
     state->input_type = *known;
@@ -515,7 +518,7 @@ TRITONSERVER_Error* CheckSession(const ModelState& model, OrtSession* session) {
   RETURN_IF_ERROR(CheckTensor("input", inputs.front(), model.item_input_dims, model.input_type));
   for (const OnnxTensor& output : outputs) {
     if (output.name == model.output_name) {
-      return CheckTensor("output", output, model.item_output_dims, kInputTypes[0]);  // outputs are FP32
+      return CheckTensor("output", output, model.item_output_dims, kOutputType);
     }
   }
   return Error(TRITONSERVER_ERROR_INVALID_ARG, "config.pbtxt declares the output '" + model.output_name +
