@@ -614,20 +614,20 @@ def decision_lines(decision: Decision) -> list[str]:
     return lines
 
 
-def gpu_memory(item: Ranked) -> str:
-    """`1,728 of 81,559` (the replica's GPU memory of the GPUs' total), or a dash."""
+def gpu_memory(item: Ranked, unit: str = "") -> str:
+    """`1,728 of 81,559` (the replica's GPU memory of the GPUs' total, then `unit`), or a dash."""
     cost = item.cost
     if cost is None or cost.gpu_memory_mib is None:
         return "–"
     total = f" of {num(cost.gpu_total_mib, 0)}" if cost.gpu_total_mib else ""
     scope = " (all processes)" if cost.gpu_memory_scope == "devices" else ""
-    return f"{num(cost.gpu_memory_mib, 0)}{total}{scope}"
+    return f"{num(cost.gpu_memory_mib, 0)}{total}{unit}{scope}"
 
 
 def _choice(lead: str, item: Ranked, target_rps: float) -> str:
     cpu = f", {num(item.cpu_s_per_1k, 1)} CPU s per 1,000 requests" if item.cpu_s_per_1k is not None else ""
     if item.gpu_memory_mib is not None:
-        cpu += f", {gpu_memory(item)} MiB of GPU memory"
+        cpu += f", {gpu_memory(item, ' MiB')} of GPU memory"
     fidelity = "" if item.deployment.fidelity is None else f"; fidelity {_fidelity(item)}"
     return (
         f"{lead}: {item.deployment.triton_model} ({item.deployment.precision}, {item.deployment.engine}) "
