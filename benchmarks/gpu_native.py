@@ -18,19 +18,21 @@ import functools
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-#: transport, request batch, concurrency, client processes (as gpu_check's plans).
-NATIVE_PLAN_GPU = [
+if TYPE_CHECKING:
+    from .gpu_serving import LoadPlan
+
+NATIVE_PLAN_GPU: LoadPlan = [
     ("http-shm", 1, 64, 8),
     ("http-cudashm", 1, 64, 8),
     ("http", 1, 64, 8),
     ("http-shm", 64, 4, 4),
     ("http-cudashm", 64, 4, 4),
 ]
-NATIVE_PLAN_DRY = [("http-shm", 1, 2, 1), ("http", 2, 1, 1)]
+NATIVE_PLAN_DRY: LoadPlan = [("http-shm", 1, 2, 1), ("http", 2, 1, 1)]
 NATIVE_MAX_BATCH = 64
 #: The served name: beside the torch step's model in the same work directory, never mistaken for it.
 NATIVE_SUFFIX = "_native"
@@ -165,7 +167,7 @@ def run_native(
         result["parity"] = served_parity(session, served.url, name)
         if not result["parity"]["ok"]:
             raise RuntimeError(f"served logits differ from the in-process session's: {result['parity']}")
-        result["points"] = run_points(served.url, served.url, name, plan, load_seconds, "direct")  # type: ignore[arg-type]
+        result["points"] = run_points(served.url, served.url, name, plan, load_seconds, "direct")
     best_inprocess = max(row["img_s"] for row in result["inprocess"])
     best_served = max((p["throughput_img_s"] for p in result["points"] if not p["errors"]), default=0.0)
     result["served_over_inprocess"] = round(best_served / best_inprocess, 3) if best_inprocess else None

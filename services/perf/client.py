@@ -371,11 +371,12 @@ class KServeCudaShmClient(KServeShmClient):
         device: int = 0,
     ):
         self.device = device
+        self.cudashm: Any = None  # tritonclient's helpers, loaded once when the region is made
         self.cuda_region: Any = None
         super().__init__(url, model, sample_shape, num_classes, max_batch)
 
     def _open_input(self, size: int) -> None:
-        cudashm = cuda_shared_memory()
+        cudashm = self.cudashm = cuda_shared_memory()
         try:
             self.cuda_region = cudashm.create_shared_memory_region(self.in_name, size, self.device)
         except cudashm.CudaSharedMemoryException as exc:
@@ -387,12 +388,12 @@ class KServeCudaShmClient(KServeShmClient):
         self._register("cudasharedmemory", self.in_name, region)
 
     def _write_input(self, batch: np.ndarray) -> None:
-        cuda_shared_memory().set_shared_memory_region(self.cuda_region, [batch])
+        self.cudashm.set_shared_memory_region(self.cuda_region, [batch])
 
     def _close_input(self) -> None:
         self._unregister("cudasharedmemory", self.in_name)
         if self.cuda_region is not None:
-            cuda_shared_memory().destroy_shared_memory_region(self.cuda_region)
+            self.cudashm.destroy_shared_memory_region(self.cuda_region)
             self.cuda_region = None
 
 
